@@ -1,0 +1,229 @@
+//! `Ingress`: where NATS traffic enters a node.
+//!
+//! Purpose: take events and recommend requests off their subscriptions,
+//! decode and validate them, and hand each to the shard that owns the member.
+//! Bad input is answered (requests: `ErrorReply`) or dead-lettered (events:
+//! copied to `<prefix>.dlq.events` with the reason in a header) and counted;
+//! it never stops the loop, so valid traffic around it is served.
+//!
+//! It is a task rather than an actix actor because it owns the subscription
+//! streams: draining them for shutdown (unsubscribe, then consume what the
+//! client already buffered) is a loop over the stream.
+//!
+//! Ordering: both subscriptions are read by one loop that prefers events, so
+//! an event published before a request by the same connection is routed
+//! before that request (NATS keeps the order on one connection).
+//!
+//! Emits: `reco_events_rejected_total{why}`, `reco_dlq_published_total`,
+//! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
+
+use crate::metrics as m;
+use crate::precomputed::ListsReader;
+use crate::responder::{InFlight, Responder};
+use crate::session::{fallback_reply, Recommend};
+use crate::shard::{RouteEvent, RouteRecommend, SessionShard};
+use actix::prelude::*;
+use async_nats::{Client, HeaderMap, Message, Subscriber};
+use futures::StreamExt;
+use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
+use reco_messages::{
+    decode_event, decode_request, DecodeError, ErrorCode, MemberId, Reason, Subjects,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Settings of the ingress, from the node's configuration.
+#[derive(Clone, Debug)]
+pub struct IngressSettings {
+    /// Largest payload accepted, in bytes.
+    pub max_payload: usize,
+    /// Deadline of a request that names none.
+    pub default_deadline: Duration,
+}
+
+/// The NATS front of a node.
+#[derive(Debug)]
+pub struct Ingress {
+    client: Client,
+    subjects: Subjects,
+    settings: IngressSettings,
+    shards: Vec<Addr<SessionShard>>,
+    lists: ListsReader,
+    in_flight: InFlight,
+    next_request: AtomicU64,
+}
+
+impl Ingress {
+    /// An ingress routing to `shards` (at least one).
+    pub fn new(
+        client: Client,
+        subjects: Subjects,
+        settings: IngressSettings,
+        shards: Vec<Addr<SessionShard>>,
+        lists: ListsReader,
+        in_flight: InFlight,
+    ) -> Self {
+        assert!(!shards.is_empty(), "an ingress needs at least one shard");
+        Ingress {
+            client,
+            subjects,
+            settings,
+            shards,
+            lists,
+            in_flight,
+            next_request: AtomicU64::new(1),
+        }
+    }
+
+    fn shard(&self, member: MemberId) -> &Addr<SessionShard> {
+        // Fibonacci hashing spreads sequential member ids over shards.
+        let h = member.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[((h >> 32) as usize) % self.shards.len()]
+    }
+
+    /// Serves `events` and `requests` until `shutdown` resolves, then drains
+    /// both subscriptions: no new message is taken from the server, and the
+    /// ones the client already received are still handled. Returns when both
+    /// streams have ended.
+    pub async fn run(
+        self,
+        mut events: Subscriber,
+        mut requests: Subscriber,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let runtime = tokio::runtime::Handle::current();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut draining = false;
+        let (mut events_open, mut requests_open) = (true, true);
+        while events_open || requests_open {
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if !draining => {
+                    draining = true;
+                    tracing::info!("Draining subscriptions.");
+                    for sub in [&mut events, &mut requests] {
+                        if let Err(error) = sub.drain().await {
+                            tracing::warn!(%error, "Subscription could not be drained.");
+                        }
+                    }
+                }
+                message = events.next(), if events_open => match message {
+                    Some(message) => self.on_event(message).await,
+                    None => events_open = false,
+                },
+                message = requests.next(), if requests_open => match message {
+                    Some(message) => self.on_request(message, &runtime),
+                    None => requests_open = false,
+                },
+            }
+        }
+        tracing::info!("Ingress stopped.");
+    }
+
+    async fn on_event(&self, message: Message) {
+        let member = match self.subjects.member_of_event(&message.subject) {
+            Ok(member) => member,
+            Err(error) => {
+                return self
+                    .reject_event(&message, "subject", &error.to_string())
+                    .await;
+            }
+        };
+        let event = match decode_event(&message.payload, member, self.settings.max_payload) {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .reject_event(&message, error.label(), &error.to_string())
+                    .await
+            }
+        };
+        if self.shard(member).try_send(RouteEvent(event)).is_err() {
+            metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "shard").increment(1);
+        }
+    }
+
+    async fn reject_event(&self, message: &Message, why: &'static str, reason: &str) {
+        metrics::counter!(m::EVENTS_REJECTED_TOTAL, "why" => why).increment(1);
+        tracing::warn!(subject = %message.subject, bytes = message.payload.len(), why, reason, "Event rejected.");
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_DLQ_REASON, sanitize_header(reason).as_str());
+        headers.insert(
+            HEADER_DLQ_SUBJECT,
+            sanitize_header(&message.subject).as_str(),
+        );
+        match self
+            .client
+            .publish_with_headers(self.subjects.dlq_events(), headers, message.payload.clone())
+            .await
+        {
+            Ok(()) => metrics::counter!(m::DLQ_PUBLISHED_TOTAL).increment(1),
+            Err(error) => tracing::warn!(%error, "Rejected event could not be dead-lettered."),
+        }
+    }
+
+    fn on_request(&self, message: Message, runtime: &tokio::runtime::Handle) {
+        let received = Instant::now();
+        let Some(reply) = message.reply.clone() else {
+            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
+            tracing::warn!(subject = %message.subject, "Recommend message without a reply subject ignored; send it as a request.");
+            return;
+        };
+        let responder = Responder::nats(
+            self.client.clone(),
+            reply,
+            runtime.clone(),
+            received,
+            &self.in_flight,
+        );
+        let member = match self.subjects.member_of_recommend(&message.subject) {
+            Ok(member) => member,
+            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
+        };
+        let request = match decode_request(&message.payload, self.settings.max_payload) {
+            Ok(request) => request,
+            Err(error @ DecodeError::TooLarge { .. }) => {
+                return responder.error(ErrorCode::TooLarge, error.to_string())
+            }
+            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
+        };
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("recommend", request_id = id, %member, k = request.k);
+        let deadline = received
+            + request
+                .deadline_ms
+                .map_or(self.settings.default_deadline, Duration::from_millis);
+        let recommend = Recommend {
+            member,
+            k: request.k as usize,
+            exclude_seen: request.exclude_seen,
+            deadline,
+            responder,
+            span,
+        };
+        if let Err(refused) = self.shard(member).try_send(RouteRecommend(recommend)) {
+            let RouteRecommend(recommend) = match refused {
+                SendError::Full(r) | SendError::Closed(r) => r,
+            };
+            let fallback = self.lists.fallback(member, recommend.k, &[]);
+            recommend
+                .responder
+                .reply(fallback_reply(member, fallback, Reason::Overloaded));
+        }
+    }
+}
+
+/// Header values must be one line of visible ASCII; keep them short too.
+fn sanitize_header(value: &str) -> String {
+    value
+        .chars()
+        .take(512)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! Names of the metrics the actors emit, defined once.
+//!
+//! Names follow `reco_<component>_<what>_<unit>`; label values are bounded
+//! sets (sources, reasons, error codes), never member or item ids.
+
+/// Histogram: time from receipt of a recommend request to its reply, by `source`.
+pub const RECOMMEND_LATENCY_SECONDS: &str = "reco_recommend_latency_seconds";
+/// Counter: replies sent, by `source` and `reason` (`none` when the model answered).
+pub const REPLIES_TOTAL: &str = "reco_replies_total";
+/// Counter: requests answered with an `ErrorReply`, by `code`.
+pub const REQUEST_ERRORS_TOTAL: &str = "reco_request_errors_total";
+/// Gauge: recommend requests received and not yet answered.
+pub const REQUESTS_IN_FLIGHT: &str = "reco_requests_in_flight";
+/// Counter: events accepted and routed to a session, by `kind`.
+pub const EVENTS_INGESTED_TOTAL: &str = "reco_events_ingested_total";
+/// Counter: events refused as bad input, by `why` (`too_large`, `malformed`, `invalid`, `subject`).
+pub const EVENTS_REJECTED_TOTAL: &str = "reco_events_rejected_total";
+/// Counter: valid events shed because a mailbox was full, by `stage` (`shard`, `session`).
+pub const EVENTS_DROPPED_TOTAL: &str = "reco_events_dropped_total";
+/// Counter: rejected events copied to the dead-letter subject.
+pub const DLQ_PUBLISHED_TOTAL: &str = "reco_dlq_published_total";
+/// Gauge: member sessions resident in memory.
+pub const SESSION_ACTIVE: &str = "reco_session_active";
+/// Counter: sessions passivated, by `cause` (`idle`, `capacity`).
+pub const SESSION_PASSIVATIONS_TOTAL: &str = "reco_session_passivations_total";
+/// Counter: scoring requests offered to the model pool, by `outcome`.
+pub const MODEL_REQUESTS_TOTAL: &str = "reco_model_requests_total";
+/// Histogram: time a model worker spent folding in and scoring one request.
+pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
+/// Gauge: scoring requests admitted to the model pool and not finished.
+pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
+/// Counter: NATS slow-consumer events (messages the client dropped).
+pub const NATS_SLOW_CONSUMER_TOTAL: &str = "reco_nats_slow_consumer_total";
+/// Counter: NATS connection events, by `event` (`connected`, `disconnected`, …).
+pub const NATS_EVENTS_TOTAL: &str = "reco_nats_events_total";
+/// Gauge: members with a precomputed list in the lists in service.
+pub const LISTS_MEMBERS: &str = "reco_lists_members";
+/// Gauge: items in the model in service (0 when none is loaded).
+pub const MODEL_ITEMS: &str = "reco_model_items";
+
+/// Registers a description for every metric so that the exporter shows
+/// `# HELP` lines even before a metric first moves.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        RECOMMEND_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from receipt of a recommend request to its reply."
+    );
+    describe_counter!(REPLIES_TOTAL, "Replies sent, by source and reason.");
+    describe_counter!(
+        REQUEST_ERRORS_TOTAL,
+        "Requests answered with an error, by code."
+    );
+    describe_gauge!(REQUESTS_IN_FLIGHT, "Recommend requests not yet answered.");
+    describe_counter!(EVENTS_INGESTED_TOTAL, "Events accepted, by kind.");
+    describe_counter!(
+        EVENTS_REJECTED_TOTAL,
+        "Events refused as bad input, by why."
+    );
+    describe_counter!(
+        EVENTS_DROPPED_TOTAL,
+        "Valid events shed at a full mailbox, by stage."
+    );
+    describe_counter!(
+        DLQ_PUBLISHED_TOTAL,
+        "Rejected events copied to the dead-letter subject."
+    );
+    describe_gauge!(SESSION_ACTIVE, "Member sessions resident in memory.");
+    describe_counter!(SESSION_PASSIVATIONS_TOTAL, "Sessions passivated, by cause.");
+    describe_counter!(
+        MODEL_REQUESTS_TOTAL,
+        "Scoring requests offered to the model pool, by outcome."
+    );
+    describe_histogram!(
+        MODEL_SCORE_SECONDS,
+        Unit::Seconds,
+        "Time a model worker spent on one request."
+    );
+    describe_gauge!(
+        MODEL_IN_FLIGHT,
+        "Scoring requests admitted and not finished."
+    );
+    describe_counter!(NATS_SLOW_CONSUMER_TOTAL, "NATS slow-consumer events.");
+    describe_counter!(NATS_EVENTS_TOTAL, "NATS connection events, by event.");
+    describe_gauge!(LISTS_MEMBERS, "Members with a precomputed list in service.");
+    describe_gauge!(MODEL_ITEMS, "Items in the model in service.");
+}

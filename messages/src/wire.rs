@@ -1,0 +1,256 @@
+//! The payloads of the public wire contract.
+//!
+//! Every type here is what producers and callers in any language put on NATS
+//! as a MessagePack map with field names. Optional fields may be left out;
+//! unknown extra fields are ignored so that producers can add fields before
+//! reco reads them. See `DESIGN.md` § Wire contract.
+
+use crate::ids::{ItemId, MemberId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a member did. The kind decides how much the event says about taste.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The member started or kept watching; `value` is seconds watched.
+    Play,
+    /// The member stopped watching; `value` is seconds watched in total.
+    Stop,
+    /// The member opened the item's page.
+    Click,
+    /// The item was shown to the member (a weak, often negative, signal).
+    Impression,
+    /// The member rated the item; `value` is stars (0.5 to 5).
+    Rate,
+    /// The member added the item to their list.
+    ListAdd,
+}
+
+impl EventKind {
+    /// Every kind, in wire order: handy for tests and metric label sets.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Play,
+        EventKind::Stop,
+        EventKind::Click,
+        EventKind::Impression,
+        EventKind::Rate,
+        EventKind::ListAdd,
+    ];
+
+    /// The wire name of the kind (also a bounded metric label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Play => "play",
+            EventKind::Stop => "stop",
+            EventKind::Click => "click",
+            EventKind::Impression => "impression",
+            EventKind::Rate => "rate",
+            EventKind::ListAdd => "list_add",
+        }
+    }
+
+    /// Whether the member consumed the item: such items are "seen" and left
+    /// out of recommendations unless the caller asks otherwise.
+    pub fn marks_seen(self) -> bool {
+        matches!(self, EventKind::Play | EventKind::Stop | EventKind::Rate)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A member event, published on `<prefix>.events.<member>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The member; must match the member named by the subject.
+    pub member: MemberId,
+    /// The item the event is about.
+    pub item: ItemId,
+    /// What happened.
+    pub kind: EventKind,
+    /// Seconds watched for `play`/`stop`, stars for `rate`; 0 otherwise.
+    #[serde(default)]
+    pub value: f32,
+    /// Producer time in milliseconds since the Unix epoch, when known.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
+    /// The device the event came from, when known.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// A request for recommendations, sent as a NATS request on
+/// `<prefix>.recommend.<member>`. Every field is optional; an empty payload
+/// asks for the defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecommendRequest {
+    /// How many items to return (default 10, at most 500).
+    #[serde(default)]
+    pub k: Option<u32>,
+    /// The row of the page being composed (context, free text).
+    #[serde(default)]
+    pub row: Option<String>,
+    /// The device asking (context, free text).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// How long the caller will wait, in milliseconds (default from config).
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// Leave out items the member has already watched (default true).
+    #[serde(default)]
+    pub exclude_seen: Option<bool>,
+}
+
+/// One recommended item with its score (higher is better; scores of
+/// different sources are not comparable).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoredItem {
+    /// The item.
+    pub item: ItemId,
+    /// Its score under the source that produced the list.
+    pub score: f32,
+}
+
+/// Where the items of a reply came from: callers use it to judge freshness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Scored online by the model from the member's recent events.
+    Model,
+    /// The member's list refreshed nearline after an important event.
+    Nearline,
+    /// The member's list computed offline by the last batch job.
+    Precomputed,
+    /// The most popular items (the fallback of last resort).
+    Popular,
+}
+
+impl Source {
+    /// The wire name (also a bounded metric label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Model => "model",
+            Source::Nearline => "nearline",
+            Source::Precomputed => "precomputed",
+            Source::Popular => "popular",
+        }
+    }
+}
+
+/// Why a fallback answered instead of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The model did not answer before the reply deadline.
+    Deadline,
+    /// The model pool (or the member's shard) had no room for the request.
+    Overloaded,
+    /// No model is loaded or its workers are down.
+    ModelUnavailable,
+    /// The member has no events the model knows about yet.
+    ColdStart,
+}
+
+impl Reason {
+    /// The wire name (also a bounded metric label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Deadline => "deadline",
+            Reason::Overloaded => "overloaded",
+            Reason::ModelUnavailable => "model_unavailable",
+            Reason::ColdStart => "cold_start",
+        }
+    }
+}
+
+/// The reply to a [`RecommendRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recommendations {
+    /// The member the list is for.
+    pub member: MemberId,
+    /// The ranked items, best first.
+    pub items: Vec<ScoredItem>,
+    /// Where the items came from.
+    pub source: Source,
+    /// The version of the model (or batch lists) that produced the items.
+    #[serde(default)]
+    pub model_version: Option<String>,
+    /// True when a fallback answered instead of the model.
+    #[serde(default)]
+    pub degraded: bool,
+    /// Why a fallback answered; `None` when the model did.
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// Time from receipt of the request to the reply, in microseconds.
+    #[serde(default)]
+    pub served_us: u64,
+}
+
+/// Machine-readable class of an [`ErrorReply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be decoded or has invalid values.
+    BadRequest,
+    /// The payload is larger than the configured limit.
+    TooLarge,
+    /// The node is shutting down and takes no new work.
+    Unavailable,
+    /// Something failed inside reco; the message says what.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire name (also a bounded metric label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// The body of an [`ErrorReply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The class of error.
+    pub code: ErrorCode,
+    /// What was wrong and what to do, for a person.
+    pub message: String,
+}
+
+/// The reply to a request that could not be served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+impl ErrorReply {
+    /// Builds an error reply.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            error: ErrorBody {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// A reply on a recommend subject: callers decode into this to tell a list
+/// from an error without looking at the bytes first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecommendReply {
+    /// The request failed.
+    Error(ErrorReply),
+    /// The list.
+    Ok(Recommendations),
+}

@@ -1,0 +1,432 @@
+//! Factor matrices: the frozen item factors a serving node holds (fold-in,
+//! scoring, top-k, binary artifact) and the user factors training produces.
+
+mod top_k;
+
+use crate::artifact::{self, ArtifactError, Cursor};
+use crate::linalg::{self, Solver};
+use crate::Scored;
+use reco_messages::{ItemId, MemberId};
+use std::collections::HashMap;
+
+/// Largest supported factor count: bounds the k x k solve (and the memory a
+/// hostile artifact header could ask for per row).
+pub const MAX_DIM: usize = 1024;
+
+/// Magic bytes of an item-factors artifact.
+const MAGIC: &[u8; 8] = b"RECOITF\0";
+
+/// Why a set of factors cannot be a model. Raised when building one from
+/// parts or from a decoded artifact; a served model is always valid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The factor count is 0 or above [`MAX_DIM`].
+    #[error("dimension {dim} is outside 1..={MAX_DIM}")]
+    Dim {
+        /// The rejected dimension.
+        dim: usize,
+    },
+    /// `factors.len()` is not `ids.len() * dim`.
+    #[error("expected {expected} factor values ({len} ids x dim {dim}), found {found}")]
+    Length {
+        /// Number of ids.
+        len: usize,
+        /// Factor count per id.
+        dim: usize,
+        /// `len * dim`.
+        expected: usize,
+        /// Values actually given.
+        found: usize,
+    },
+    /// A factor is NaN or infinite (training diverged or the data is bad).
+    #[error("factor value at position {index} is not finite")]
+    NonFinite {
+        /// Position in the row-major factor array.
+        index: usize,
+    },
+    /// The same id appears twice, so lookups would be ambiguous.
+    #[error("id {id} appears more than once")]
+    DuplicateId {
+        /// The repeated raw id.
+        id: u64,
+    },
+    /// `reg` must be positive and finite (it keeps fold-in solvable) and
+    /// `alpha` finite and non-negative.
+    #[error("reg {reg} must be finite and > 0 and alpha {alpha} finite and >= 0")]
+    Params {
+        /// Regularisation found.
+        reg: f32,
+        /// Confidence scale found.
+        alpha: f32,
+    },
+}
+
+/// Frozen item factors as served: the model a serving node scores with.
+///
+/// Dense row-major f32 `[len x dim]` so scoring is one linear scan, the item
+/// ids of the rows, and the `dim x dim` Gram matrix `Y^T Y` that fold-in
+/// needs (recomputed on load, never stored, so it cannot disagree with the
+/// factors). Also keeps the `reg` and `alpha` of training, since fold-in must
+/// use the same, and a version string to tag replies with.
+#[derive(Clone, Debug)]
+pub struct ItemFactors {
+    version: String,
+    dim: usize,
+    items: Vec<ItemId>,
+    index: HashMap<ItemId, u32>,
+    factors: Vec<f32>,
+    gram: Vec<f64>,
+    reg: f32,
+    alpha: f32,
+}
+
+impl PartialEq for ItemFactors {
+    /// Equal when everything stored in an artifact is equal (bit-for-bit
+    /// factors); the derived Gram matrix and index follow from those.
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+            && self.dim == other.dim
+            && self.items == other.items
+            && self.reg.to_bits() == other.reg.to_bits()
+            && self.alpha.to_bits() == other.alpha.to_bits()
+            && self.factors.len() == other.factors.len()
+            && self
+                .factors
+                .iter()
+                .zip(&other.factors)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl ItemFactors {
+    /// Builds a model from its parts, checking everything the kernels rely on.
+    ///
+    /// # Errors
+    /// [`ModelError`] when `dim` is outside `1..=1024`, `factors.len() !=
+    /// items.len() * dim`, a value is not finite, an id repeats, or
+    /// `reg`/`alpha` are unusable.
+    pub fn new(
+        version: String,
+        dim: usize,
+        items: Vec<ItemId>,
+        factors: Vec<f32>,
+        reg: f32,
+        alpha: f32,
+    ) -> Result<Self, ModelError> {
+        if dim == 0 || dim > MAX_DIM {
+            return Err(ModelError::Dim { dim });
+        }
+        let expected = items.len().checked_mul(dim);
+        if expected != Some(factors.len()) {
+            return Err(ModelError::Length {
+                len: items.len(),
+                dim,
+                expected: expected.unwrap_or(usize::MAX),
+                found: factors.len(),
+            });
+        }
+        if !(reg.is_finite() && reg > 0.0 && alpha.is_finite() && alpha >= 0.0) {
+            return Err(ModelError::Params { reg, alpha });
+        }
+        if let Some(index) = factors.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite { index });
+        }
+        let mut index = HashMap::with_capacity(items.len());
+        for (i, &item) in items.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| ModelError::Length {
+                len: items.len(),
+                dim,
+                expected: u32::MAX as usize,
+                found: items.len(),
+            })?;
+            if index.insert(item, i).is_some() {
+                return Err(ModelError::DuplicateId { id: item.0 });
+            }
+        }
+        let gram = linalg::gram(&factors, dim);
+        Ok(Self {
+            version,
+            dim,
+            items,
+            index,
+            factors,
+            gram,
+            reg,
+            alpha,
+        })
+    }
+
+    /// The version string given at training, to tag replies and artifacts.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Factors per item; a user vector must have this length.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of items in the catalogue of this model.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the model has no items (it then recommends nothing).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Regularisation used in training (and by fold-in).
+    pub fn reg(&self) -> f32 {
+        self.reg
+    }
+
+    /// Confidence scale used in training (and by fold-in): `c = 1 + alpha w`.
+    pub fn alpha(&self) -> f32 {
+        self.alpha
+    }
+
+    /// Row index of an item, `None` if the model does not know it (a new
+    /// title: the caller falls back).
+    pub fn index_of(&self, item: ItemId) -> Option<usize> {
+        self.index.get(&item).map(|&i| i as usize)
+    }
+
+    /// Item id of a row.
+    ///
+    /// # Panics
+    /// If `index >= len()`.
+    pub fn item_at(&self, index: usize) -> ItemId {
+        self.items[index]
+    }
+
+    /// The item ids, by row.
+    pub fn items(&self) -> &[ItemId] {
+        &self.items
+    }
+
+    /// Factors of one row.
+    ///
+    /// # Panics
+    /// If `index >= len()`.
+    pub fn row(&self, index: usize) -> &[f32] {
+        &self.factors[index * self.dim..(index + 1) * self.dim]
+    }
+
+    /// The whole row-major factor matrix (`len() * dim()` values).
+    pub fn factors(&self) -> &[f32] {
+        &self.factors
+    }
+
+    /// Score of one item for a user vector (the same dot product `top_k`
+    /// ranks by); `None` for an unknown item or a user vector of the wrong
+    /// length. For re-ranking a few candidates without a full scan.
+    pub fn score(&self, user: &[f32], item: ItemId) -> Option<f32> {
+        if user.len() != self.dim {
+            return None;
+        }
+        self.index_of(item).map(|i| linalg::dot(user, self.row(i)))
+    }
+
+    /// Fold-in: the user vector ALS would compute for a member with these
+    /// (item, weight) interactions against the frozen item factors,
+    /// `x = (YtY + Yu^T (Cu - I) Yu + reg I)^-1 Yu^T Cu p` with
+    /// `c = 1 + alpha w`, `p = 1`.
+    ///
+    /// This is how the online path personalises without retraining: a
+    /// member's recent events become a vector in milliseconds. Repeated items
+    /// have their weights summed (as [`crate::Interactions`] does); items
+    /// unknown to the model and weights that are not positive and finite are
+    /// ignored. `None` when no usable item is left.
+    ///
+    /// Cost `O(n_u dim^2 + dim^3)`; allocates only per interaction, never per
+    /// catalogue item.
+    pub fn fold_in(&self, interactions: &[(ItemId, f32)]) -> Option<Vec<f32>> {
+        let mut known: Vec<(usize, f32)> = interactions
+            .iter()
+            .filter(|(_, w)| w.is_finite() && *w > 0.0)
+            .filter_map(|&(item, w)| self.index_of(item).map(|i| (i, w)))
+            .collect();
+        if known.is_empty() {
+            return None;
+        }
+        // Stable: duplicates are summed in input order, as in Interactions.
+        known.sort_by_key(|e| e.0);
+        known.dedup_by(|later, first| {
+            if later.0 == first.0 {
+                first.1 += later.1;
+                true
+            } else {
+                false
+            }
+        });
+        let mut out = vec![0.0f32; self.dim];
+        let solved = Solver::new(self.dim).solve(
+            &self.gram,
+            self.reg,
+            self.alpha,
+            &self.factors,
+            known.into_iter(),
+            &mut out,
+        );
+        solved.then_some(out)
+    }
+
+    /// Scoring kernel + top-k: `dot(user, row)` for every item, the best `k`
+    /// in descending score (ties: lower row index first), skipping `exclude`
+    /// (ids not in the model are ignored).
+    ///
+    /// `k` larger than the catalogue returns every non-excluded item. Items
+    /// scoring NaN are skipped, and a user vector whose length is not
+    /// [`dim`](Self::dim) scores nothing (empty list).
+    ///
+    /// This is the hot kernel of the request path: one linear scan of the
+    /// factor matrix with an auto-vectorised dot product and a bounded heap,
+    /// `O(n log k)` time and `O(k + |exclude|)` memory.
+    pub fn top_k(&self, user: &[f32], k: usize, exclude: &[ItemId]) -> Vec<Scored> {
+        let mut excluded: Vec<usize> = exclude.iter().filter_map(|&i| self.index_of(i)).collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        self.top_k_excluding(user, k, &excluded)
+    }
+
+    /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
+    /// row indices (batch paths already have indices).
+    pub(crate) fn top_k_excluding(&self, user: &[f32], k: usize, excluded: &[usize]) -> Vec<Scored> {
+        if user.len() != self.dim || k == 0 {
+            return Vec::new();
+        }
+        top_k::scan(&self.factors, self.dim, user, k, excluded)
+            .into_iter()
+            .map(|(index, score)| Scored {
+                item: self.items[index],
+                score,
+            })
+            .collect()
+    }
+
+    /// Encodes the model as a versioned, checksummed artifact (see
+    /// [`crate::artifact`]) with this body, little-endian:
+    ///
+    /// ```text
+    /// dim u32 | len u64 | reg f32 | alpha f32 | version_len u32 | version utf-8
+    /// | len x item id u64 | len*dim x f32 (row-major)
+    /// ```
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut body =
+            Vec::with_capacity(24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4);
+        body.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        body.extend_from_slice(&(self.items.len() as u64).to_le_bytes());
+        body.extend_from_slice(&self.reg.to_le_bytes());
+        body.extend_from_slice(&self.alpha.to_le_bytes());
+        body.extend_from_slice(&(self.version.len() as u32).to_le_bytes());
+        body.extend_from_slice(self.version.as_bytes());
+        for item in &self.items {
+            body.extend_from_slice(&item.0.to_le_bytes());
+        }
+        for v in &self.factors {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        artifact::seal(MAGIC, &body)
+    }
+
+    /// Decodes and validates an artifact written by [`to_bytes`](Self::to_bytes).
+    ///
+    /// # Errors
+    /// [`ArtifactError`] for anything but an intact artifact of this format
+    /// describing a valid model. Never panics, and never allocates more than
+    /// the input's size before validating it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ArtifactError> {
+        let body = artifact::open(MAGIC, "item factors", bytes)?;
+        let mut cur = Cursor::new(body);
+        let dim = cur.u32("dim")? as usize;
+        let len = cur.u64("len")?;
+        let reg = cur.f32("reg")?;
+        let alpha = cur.f32("alpha")?;
+        let version_len = cur.u32("version length")? as usize;
+        let version = std::str::from_utf8(cur.take(version_len, "version")?)
+            .map_err(|_| ArtifactError::Malformed("version is not UTF-8"))?
+            .to_owned();
+        if dim == 0 || dim > MAX_DIM {
+            return Err(ModelError::Dim { dim }.into());
+        }
+        let len = usize::try_from(len).map_err(|_| ArtifactError::Malformed("len"))?;
+        let need = len
+            .checked_mul(8 + 4 * dim)
+            .ok_or(ArtifactError::Malformed("len"))?;
+        if need != cur.remaining() {
+            return Err(ArtifactError::Malformed("ids and factors do not match len x dim"));
+        }
+        let ids = cur.take(len * 8, "ids")?;
+        let items = ids
+            .chunks_exact(8)
+            .map(|c| ItemId(u64::from_le_bytes(c.try_into().unwrap_or_default())))
+            .collect();
+        let values = cur.take(len * dim * 4, "factors")?;
+        let factors = values
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        Ok(Self::new(version, dim, items, factors, reg, alpha)?)
+    }
+}
+
+/// User factors from training, one row per member of the training data.
+///
+/// Serving does not need them (members are folded in online); they exist for
+/// batch lists and evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserFactors {
+    dim: usize,
+    members: Vec<MemberId>,
+    index: HashMap<MemberId, u32>,
+    factors: Vec<f32>,
+}
+
+impl UserFactors {
+    /// Builds from rows that line up with `members` (`factors.len() ==
+    /// members.len() * dim`; training guarantees it).
+    pub(crate) fn new(dim: usize, members: Vec<MemberId>, factors: Vec<f32>) -> Self {
+        debug_assert_eq!(members.len() * dim, factors.len());
+        let index = members
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| (m, i as u32))
+            .collect();
+        Self {
+            dim,
+            members,
+            index,
+            factors,
+        }
+    }
+
+    /// The trained vector of a member, `None` if training did not see it.
+    pub fn get(&self, member: MemberId) -> Option<&[f32]> {
+        self.index
+            .get(&member)
+            .map(|&i| &self.factors[i as usize * self.dim..(i as usize + 1) * self.dim])
+    }
+
+    /// Members with a vector, by row.
+    pub fn members(&self) -> &[MemberId] {
+        &self.members
+    }
+
+    /// Factors per member.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Vector of the member at `index` of [`members`](Self::members).
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    pub fn row(&self, index: usize) -> &[f32] {
+        &self.factors[index * self.dim..(index + 1) * self.dim]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+use super::*;
+use proptest::prelude::*;
+
+fn model(len: usize, dim: usize, seed: u64) -> ItemFactors {
+    // A small deterministic generator is enough here; scores in [-1, 1].
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let factors = (0..len * dim)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let items = (0..len as u64).map(|i| ItemId(i * 3 + 1)).collect();
+    ItemFactors::new("v1".into(), dim, items, factors, 0.5, 2.0).unwrap()
+}
+
+/// The obvious implementation top_k must agree with.
+fn naive_top_k(m: &ItemFactors, user: &[f32], k: usize, exclude: &[ItemId]) -> Vec<Scored> {
+    let mut all: Vec<(usize, f32)> = (0..m.len())
+        .filter(|&i| !exclude.contains(&m.item_at(i)))
+        .map(|i| (i, linalg::dot(user, m.row(i))))
+        .filter(|(_, s)| !s.is_nan())
+        .collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.into_iter()
+        .take(k)
+        .map(|(i, score)| Scored {
+            item: m.item_at(i),
+            score,
+        })
+        .collect()
+}
+
+#[test]
+fn new_rejects_invalid_parts() {
+    let ok = |dim, items: Vec<u64>, factors: Vec<f32>| {
+        ItemFactors::new("v".into(), dim, items.into_iter().map(ItemId).collect(), factors, 1.0, 1.0)
+    };
+    assert!(matches!(ok(0, vec![], vec![]), Err(ModelError::Dim { dim: 0 })));
+    assert!(matches!(ok(1025, vec![], vec![]), Err(ModelError::Dim { .. })));
+    assert!(matches!(ok(2, vec![1], vec![1.0]), Err(ModelError::Length { expected: 2, found: 1, .. })));
+    assert!(matches!(ok(1, vec![1, 2], vec![1.0, f32::INFINITY]), Err(ModelError::NonFinite { index: 1 })));
+    assert!(matches!(ok(1, vec![4, 4], vec![1.0, 2.0]), Err(ModelError::DuplicateId { id: 4 })));
+    let bad_reg = ItemFactors::new("v".into(), 1, vec![ItemId(1)], vec![1.0], 0.0, 1.0);
+    assert!(matches!(bad_reg, Err(ModelError::Params { .. })));
+    let empty = ok(4, vec![], vec![]).unwrap();
+    assert!(empty.is_empty());
+    assert!(empty.top_k(&[0.0; 4], 10, &[]).is_empty());
+    assert!(empty.fold_in(&[(ItemId(1), 1.0)]).is_none());
+}
+
+#[test]
+fn accessors_describe_the_rows() {
+    let m = model(5, 3, 1);
+    assert_eq!((m.len(), m.dim(), m.version()), (5, 3, "v1"));
+    assert_eq!(m.index_of(ItemId(7)), Some(2));
+    assert_eq!(m.index_of(ItemId(8)), None);
+    assert_eq!(m.item_at(2), ItemId(7));
+    assert_eq!(m.row(2), &m.factors()[6..9]);
+    let user = [1.0, 0.5, -0.5];
+    assert_eq!(m.score(&user, ItemId(7)), Some(linalg::dot(&user, m.row(2))));
+    assert_eq!(m.score(&user, ItemId(8)), None);
+    assert_eq!(m.score(&[1.0], ItemId(7)), None);
+}
+
+#[test]
+fn top_k_edge_cases() {
+    let m = model(20, 8, 3);
+    let user = vec![0.3f32; 8];
+    assert!(m.top_k(&user, 0, &[]).is_empty());
+    assert_eq!(m.top_k(&user, 100, &[]).len(), 20);
+    assert_eq!(m.top_k(&user, 100, &[ItemId(1), ItemId(1), ItemId(999)]).len(), 19);
+    assert!(m.top_k(&[1.0; 7], 5, &[]).is_empty(), "wrong user length scores nothing");
+    // Ties: all-equal scores come back by ascending row index.
+    let zero = m.top_k(&[0.0; 8], 5, &[ItemId(4)]);
+    let ids: Vec<u64> = zero.iter().map(|s| s.item.0).collect();
+    assert_eq!(ids, vec![1, 7, 10, 13, 16]);
+}
+
+#[test]
+fn fold_in_ignores_unknown_items_and_bad_weights_and_sums_duplicates() {
+    let m = model(30, 4, 9);
+    assert!(m.fold_in(&[]).is_none());
+    assert!(m.fold_in(&[(ItemId(2), 1.0)]).is_none(), "unknown item only");
+    assert!(m.fold_in(&[(ItemId(1), 0.0), (ItemId(4), f32::NAN)]).is_none());
+    let base = m.fold_in(&[(ItemId(1), 2.0), (ItemId(4), 1.0)]).unwrap();
+    let noisy = m
+        .fold_in(&[(ItemId(4), 1.0), (ItemId(2), 5.0), (ItemId(1), 1.5), (ItemId(7), -1.0), (ItemId(1), 0.5)])
+        .unwrap();
+    for (a, b) in base.iter().zip(&noisy) {
+        assert!((a - b).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn artifact_round_trip_is_exact() {
+    let m = model(50, 7, 5);
+    let bytes = m.to_bytes();
+    let back = ItemFactors::from_bytes(&bytes).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.gram, m.gram);
+    assert_eq!(back.to_bytes(), bytes);
+    let user = [0.1f32; 7];
+    assert_eq!(back.top_k(&user, 5, &[]), m.top_k(&user, 5, &[]));
+}
+
+#[test]
+fn artifact_errors_are_specific() {
+    let bytes = model(4, 2, 5).to_bytes();
+    assert!(matches!(ItemFactors::from_bytes(b"nope"), Err(ArtifactError::BadMagic { .. })));
+    assert!(matches!(ItemFactors::from_bytes(&bytes[..30]), Err(ArtifactError::Truncated { .. })));
+    let mut lists = crate::PrecomputedLists::default().to_bytes();
+    assert!(matches!(ItemFactors::from_bytes(&lists), Err(ArtifactError::BadMagic { .. })));
+    lists[0] = b'X';
+    let mut corrupt = bytes.clone();
+    corrupt[40] ^= 1;
+    assert!(matches!(ItemFactors::from_bytes(&corrupt), Err(ArtifactError::ChecksumMismatch { .. })));
+    // A well-sealed body that lies about its size is malformed, not a panic.
+    let mut body = Vec::new();
+    body.extend_from_slice(&4u32.to_le_bytes());
+    body.extend_from_slice(&u64::MAX.to_le_bytes());
+    body.extend_from_slice(&[0; 12]);
+    let sealed = artifact::seal(MAGIC, &body);
+    assert!(matches!(ItemFactors::from_bytes(&sealed), Err(ArtifactError::Malformed(_))));
+    // A well-formed body describing an invalid model is Invalid.
+    let bad = ItemFactors {
+        reg: -1.0,
+        ..model(2, 2, 1)
+    };
+    assert!(matches!(
+        ItemFactors::from_bytes(&bad.to_bytes()),
+        Err(ArtifactError::Invalid(ModelError::Params { .. }))
+    ));
+}
+
+proptest! {
+    #[test]
+    fn top_k_matches_a_naive_sort(
+        len in 0usize..200,
+        dim in 1usize..40,
+        seed in any::<u64>(),
+        k in 0usize..250,
+        user_seed in any::<u64>(),
+        exclude in prop::collection::vec(0u64..700, 0..30),
+    ) {
+        let m = model(len, dim, seed);
+        let user: Vec<f32> = model(1, dim, user_seed).factors().to_vec();
+        let exclude: Vec<ItemId> = exclude.into_iter().map(ItemId).collect();
+        prop_assert_eq!(m.top_k(&user, k, &exclude), naive_top_k(&m, &user, k, &exclude));
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_lower_index(len in 1usize..100, k in 1usize..120, levels in 1u8..4) {
+        // Few distinct scores, many ties.
+        let factors: Vec<f32> = (0..len).map(|i| f32::from((i * 7 % 5) as u8 % levels)).collect();
+        let items = (0..len as u64).map(ItemId).collect();
+        let m = ItemFactors::new("t".into(), 1, items, factors, 1.0, 1.0).unwrap();
+        prop_assert_eq!(m.top_k(&[1.0], k, &[]), naive_top_k(&m, &[1.0], k, &[]));
+    }
+
+    #[test]
+    fn artifacts_round_trip(len in 0usize..40, dim in 1usize..20, seed in any::<u64>(), version in ".{0,16}") {
+        let mut m = model(len, dim, seed);
+        m.version = version;
+        prop_assert_eq!(ItemFactors::from_bytes(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = ItemFactors::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn hostile_bytes_behind_a_valid_prefix_never_panic(tail in prop::collection::vec(any::<u8>(), 0..300)) {
+        let mut bytes = model(3, 2, 1).to_bytes()[..20].to_vec();
+        bytes.extend_from_slice(&tail);
+        let _ = ItemFactors::from_bytes(&bytes);
+        // And with a correct seal around arbitrary bodies.
+        let _ = ItemFactors::from_bytes(&artifact::seal(MAGIC, &tail));
+    }
+
+    #[test]
+    fn bit_flipped_artifacts_are_refused(seed in any::<u64>(), bit in any::<prop::sample::Index>()) {
+        let mut bytes = model(6, 3, seed).to_bytes();
+        let bit = bit.index(bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(ItemFactors::from_bytes(&bytes).is_err());
+    }
+}

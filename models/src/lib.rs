@@ -1,0 +1,63 @@
+//! reco's recommender math: the offline half of the hybrid offline/online
+//! matrix factorisation, and the kernels the online half runs.
+//!
+//! `reco train` learns item factors with implicit-feedback ALS
+//! ([`train_als`]), batch-computes fallback lists ([`popular`],
+//! [`batch_top_n`]) and publishes them as checksummed artifacts
+//! ([`ItemFactors::to_bytes`], [`PrecomputedLists::to_bytes`]). Serving nodes
+//! load the artifacts, fold a member's recent events into a user vector against
+//! the frozen item factors ([`ItemFactors::fold_in`]) and rank the catalogue
+//! with one scan ([`ItemFactors::top_k`]).
+//!
+//! The crate does no I/O (callers pass readers and bytes), spawns no actors and
+//! has no async: it is plain, deterministic, CPU-bound code that the actors
+//! call from dedicated threads.
+//!
+//! # Layout
+//! - [`ratings`]: [`Rating`] and the MovieLens `ratings.csv` parser.
+//! - [`interactions`]: [`Interactions`], the sparse member x item matrix (CSR
+//!   both ways) that training and the lists read.
+//! - [`factors`]: [`ItemFactors`] (frozen, served: fold-in, scoring, top-k,
+//!   binary artifact) and [`UserFactors`].
+//! - [`als`]: [`train_als`], implicit ALS with exact Cholesky solves, parallel
+//!   over `std::thread::scope`.
+//! - [`lists`]: [`PrecomputedLists`], [`popular`], [`batch_top_n`]: the
+//!   offline lists that answer when the online path cannot.
+//! - [`artifact`]: the versioned, checksummed envelope shared by every
+//!   artifact, and [`ArtifactError`].
+//! - [`eval`]: per-member train/test split and ranking metrics
+//!   (precision, recall, NDCG, hit rate at k).
+//! - `linalg` (private): dot products, Gram matrices and the shared
+//!   regularised least-squares solve used by both training and fold-in, so
+//!   that a folded-in vector equals the trained one.
+
+pub mod als;
+pub mod artifact;
+pub mod eval;
+pub mod factors;
+pub mod interactions;
+mod linalg;
+pub mod lists;
+pub mod ratings;
+
+pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
+pub use artifact::ArtifactError;
+pub use factors::{ItemFactors, ModelError, UserFactors};
+pub use interactions::Interactions;
+pub use lists::{batch_top_n, popular, PrecomputedLists};
+pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};
+
+use reco_messages::ItemId;
+use serde::{Deserialize, Serialize};
+
+/// One ranked item with its score: the unit of every list this crate returns
+/// (top-k, popular, precomputed), so the actors can pass lists through
+/// without converting them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// The item being recommended.
+    pub item: ItemId,
+    /// Higher is better; comparable only within one list (a dot product for
+    /// model lists, a member count for popularity).
+    pub score: f32,
+}

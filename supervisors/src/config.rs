@@ -1,0 +1,439 @@
+//! The configuration of a node: every knob an operator can set, with the
+//! default a production operator would accept.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file given with
+//! `--config`, the environment (`RECO_NATS_URL`), command-line flags.
+//! `reco serve --print-config` prints the effective result. Unknown keys in
+//! the file are an error (a typo must not silently keep a default), and
+//! every value is range-checked by [`Config::validate`].
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Environment variable naming the NATS server.
+pub const ENV_NATS_URL: &str = "RECO_NATS_URL";
+/// Environment variable with the log filter (`info`, `reco=debug`, …).
+pub const ENV_LOG: &str = "RECO_LOG";
+
+/// The whole configuration of a serving node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach NATS and which subjects to use.
+    pub nats: NatsConfig,
+    /// Process-level settings.
+    pub node: NodeConfig,
+    /// Bounds on input.
+    pub limits: LimitsConfig,
+    /// Member sessions.
+    pub sessions: SessionsConfig,
+    /// The request path.
+    pub recommend: RecommendConfig,
+    /// The model and its workers.
+    pub model: ModelConfig,
+}
+
+/// NATS connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL.
+    pub url: String,
+    /// Prefix of every subject.
+    pub prefix: String,
+    /// Messages a subscription buffers before the client drops them (and
+    /// reports a slow consumer).
+    pub subscription_capacity: usize,
+    /// How long to try to connect at start-up, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: reco_messages::subjects::DEFAULT_PREFIX.into(),
+            subscription_capacity: 65_536,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Process-level settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Session shards, one per arbiter thread; 0 means one per core.
+    pub shards: usize,
+    /// Where the Prometheus exporter listens; empty disables it.
+    pub metrics_addr: String,
+    /// On SIGINT/SIGTERM, how long to wait for in-flight requests, in ms.
+    pub drain_timeout_ms: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            shards: 0,
+            metrics_addr: "127.0.0.1:9464".into(),
+            drain_timeout_ms: 10_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Bounds on input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest event or request payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_payload_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Member sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Most members resident at once (over all shards); the least recently
+    /// used is passivated beyond it.
+    pub max_resident: u64,
+    /// A member with no traffic for this long is passivated, in ms.
+    pub idle_timeout_ms: u64,
+    /// Events remembered per member.
+    pub recent_events: usize,
+    /// Data mailbox capacity of one session.
+    pub mailbox: usize,
+    /// Data mailbox capacity of one shard.
+    pub shard_mailbox: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            max_resident: 1_000_000,
+            idle_timeout_ms: 30 * 60 * 1000,
+            recent_events: 50,
+            mailbox: 64,
+            shard_mailbox: 8_192,
+        }
+    }
+}
+
+/// The request path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendConfig {
+    /// Deadline of a request that names none, in ms.
+    pub default_deadline_ms: u64,
+    /// The fallback answers this long before the deadline, in microseconds:
+    /// it covers the reply's trip back and the 1 ms granularity of the timer
+    /// (which may fire up to 1 ms late).
+    pub reply_margin_us: u64,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        RecommendConfig {
+            default_deadline_ms: 50,
+            reply_margin_us: 1_500,
+        }
+    }
+}
+
+/// The model and its workers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Directory written by `reco train --out` (model.bin, lists.bin).
+    /// Without one the node serves the fallback only.
+    pub dir: Option<PathBuf>,
+    /// Scoring worker threads.
+    pub workers: usize,
+    /// Scoring requests admitted at once; beyond it requests are answered by
+    /// the fallback with `reason: overloaded`.
+    pub max_in_flight: usize,
+    /// TEST ONLY: every scoring request first sleeps this long, in ms, to
+    /// make the model late on purpose. Leave at 0 in production.
+    pub test_delay_ms: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dir: None,
+            workers: 2,
+            max_in_flight: 256,
+            test_delay_ms: 0,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (with line and column).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("config value {key} = {value} is out of range: {expected}")]
+    Range {
+        /// The key, dotted.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses TOML text; missing keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The configuration as TOML, every key present.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range<T: PartialOrd + ToString>(
+            key: &'static str,
+            value: T,
+            lo: T,
+            hi: T,
+            expected: &'static str,
+        ) -> Result<(), ConfigError> {
+            if value < lo || value > hi {
+                return Err(ConfigError::Range {
+                    key,
+                    value: value.to_string(),
+                    expected,
+                });
+            }
+            Ok(())
+        }
+        if reco_messages::Subjects::new(&self.nats.prefix).is_err() {
+            return Err(ConfigError::Range {
+                key: "nats.prefix",
+                value: format!("{:?}", self.nats.prefix),
+                expected: "dot-separated tokens of letters, digits, '-' or '_'",
+            });
+        }
+        range(
+            "nats.subscription_capacity",
+            self.nats.subscription_capacity,
+            64,
+            10_000_000,
+            "64 to 10000000",
+        )?;
+        range(
+            "nats.connect_timeout_ms",
+            self.nats.connect_timeout_ms,
+            100,
+            600_000,
+            "100 to 600000",
+        )?;
+        range(
+            "node.shards",
+            self.node.shards,
+            0,
+            1024,
+            "0 (one per core) to 1024",
+        )?;
+        range(
+            "node.drain_timeout_ms",
+            self.node.drain_timeout_ms,
+            0,
+            3_600_000,
+            "0 to 3600000",
+        )?;
+        if !matches!(self.node.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Range {
+                key: "node.log_format",
+                value: format!("{:?}", self.node.log_format),
+                expected: "\"text\" or \"json\"",
+            });
+        }
+        if !self.node.metrics_addr.is_empty()
+            && self
+                .node
+                .metrics_addr
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(ConfigError::Range {
+                key: "node.metrics_addr",
+                value: format!("{:?}", self.node.metrics_addr),
+                expected: "an address like \"127.0.0.1:9464\", or \"\" to disable the exporter",
+            });
+        }
+        range(
+            "limits.max_payload_bytes",
+            self.limits.max_payload_bytes,
+            64,
+            64 << 20,
+            "64 to 67108864",
+        )?;
+        range(
+            "sessions.max_resident",
+            self.sessions.max_resident,
+            1,
+            1 << 32,
+            "1 to 4294967296",
+        )?;
+        range(
+            "sessions.idle_timeout_ms",
+            self.sessions.idle_timeout_ms,
+            100,
+            30 * 24 * 3_600_000,
+            "100 ms to 30 days",
+        )?;
+        range(
+            "sessions.recent_events",
+            self.sessions.recent_events,
+            1,
+            10_000,
+            "1 to 10000",
+        )?;
+        range(
+            "sessions.mailbox",
+            self.sessions.mailbox,
+            1,
+            1 << 20,
+            "1 to 1048576",
+        )?;
+        range(
+            "sessions.shard_mailbox",
+            self.sessions.shard_mailbox,
+            1,
+            1 << 24,
+            "1 to 16777216",
+        )?;
+        range(
+            "recommend.default_deadline_ms",
+            self.recommend.default_deadline_ms,
+            1,
+            reco_messages::codec::MAX_DEADLINE_MS,
+            "1 to 60000",
+        )?;
+        range(
+            "recommend.reply_margin_us",
+            self.recommend.reply_margin_us,
+            0,
+            100_000,
+            "0 to 100000",
+        )?;
+        range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
+        range(
+            "model.max_in_flight",
+            self.model.max_in_flight,
+            1,
+            1 << 20,
+            "1 to 1048576",
+        )?;
+        range(
+            "model.test_delay_ms",
+            self.model.test_delay_ms,
+            0,
+            60_000,
+            "0 to 60000",
+        )?;
+        Ok(())
+    }
+
+    /// Shards to start: the configured number, or one per core.
+    pub fn shard_count(&self) -> usize {
+        if self.node.shards > 0 {
+            self.node.shards
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let config = Config::default();
+        config.validate().unwrap();
+        let text = config.to_toml();
+        assert!(text.contains("default_deadline_ms = 50"), "{text}");
+        assert_eq!(Config::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let config = Config::from_toml("[model]\nworkers = 4\n").unwrap();
+        assert_eq!(config.model.workers, 4);
+        assert_eq!(config.sessions, SessionsConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_hostile_values_are_refused_with_the_key_named() {
+        let err = Config::from_toml("[model]\nworkerz = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workerz"), "{err}");
+        let err = Config::from_toml("[model]\nworkers = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workers"), "{err}");
+        for text in [
+            "[model]\nworkers = 0",
+            "[sessions]\nidle_timeout_ms = 1",
+            "[nats]\nprefix = \"a.*\"",
+            "[recommend]\ndefault_deadline_ms = 0",
+            "[node]\nmetrics_addr = \"nowhere\"",
+            "[limits]\nmax_payload_bytes = 18446744073709551615",
+        ] {
+            let config = Config::from_toml(text).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            let key = text.lines().next().unwrap().trim_matches(['[', ']']);
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! reco's composition root: configuration, the wiring of a serving node,
+//! the offline training job and the `reco` command line.
+//!
+//! This is the only crate that reads configuration files or the environment
+//! and the only one that wires actors together; the actors get typed
+//! settings.
+//!
+//! # Layout
+//! - [`config`]: every operator knob with its default and range.
+//! - [`node`]: starts the actors of a serving node and drains them.
+//! - [`train`]: `reco train`, the offline job.
+//! - [`artifacts`]: the model directory (`model.bin`, `lists.bin`).
+//! - [`telemetry`]: logging and the Prometheus exporter.
+//! - [`metrics`]: names of this crate's metrics.
+//! - [`cli`]: the `reco` binary's arguments.
+
+pub mod artifacts;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod node;
+pub mod telemetry;
+pub mod train;

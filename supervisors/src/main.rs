@@ -1,0 +1,5 @@
+//! The `reco` binary: see `reco --help`.
+
+fn main() -> std::process::ExitCode {
+    reco_supervisors::cli::main()
+}

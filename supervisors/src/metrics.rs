@@ -1,0 +1,16 @@
+//! Names of the metrics the composition root emits, defined once.
+
+/// Gauge: 1 while the node serves, 0 while it drains.
+pub const NODE_UP: &str = "reco_node_up";
+/// Counter: requests still in flight when a drain timed out.
+pub const DRAIN_ABANDONED_TOTAL: &str = "reco_node_drain_abandoned_total";
+
+/// Registers a description for every metric of this crate.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(NODE_UP, "1 while the node serves, 0 while it drains.");
+    describe_counter!(
+        DRAIN_ABANDONED_TOTAL,
+        "Requests still in flight when a drain timed out."
+    );
+}
