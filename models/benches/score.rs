@@ -18,7 +18,9 @@ const DIM: usize = 64;
 
 fn model(len: usize) -> ItemFactors {
     let mut rng = ChaCha8Rng::seed_from_u64(len as u64);
-    let factors = (0..len * DIM).map(|_| rng.gen_range(-0.1f32..0.1)).collect();
+    let factors = (0..len * DIM)
+        .map(|_| rng.gen_range(-0.1f32..0.1))
+        .collect();
     let items = (0..len as u64).map(ItemId).collect();
     ItemFactors::new("bench".into(), DIM, items, factors, 1.0, 1.0).expect("valid model")
 }

@@ -21,7 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = if args.first().is_some_and(|a| a.ends_with(".csv")) {
         args.remove(0)
     } else {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/ml-latest-small/ratings.csv").to_owned()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/ml-latest-small/ratings.csv"
+        )
+        .to_owned()
     };
     let mut params = AlsParams::default();
     let mut numbers = args.iter().map(|a| a.parse::<f64>());
@@ -62,18 +66,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&m| (m, data.member_items(m)))
         .collect();
-    let exclude = |m| -> Vec<_> { seen.get(&m).map(|s| s.iter().map(|p| p.0).collect()).unwrap_or_default() };
+    let exclude = |m| -> Vec<_> {
+        seen.get(&m)
+            .map(|s| s.iter().map(|p| p.0).collect())
+            .unwrap_or_default()
+    };
     let items = &model.item_factors;
 
     let als = evaluate(&test, k, |m| match model.user_factors.get(m) {
-        Some(user) => items.top_k(user, k, &exclude(m)).iter().map(|s| s.item).collect(),
+        Some(user) => items
+            .top_k(user, k, &exclude(m))
+            .iter()
+            .map(|s| s.item)
+            .collect(),
         None => Vec::new(),
     });
     let started = Instant::now();
     let folded = evaluate(&test, k, |m| {
         let history = seen.get(&m).map(Vec::as_slice).unwrap_or_default();
         match items.fold_in(history) {
-            Some(user) => items.top_k(&user, k, &exclude(m)).iter().map(|s| s.item).collect(),
+            Some(user) => items
+                .top_k(&user, k, &exclude(m))
+                .iter()
+                .map(|s| s.item)
+                .collect(),
             None => Vec::new(),
         }
     });
@@ -81,7 +97,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pop = popular(&data, data.num_items());
     let popularity = evaluate(&test, k, |m| {
         let ex = exclude(m);
-        pop.iter().map(|s| s.item).filter(|i| !ex.contains(i)).take(k).collect()
+        pop.iter()
+            .map(|s| s.item)
+            .filter(|i| !ex.contains(i))
+            .take(k)
+            .collect()
     });
     report("ALS (trained users)", &als);
     report("ALS (fold-in users)", &folded);

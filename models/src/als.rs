@@ -201,7 +201,10 @@ fn solve_side(
             let Some((block, chunk)) = next else { break };
             for (offset, x) in chunk.chunks_exact_mut(k).enumerate() {
                 let (cols, weights) = rows.row(block * BLOCK_ROWS + offset);
-                let entries = cols.iter().map(|&c| c as usize).zip(weights.iter().copied());
+                let entries = cols
+                    .iter()
+                    .map(|&c| c as usize)
+                    .zip(weights.iter().copied());
                 if !solver.solve(&g, params.reg, params.alpha, other, entries, x) {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -311,11 +314,26 @@ mod tests {
     fn bad_parameters_and_empty_data_are_refused() {
         let data = clustered();
         let bad = [
-            AlsParams { factors: 0, ..params(1) },
-            AlsParams { iterations: 0, ..params(1) },
-            AlsParams { reg: 0.0, ..params(1) },
-            AlsParams { alpha: f32::NAN, ..params(1) },
-            AlsParams { threads: 0, ..params(1) },
+            AlsParams {
+                factors: 0,
+                ..params(1)
+            },
+            AlsParams {
+                iterations: 0,
+                ..params(1)
+            },
+            AlsParams {
+                reg: 0.0,
+                ..params(1)
+            },
+            AlsParams {
+                alpha: f32::NAN,
+                ..params(1)
+            },
+            AlsParams {
+                threads: 0,
+                ..params(1)
+            },
         ];
         for p in bad {
             assert!(matches!(

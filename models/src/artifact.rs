@@ -200,23 +200,38 @@ mod tests {
     fn envelope_round_trips_and_names_each_failure() {
         let sealed = seal(MAGIC, b"body");
         assert_eq!(open(MAGIC, "test", &sealed).unwrap(), b"body");
-        assert!(matches!(open(b"RECOXXX\0", "x", &sealed), Err(ArtifactError::BadMagic { .. })));
-        assert!(matches!(open(MAGIC, "t", &sealed[..5]), Err(ArtifactError::Truncated { .. })));
+        assert!(matches!(
+            open(b"RECOXXX\0", "x", &sealed),
+            Err(ArtifactError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            open(MAGIC, "t", &sealed[..5]),
+            Err(ArtifactError::Truncated { .. })
+        ));
         assert!(matches!(
             open(MAGIC, "t", &sealed[..sealed.len() - 1]),
             Err(ArtifactError::Truncated { .. })
         ));
         let mut longer = sealed.clone();
         longer.push(0);
-        assert!(matches!(open(MAGIC, "t", &longer), Err(ArtifactError::TrailingBytes { extra: 1 })));
+        assert!(matches!(
+            open(MAGIC, "t", &longer),
+            Err(ArtifactError::TrailingBytes { extra: 1 })
+        ));
         let mut newer = sealed.clone();
         newer[8] = 2;
         assert!(matches!(
             open(MAGIC, "t", &newer),
-            Err(ArtifactError::UnsupportedFormat { found: 2, supported: 1 })
+            Err(ArtifactError::UnsupportedFormat {
+                found: 2,
+                supported: 1
+            })
         ));
         let mut flipped = sealed;
         flipped[21] ^= 0x10;
-        assert!(matches!(open(MAGIC, "t", &flipped), Err(ArtifactError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            open(MAGIC, "t", &flipped),
+            Err(ArtifactError::ChecksumMismatch { .. })
+        ));
     }
 }

@@ -69,7 +69,11 @@ pub struct Metrics {
 /// Scores a recommender on held-out ratings: `recommend(member)` returns its
 /// ranked items (only the first `k` count, duplicates count once) for each
 /// member with test ratings, in ascending member order.
-pub fn evaluate(test: &[Rating], k: usize, mut recommend: impl FnMut(MemberId) -> Vec<ItemId>) -> Metrics {
+pub fn evaluate(
+    test: &[Rating],
+    k: usize,
+    mut recommend: impl FnMut(MemberId) -> Vec<ItemId>,
+) -> Metrics {
     let mut relevant: BTreeMap<MemberId, HashSet<ItemId>> = BTreeMap::new();
     for r in test {
         relevant.entry(r.member).or_default().insert(r.item);
@@ -133,7 +137,10 @@ mod tests {
         assert_eq!(test.len(), 2);
         assert!(test.iter().all(|r| r.member == MemberId(1)));
         assert_eq!(train.len(), 11);
-        assert_eq!(split_per_member(&ratings, 0.2, 5, 42), (train.clone(), test.clone()));
+        assert_eq!(
+            split_per_member(&ratings, 0.2, 5, 42),
+            (train.clone(), test.clone())
+        );
         let (_, other) = split_per_member(&ratings, 0.2, 5, 43);
         assert_ne!(other, test, "a different seed should pick other items");
         // At least one test item even when the fraction rounds to zero.

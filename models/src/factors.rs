@@ -293,7 +293,12 @@ impl ItemFactors {
 
     /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
     /// row indices (batch paths already have indices).
-    pub(crate) fn top_k_excluding(&self, user: &[f32], k: usize, excluded: &[usize]) -> Vec<Scored> {
+    pub(crate) fn top_k_excluding(
+        &self,
+        user: &[f32],
+        k: usize,
+        excluded: &[usize],
+    ) -> Vec<Scored> {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
@@ -314,8 +319,9 @@ impl ItemFactors {
     /// | len x item id u64 | len*dim x f32 (row-major)
     /// ```
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body =
-            Vec::with_capacity(24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4);
+        let mut body = Vec::with_capacity(
+            24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4,
+        );
         body.extend_from_slice(&(self.dim as u32).to_le_bytes());
         body.extend_from_slice(&(self.items.len() as u64).to_le_bytes());
         body.extend_from_slice(&self.reg.to_le_bytes());
@@ -356,7 +362,9 @@ impl ItemFactors {
             .checked_mul(8 + 4 * dim)
             .ok_or(ArtifactError::Malformed("len"))?;
         if need != cur.remaining() {
-            return Err(ArtifactError::Malformed("ids and factors do not match len x dim"));
+            return Err(ArtifactError::Malformed(
+                "ids and factors do not match len x dim",
+            ));
         }
         let ids = cur.take(len * 8, "ids")?;
         let items = ids

@@ -113,10 +113,16 @@ impl Interactions {
         items.sort_unstable();
         items.dedup();
         let to_u32 = |i: usize| u32::try_from(i).expect("more than u32::MAX members or items");
-        let member_index: HashMap<MemberId, u32> =
-            members.iter().enumerate().map(|(i, &m)| (m, to_u32(i))).collect();
-        let item_index: HashMap<ItemId, u32> =
-            items.iter().enumerate().map(|(i, &t)| (t, to_u32(i))).collect();
+        let member_index: HashMap<MemberId, u32> = members
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| (m, to_u32(i)))
+            .collect();
+        let item_index: HashMap<ItemId, u32> = items
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, to_u32(i)))
+            .collect();
 
         let mut entries: Vec<(u32, u32, f32)> = triples
             .iter()
@@ -237,7 +243,10 @@ mod tests {
     #[test]
     fn empty_input_is_an_empty_matrix() {
         let data = Interactions::from_triples(std::iter::empty());
-        assert_eq!((data.num_members(), data.num_items(), data.nnz()), (0, 0, 0));
+        assert_eq!(
+            (data.num_members(), data.num_items(), data.nnz()),
+            (0, 0, 0)
+        );
         assert_eq!(data.by_member().rows(), 0);
     }
 }

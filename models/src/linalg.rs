@@ -206,7 +206,14 @@ mod tests {
         assert_eq!(g, vec![10.0, -1.0, -1.0, 5.0]);
         let mut solver = Solver::new(2);
         let mut x = [0.0f32; 2];
-        assert!(solver.solve(&g, 0.5, 2.0, &other, [(0, 1.0), (1, 0.5)].into_iter(), &mut x));
+        assert!(solver.solve(
+            &g,
+            0.5,
+            2.0,
+            &other,
+            [(0, 1.0), (1, 0.5)].into_iter(),
+            &mut x
+        ));
         // A = G + 0.5 I + 2*1*y0y0^T + 2*0.5*y1y1^T; b = 3*y0 + 2*y1
         let a = [
             [10.0 + 0.5 + 2.0 + 9.0, -1.0 + 4.0 - 3.0],

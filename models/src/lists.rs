@@ -119,8 +119,7 @@ pub fn batch_top_n(
             if start >= members.len() {
                 break;
             }
-            for row in start..(start + BLOCK).min(members.len()) {
-                let member = members[row];
+            for (row, &member) in members.iter().enumerate().skip(start).take(BLOCK) {
                 excluded.clear();
                 excluded.extend(
                     data.member_items(member)
@@ -139,7 +138,11 @@ pub fn batch_top_n(
         let mut parts = vec![work()];
         for handle in handles {
             // A worker only panics on a bug; re-raise it here.
-            parts.push(handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            parts.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
         }
         parts
     });
@@ -178,7 +181,11 @@ mod tests {
     #[test]
     fn batch_lists_exclude_training_items_and_match_top_k() {
         let triples: Vec<_> = (0..30u64)
-            .flat_map(|m| (0..8u64).filter(move |i| (m + i) % 3 != 0).map(move |i| (MemberId(m), ItemId(i), 1.0)))
+            .flat_map(|m| {
+                (0..8u64)
+                    .filter(move |i| (m + i) % 3 != 0)
+                    .map(move |i| (MemberId(m), ItemId(i), 1.0))
+            })
             .collect();
         let data = Interactions::from_triples(triples);
         let params = AlsParams {
@@ -193,9 +200,10 @@ mod tests {
         for (&member, list) in &lists {
             let seen: Vec<ItemId> = data.member_items(member).iter().map(|p| p.0).collect();
             assert!(list.iter().all(|s| !seen.contains(&s.item)));
-            let expected = model
-                .item_factors
-                .top_k(model.user_factors.get(member).unwrap(), 4, &seen);
+            let expected =
+                model
+                    .item_factors
+                    .top_k(model.user_factors.get(member).unwrap(), 4, &seen);
             assert_eq!(list, &expected);
         }
     }
@@ -208,7 +216,11 @@ mod tests {
         (
             ".{0,12}",
             prop::collection::vec(scored.clone(), 0..8),
-            prop::collection::hash_map(any::<u64>().prop_map(MemberId), prop::collection::vec(scored, 0..5), 0..6),
+            prop::collection::hash_map(
+                any::<u64>().prop_map(MemberId),
+                prop::collection::vec(scored, 0..5),
+                0..6,
+            ),
         )
             .prop_map(|(version, popular, members)| PrecomputedLists {
                 version,
@@ -241,7 +253,13 @@ mod tests {
     #[test]
     fn member_lookup_returns_the_list() {
         let mut lists = PrecomputedLists::default();
-        lists.members.insert(MemberId(3), vec![Scored { item: ItemId(1), score: 0.5 }]);
+        lists.members.insert(
+            MemberId(3),
+            vec![Scored {
+                item: ItemId(1),
+                score: 0.5,
+            }],
+        );
         assert_eq!(lists.member(MemberId(3)).unwrap().len(), 1);
         assert!(lists.member(MemberId(4)).is_none());
     }

@@ -186,16 +186,46 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_the_problem() {
         let cases = [
-            ("userId,movieId,rating,timestamp\n1,2,3,4\n1,2,abc,4", "line 3: rating 'abc' is not a number"),
-            ("1,2,3", "line 1: expected 4 fields (userId,movieId,rating,timestamp), found 3"),
-            ("1,2,3,4\n\nx,2,3,4", "line 3: user id 'x' is not an unsigned integer"),
-            ("1,-2,3,4", "line 1: movie id '-2' is not an unsigned integer"),
-            ("1,2,-1,4", "line 1: rating '-1' must be a finite number >= 0"),
-            ("1,2,NaN,4", "line 1: rating 'NaN' must be a finite number >= 0"),
-            ("1,2,inf,4", "line 1: rating 'inf' must be a finite number >= 0"),
-            ("1,2,3,4.5", "line 1: timestamp '4.5' is not whole seconds since the epoch"),
-            ("1,2,3,18446744073709551615", "line 1: timestamp '18446744073709551615' is not whole seconds since the epoch"),
-            ("userId,movieId,rating,timestamp\nuserId,movieId,rating,timestamp", "line 2: user id 'userId' is not an unsigned integer"),
+            (
+                "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,abc,4",
+                "line 3: rating 'abc' is not a number",
+            ),
+            (
+                "1,2,3",
+                "line 1: expected 4 fields (userId,movieId,rating,timestamp), found 3",
+            ),
+            (
+                "1,2,3,4\n\nx,2,3,4",
+                "line 3: user id 'x' is not an unsigned integer",
+            ),
+            (
+                "1,-2,3,4",
+                "line 1: movie id '-2' is not an unsigned integer",
+            ),
+            (
+                "1,2,-1,4",
+                "line 1: rating '-1' must be a finite number >= 0",
+            ),
+            (
+                "1,2,NaN,4",
+                "line 1: rating 'NaN' must be a finite number >= 0",
+            ),
+            (
+                "1,2,inf,4",
+                "line 1: rating 'inf' must be a finite number >= 0",
+            ),
+            (
+                "1,2,3,4.5",
+                "line 1: timestamp '4.5' is not whole seconds since the epoch",
+            ),
+            (
+                "1,2,3,18446744073709551615",
+                "line 1: timestamp '18446744073709551615' is not whole seconds since the epoch",
+            ),
+            (
+                "userId,movieId,rating,timestamp\nuserId,movieId,rating,timestamp",
+                "line 2: user id 'userId' is not an unsigned integer",
+            ),
         ];
         for (input, message) in cases {
             let err = parse(input).unwrap_err();

@@ -2,7 +2,7 @@
 
 use crate::config::{Config, ENV_NATS_URL};
 use crate::train::{self, TrainOptions};
-use crate::{artifacts, node, telemetry};
+use crate::{artifacts, client, node, telemetry};
 use clap::{Args, Parser, Subcommand};
 use reco_models::{AlsParams, PrecomputedLists};
 use std::path::PathBuf;
@@ -22,6 +22,10 @@ enum Command {
     Serve(ServeArgs),
     /// Train a model and batch-compute the fallback lists from a ratings CSV.
     Train(TrainArgs),
+    /// Ask a running node for recommendations and print the reply as JSON.
+    Recommend(client::RecommendArgs),
+    /// Publish one member event to a running node.
+    Event(client::EventArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +90,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Train(args) => train_command(args),
+        Command::Recommend(args) => block_on(client::recommend(args)),
+        Command::Event(args) => block_on(client::event(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +100,13 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {

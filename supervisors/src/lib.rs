@@ -13,9 +13,11 @@
 //! - [`telemetry`]: logging and the Prometheus exporter.
 //! - [`metrics`]: names of this crate's metrics.
 //! - [`cli`]: the `reco` binary's arguments.
+//! - [`client`]: `reco recommend` and `reco event`, a caller and a producer.
 
 pub mod artifacts;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod node;

@@ -3,10 +3,14 @@ use proptest::prelude::*;
 
 fn model(len: usize, dim: usize, seed: u64) -> ItemFactors {
     // A small deterministic generator is enough here; scores in [-1, 1].
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let factors = (0..len * dim)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
@@ -34,13 +38,39 @@ fn naive_top_k(m: &ItemFactors, user: &[f32], k: usize, exclude: &[ItemId]) -> V
 #[test]
 fn new_rejects_invalid_parts() {
     let ok = |dim, items: Vec<u64>, factors: Vec<f32>| {
-        ItemFactors::new("v".into(), dim, items.into_iter().map(ItemId).collect(), factors, 1.0, 1.0)
+        ItemFactors::new(
+            "v".into(),
+            dim,
+            items.into_iter().map(ItemId).collect(),
+            factors,
+            1.0,
+            1.0,
+        )
     };
-    assert!(matches!(ok(0, vec![], vec![]), Err(ModelError::Dim { dim: 0 })));
-    assert!(matches!(ok(1025, vec![], vec![]), Err(ModelError::Dim { .. })));
-    assert!(matches!(ok(2, vec![1], vec![1.0]), Err(ModelError::Length { expected: 2, found: 1, .. })));
-    assert!(matches!(ok(1, vec![1, 2], vec![1.0, f32::INFINITY]), Err(ModelError::NonFinite { index: 1 })));
-    assert!(matches!(ok(1, vec![4, 4], vec![1.0, 2.0]), Err(ModelError::DuplicateId { id: 4 })));
+    assert!(matches!(
+        ok(0, vec![], vec![]),
+        Err(ModelError::Dim { dim: 0 })
+    ));
+    assert!(matches!(
+        ok(1025, vec![], vec![]),
+        Err(ModelError::Dim { .. })
+    ));
+    assert!(matches!(
+        ok(2, vec![1], vec![1.0]),
+        Err(ModelError::Length {
+            expected: 2,
+            found: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ok(1, vec![1, 2], vec![1.0, f32::INFINITY]),
+        Err(ModelError::NonFinite { index: 1 })
+    ));
+    assert!(matches!(
+        ok(1, vec![4, 4], vec![1.0, 2.0]),
+        Err(ModelError::DuplicateId { id: 4 })
+    ));
     let bad_reg = ItemFactors::new("v".into(), 1, vec![ItemId(1)], vec![1.0], 0.0, 1.0);
     assert!(matches!(bad_reg, Err(ModelError::Params { .. })));
     let empty = ok(4, vec![], vec![]).unwrap();
@@ -58,7 +88,10 @@ fn accessors_describe_the_rows() {
     assert_eq!(m.item_at(2), ItemId(7));
     assert_eq!(m.row(2), &m.factors()[6..9]);
     let user = [1.0, 0.5, -0.5];
-    assert_eq!(m.score(&user, ItemId(7)), Some(linalg::dot(&user, m.row(2))));
+    assert_eq!(
+        m.score(&user, ItemId(7)),
+        Some(linalg::dot(&user, m.row(2)))
+    );
     assert_eq!(m.score(&user, ItemId(8)), None);
     assert_eq!(m.score(&[1.0], ItemId(7)), None);
 }
@@ -69,8 +102,15 @@ fn top_k_edge_cases() {
     let user = vec![0.3f32; 8];
     assert!(m.top_k(&user, 0, &[]).is_empty());
     assert_eq!(m.top_k(&user, 100, &[]).len(), 20);
-    assert_eq!(m.top_k(&user, 100, &[ItemId(1), ItemId(1), ItemId(999)]).len(), 19);
-    assert!(m.top_k(&[1.0; 7], 5, &[]).is_empty(), "wrong user length scores nothing");
+    assert_eq!(
+        m.top_k(&user, 100, &[ItemId(1), ItemId(1), ItemId(999)])
+            .len(),
+        19
+    );
+    assert!(
+        m.top_k(&[1.0; 7], 5, &[]).is_empty(),
+        "wrong user length scores nothing"
+    );
     // Ties: all-equal scores come back by ascending row index.
     let zero = m.top_k(&[0.0; 8], 5, &[ItemId(4)]);
     let ids: Vec<u64> = zero.iter().map(|s| s.item.0).collect();
@@ -81,11 +121,22 @@ fn top_k_edge_cases() {
 fn fold_in_ignores_unknown_items_and_bad_weights_and_sums_duplicates() {
     let m = model(30, 4, 9);
     assert!(m.fold_in(&[]).is_none());
-    assert!(m.fold_in(&[(ItemId(2), 1.0)]).is_none(), "unknown item only");
-    assert!(m.fold_in(&[(ItemId(1), 0.0), (ItemId(4), f32::NAN)]).is_none());
+    assert!(
+        m.fold_in(&[(ItemId(2), 1.0)]).is_none(),
+        "unknown item only"
+    );
+    assert!(m
+        .fold_in(&[(ItemId(1), 0.0), (ItemId(4), f32::NAN)])
+        .is_none());
     let base = m.fold_in(&[(ItemId(1), 2.0), (ItemId(4), 1.0)]).unwrap();
     let noisy = m
-        .fold_in(&[(ItemId(4), 1.0), (ItemId(2), 5.0), (ItemId(1), 1.5), (ItemId(7), -1.0), (ItemId(1), 0.5)])
+        .fold_in(&[
+            (ItemId(4), 1.0),
+            (ItemId(2), 5.0),
+            (ItemId(1), 1.5),
+            (ItemId(7), -1.0),
+            (ItemId(1), 0.5),
+        ])
         .unwrap();
     for (a, b) in base.iter().zip(&noisy) {
         assert!((a - b).abs() < 1e-6);
@@ -107,21 +158,36 @@ fn artifact_round_trip_is_exact() {
 #[test]
 fn artifact_errors_are_specific() {
     let bytes = model(4, 2, 5).to_bytes();
-    assert!(matches!(ItemFactors::from_bytes(b"nope"), Err(ArtifactError::BadMagic { .. })));
-    assert!(matches!(ItemFactors::from_bytes(&bytes[..30]), Err(ArtifactError::Truncated { .. })));
+    assert!(matches!(
+        ItemFactors::from_bytes(b"nope"),
+        Err(ArtifactError::BadMagic { .. })
+    ));
+    assert!(matches!(
+        ItemFactors::from_bytes(&bytes[..30]),
+        Err(ArtifactError::Truncated { .. })
+    ));
     let mut lists = crate::PrecomputedLists::default().to_bytes();
-    assert!(matches!(ItemFactors::from_bytes(&lists), Err(ArtifactError::BadMagic { .. })));
+    assert!(matches!(
+        ItemFactors::from_bytes(&lists),
+        Err(ArtifactError::BadMagic { .. })
+    ));
     lists[0] = b'X';
     let mut corrupt = bytes.clone();
     corrupt[40] ^= 1;
-    assert!(matches!(ItemFactors::from_bytes(&corrupt), Err(ArtifactError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        ItemFactors::from_bytes(&corrupt),
+        Err(ArtifactError::ChecksumMismatch { .. })
+    ));
     // A well-sealed body that lies about its size is malformed, not a panic.
     let mut body = Vec::new();
     body.extend_from_slice(&4u32.to_le_bytes());
     body.extend_from_slice(&u64::MAX.to_le_bytes());
     body.extend_from_slice(&[0; 12]);
     let sealed = artifact::seal(MAGIC, &body);
-    assert!(matches!(ItemFactors::from_bytes(&sealed), Err(ArtifactError::Malformed(_))));
+    assert!(matches!(
+        ItemFactors::from_bytes(&sealed),
+        Err(ArtifactError::Malformed(_))
+    ));
     // A well-formed body describing an invalid model is Invalid.
     let bad = ItemFactors {
         reg: -1.0,

@@ -57,7 +57,7 @@ pub(super) fn scan(
     for (index, row) in factors.chunks_exact(dim).enumerate() {
         let score = dot(user, row);
         let full = heap.len() == k;
-        if full && !(score > threshold) {
+        if full && (score <= threshold || score.is_nan()) {
             continue;
         }
         if score.is_nan() || excluded.binary_search(&index).is_ok() {
