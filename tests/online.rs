@@ -459,3 +459,93 @@ async fn sigterm_answers_every_request_in_flight_and_exits_zero() {
     assert!(status.success(), "exit status {status}\n{}", node.log());
     assert!(node.log().contains("Node drained."), "{}", node.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_versions_and_faults_are_injected_and_cleared_at_run_time() {
+    use reco_messages::admin::{Faults, Health, SetFaults};
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(2_000, 16, 100, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n",
+    );
+    let client = nats.client().await;
+    publish_event(&client, 3, fixture.items[0], EventKind::Play).await;
+    let request = RecommendRequest {
+        deadline_ms: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(ok(ask(&client, 3, &request).await.0).source, Source::Model);
+
+    let health = client
+        .request(subjects().admin_health(), Vec::new().into())
+        .await
+        .unwrap();
+    let health: Health = decode(&health.payload, LIMIT).unwrap();
+    assert_eq!(health.status, "serving");
+    assert_eq!(health.model_version.as_deref(), Some("fixture-v1"));
+    assert_eq!(health.lists_version, "fixture-v1");
+    assert_eq!(health.resident_members, 1);
+    assert!(health.rss_bytes > 0);
+
+    let set = |ms| {
+        encode(&SetFaults {
+            model_delay_ms: Some(ms),
+        })
+    };
+    let state = client
+        .request(subjects().admin_faults(), set(300).into())
+        .await
+        .unwrap();
+    assert_eq!(
+        decode::<Faults>(&state.payload, LIMIT)
+            .unwrap()
+            .model_delay_ms,
+        300
+    );
+    let slow = ok(ask(&client, 3, &request).await.0);
+    assert_eq!(
+        (slow.source, slow.reason),
+        (Source::Precomputed, Some(Reason::Deadline))
+    );
+
+    client
+        .request(subjects().admin_faults(), set(0).into())
+        .await
+        .unwrap();
+    // The worker busy with the late request finishes it (and skips it as
+    // expired); after that the model answers in time again.
+    node.wait_metric(
+        Duration::from_secs(10),
+        "the late request to be skipped",
+        |m| reco_e2e::metric_sum(m, "reco_model_requests_total", &["outcome=\"expired\""]) >= 1.0,
+    )
+    .await;
+    assert_eq!(ok(ask(&client, 3, &request).await.0).source, Source::Model);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_is_refused_unless_enabled() {
+    use reco_messages::admin::SetFaults;
+    let nats = NatsServer::start();
+    let _node = Node::start(&nats.url(), None, "");
+    let client = nats.client().await;
+    let reply = client
+        .request(
+            subjects().admin_faults(),
+            encode(&SetFaults {
+                model_delay_ms: Some(5),
+            })
+            .into(),
+        )
+        .await
+        .unwrap();
+    match decode::<RecommendReply>(&reply.payload, LIMIT).unwrap() {
+        RecommendReply::Error(e) => assert!(e.error.message.contains("fault_injection"), "{e:?}"),
+        other => panic!("fault injection was accepted on a production node: {other:?}"),
+    }
+    // Without a model the node still answers, from the (empty) fallback.
+    let reply = ok(ask(&client, 1, &RecommendRequest::default()).await.0);
+    assert_eq!(reply.reason, Some(Reason::ColdStart));
+}

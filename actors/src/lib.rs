@@ -1,6 +1,7 @@
 //! reco's actors: the online path of a serving node.
 //!
 //! # Layout
+//! - [`admin`]: `<prefix>.admin.…`: health and (for tests) fault injection.
 //! - [`ingress`]: NATS subscriptions → decode, validate, route; DLQ for bad events.
 //! - [`shard`]: `SessionShard`, one per arbiter: the bounded, idle-passivating
 //!   registry of member sessions.
@@ -25,6 +26,7 @@
 //!                                                   ModelPool ──► ModelWorker × N (SyncArbiter)
 //! ```
 
+pub mod admin;
 pub mod ingress;
 pub mod metrics;
 pub mod model;

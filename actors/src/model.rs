@@ -29,7 +29,7 @@ use arc_swap::ArcSwapOption;
 use reco_messages::ItemId;
 use reco_models::{ItemFactors, Scored};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,12 +69,31 @@ impl ModelHandle {
     }
 }
 
-/// Settings of one model worker.
+/// Faults injected into the model workers on purpose, for tests and the
+/// simulator; shared by every worker and changeable while the node runs.
+/// All off by default.
 #[derive(Clone, Debug, Default)]
-pub struct WorkerSettings {
-    /// TEST ONLY: sleep this long before each request, to make the model
-    /// late on purpose. Zero (the default) in production.
-    pub test_delay: Duration,
+pub struct InjectedFaults {
+    model_delay_ms: Arc<AtomicU64>,
+}
+
+impl InjectedFaults {
+    /// Faults with every scoring request delayed by `model_delay_ms`.
+    pub fn new(model_delay_ms: u64) -> Self {
+        let faults = InjectedFaults::default();
+        faults.set_model_delay_ms(model_delay_ms);
+        faults
+    }
+
+    /// How long each scoring request sleeps first.
+    pub fn model_delay(&self) -> Duration {
+        Duration::from_millis(self.model_delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the delay of every later scoring request.
+    pub fn set_model_delay_ms(&self, ms: u64) {
+        self.model_delay_ms.store(ms, Ordering::Relaxed);
+    }
 }
 
 /// Score items for a member.
@@ -132,13 +151,13 @@ pub enum ScoreOutcome {
 #[derive(Debug)]
 pub struct ModelWorker {
     model: ModelHandle,
-    settings: WorkerSettings,
+    faults: InjectedFaults,
 }
 
 impl ModelWorker {
     /// A worker scoring with whatever model `model` holds.
-    pub fn new(model: ModelHandle, settings: WorkerSettings) -> Self {
-        ModelWorker { model, settings }
+    pub fn new(model: ModelHandle, faults: InjectedFaults) -> Self {
+        ModelWorker { model, faults }
     }
 }
 
@@ -151,8 +170,9 @@ impl Handler<Score> for ModelWorker {
 
     fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
         let _permit = msg.permit;
-        if !self.settings.test_delay.is_zero() {
-            std::thread::sleep(self.settings.test_delay);
+        let delay = self.faults.model_delay();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
         let started = Instant::now();
         if started >= msg.deadline {
@@ -216,11 +236,11 @@ impl ModelPool {
         workers: usize,
         max_in_flight: usize,
         model: ModelHandle,
-        settings: WorkerSettings,
+        faults: InjectedFaults,
     ) -> Self {
         let for_workers = model.clone();
         let addr = SyncArbiter::start(workers.max(1), move || {
-            ModelWorker::new(for_workers.clone(), settings.clone())
+            ModelWorker::new(for_workers.clone(), faults.clone())
         });
         ModelPool {
             workers: addr,

@@ -10,9 +10,11 @@
 //! - [`wire`]: the payloads (`Event`, `RecommendRequest`, `Recommendations`,
 //!   `ErrorReply`) and their enums.
 //! - [`subjects`]: every NATS subject, built from one prefix.
+//! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
 //! - [`codec`]: encoding, size-limited decoding and validation with clear
 //!   errors.
 
+pub mod admin;
 pub mod codec;
 pub mod ids;
 pub mod subjects;

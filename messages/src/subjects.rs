@@ -112,6 +112,11 @@ impl Subjects {
         format!("{}.admin.health", self.prefix)
     }
 
+    /// Where a node with fault injection enabled takes [`crate::admin::SetFaults`].
+    pub fn admin_faults(&self) -> String {
+        format!("{}.admin.faults", self.prefix)
+    }
+
     /// The member named by an events subject.
     pub fn member_of_event(&self, subject: &str) -> Result<MemberId, BadSubject> {
         member_after(subject, &self.events)

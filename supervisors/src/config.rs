@@ -72,6 +72,9 @@ pub struct NodeConfig {
     pub drain_timeout_ms: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// TEST ONLY: accept fault injection on `<prefix>.admin.faults` (the
+    /// simulator uses it). Leave off in production.
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +84,7 @@ impl Default for NodeConfig {
             metrics_addr: "127.0.0.1:9464".into(),
             drain_timeout_ms: 10_000,
             log_format: "text".into(),
+            fault_injection: false,
         }
     }
 }

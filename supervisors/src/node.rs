@@ -20,9 +20,10 @@ use crate::metrics as nm;
 use actix::prelude::*;
 use anyhow::Context as _;
 use futures::StreamExt;
+use reco_actors::admin::Admin;
 use reco_actors::ingress::{Ingress, IngressSettings};
 use reco_actors::metrics as m;
-use reco_actors::model::{ModelHandle, ModelPool, WorkerSettings};
+use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool};
 use reco_actors::precomputed::{ListsReader, Precomputed};
 use reco_actors::responder::InFlight;
 use reco_actors::session::{SessionDeps, SessionSettings};
@@ -30,6 +31,8 @@ use reco_actors::shard::{SessionShard, ShardSettings};
 use reco_messages::Subjects;
 use reco_models::{ItemFactors, PrecomputedLists};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connects to NATS with the node's options: counted slow consumers and
@@ -101,13 +104,12 @@ pub async fn run(
     let model_version = model.as_ref().map(|m| m.version().to_owned());
     let lists_version = lists.version.clone();
     let handle = ModelHandle::new(model);
+    let faults = InjectedFaults::new(config.model.test_delay_ms);
     let pool = ModelPool::start(
         config.model.workers,
         config.model.max_in_flight,
-        handle,
-        WorkerSettings {
-            test_delay: Duration::from_millis(config.model.test_delay_ms),
-        },
+        handle.clone(),
+        faults.clone(),
     );
     if config.model.test_delay_ms > 0 {
         tracing::warn!(
@@ -145,11 +147,41 @@ pub async fn run(
         arbiters.push(arbiter);
     }
 
+    let in_flight = InFlight::new();
+    let draining = Arc::new(AtomicBool::new(false));
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = Admin {
+        client: client.clone(),
+        subjects: subjects.clone(),
+        model: handle,
+        lists: reader.clone(),
+        in_flight: in_flight.clone(),
+        shards: shards.clone(),
+        faults: config.node.fault_injection.then_some(faults),
+        draining: draining.clone(),
+        rss_bytes: Arc::new(rss_bytes),
+    };
+    let admin = actix::spawn(async move {
+        let stopped = async {
+            let _ = admin_stopped.await;
+        };
+        if let Err(error) = admin.run(stopped).await {
+            tracing::error!(%error, "Admin surface could not subscribe; the node serves without it.");
+        }
+    });
+
+    let rss_gauge = actix::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics::gauge!(nm::PROCESS_RSS_BYTES).set(rss_bytes() as f64);
+        }
+    });
+
     let events = client.subscribe(subjects.events_wildcard()).await?;
     let requests = client.subscribe(subjects.recommend_wildcard()).await?;
     round_trip(&client).await?;
 
-    let in_flight = InFlight::new();
     let ingress = Ingress::new(
         client.clone(),
         subjects.clone(),
@@ -171,8 +203,12 @@ pub async fn run(
         lists = %lists_version,
         "Node ready."
     );
+    let shutdown = async {
+        shutdown.await;
+        draining.store(true, Ordering::Release);
+        metrics::gauge!(nm::NODE_UP).set(0.0);
+    };
     ingress.run(events, requests, shutdown).await;
-    metrics::gauge!(nm::NODE_UP).set(0.0);
 
     let left = in_flight
         .wait_idle(Duration::from_millis(config.node.drain_timeout_ms))
@@ -185,11 +221,23 @@ pub async fn run(
         tracing::warn!(%error, "Final NATS flush failed.");
     }
     round_trip(&client).await.ok();
+    let _ = stop_admin.send(());
+    let _ = admin.await;
+    rss_gauge.abort();
     for arbiter in arbiters {
         arbiter.stop();
     }
     tracing::info!(abandoned = left, "Node drained.");
     Ok(())
+}
+
+/// The resident set size of this process, from `/proc/self/statm` (0 where
+/// that cannot be read).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -1,0 +1,43 @@
+//! Payloads of the operator surface, `<prefix>.admin.…` (request/reply,
+//! MessagePack maps like the rest of the contract).
+
+use serde::{Deserialize, Serialize};
+
+/// Reply to `<prefix>.admin.health`: what a node is serving right now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `serving`, or `draining` once shutdown has begun.
+    pub status: String,
+    /// Version of the model in service, if any.
+    #[serde(default)]
+    pub model_version: Option<String>,
+    /// Version of the precomputed lists in service (empty when none).
+    #[serde(default)]
+    pub lists_version: String,
+    /// Recommend requests received and not yet answered.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Member sessions resident in memory.
+    #[serde(default)]
+    pub resident_members: u64,
+    /// Resident set size of the node process, in bytes (0 where unknown).
+    #[serde(default)]
+    pub rss_bytes: u64,
+}
+
+/// Request on `<prefix>.admin.faults`: change the injected faults of a node
+/// started with `node.fault_injection = true` (for the simulator and tests;
+/// refused otherwise). Fields left out keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetFaults {
+    /// Make every scoring request sleep this long first (0 = off).
+    #[serde(default)]
+    pub model_delay_ms: Option<u64>,
+}
+
+/// The faults in force, replied to a [`SetFaults`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Injected delay of every scoring request, in ms.
+    pub model_delay_ms: u64,
+}
