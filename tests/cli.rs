@@ -42,11 +42,19 @@ fn a_hostile_config_file_is_refused_with_the_key_named() {
     for (text, key) in [
         ("[model]\nworkers = 0\n", "model.workers"),
         ("[sessions]\nmax_residents = 5\n", "max_residents"),
-        ("[recommend]\ndefault_deadline_ms = 999999999\n", "recommend.default_deadline_ms"),
+        (
+            "[recommend]\ndefault_deadline_ms = 999999999\n",
+            "recommend.default_deadline_ms",
+        ),
         ("not toml at all [", "invalid"),
     ] {
         std::fs::write(&path, text).unwrap();
-        let output = reco(&["serve", "--print-config", "--config", path.to_str().unwrap()]);
+        let output = reco(&[
+            "serve",
+            "--print-config",
+            "--config",
+            path.to_str().unwrap(),
+        ]);
         assert!(!output.status.success(), "{text} was accepted");
         assert!(stderr(&output).contains(key), "{text}: {}", stderr(&output));
     }
@@ -70,20 +78,36 @@ fn serving_without_a_reachable_nats_says_how_to_fix_it() {
     ]);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains("cannot connect to NATS") && err.contains("nats-server"), "{err}");
+    assert!(
+        err.contains("cannot connect to NATS") && err.contains("nats-server"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_bad_ratings_file_is_reported_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let ratings = dir.path().join("ratings.csv");
-    std::fs::write(&ratings, "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,11,lots,964982703\n").unwrap();
+    std::fs::write(
+        &ratings,
+        "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,11,lots,964982703\n",
+    )
+    .unwrap();
     let out = dir.path().join("model");
-    let output = reco(&["train", "--ratings", ratings.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let output = reco(&[
+        "train",
+        "--ratings",
+        ratings.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("line 3"), "{err}");
-    assert!(!out.join("model.bin").exists(), "nothing is written from a bad file");
+    assert!(
+        !out.join("model.bin").exists(),
+        "nothing is written from a bad file"
+    );
 }
 
 #[test]
@@ -93,7 +117,10 @@ fn training_writes_a_model_that_loads() {
     let mut csv = String::from("userId,movieId,rating,timestamp\n");
     for member in 0..40u64 {
         for j in 0..8u64 {
-            csv.push_str(&format!("{member},{},4.0,964982703\n", (member % 5) * 10 + j));
+            csv.push_str(&format!(
+                "{member},{},4.0,964982703\n",
+                (member % 5) * 10 + j
+            ));
         }
     }
     std::fs::write(&ratings, csv).unwrap();

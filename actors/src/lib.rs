@@ -13,6 +13,7 @@
 //! - [`responder`]: the reply handle that answers every request exactly once,
 //!   and the in-flight count a drain waits on.
 //! - [`signals`]: a member's bounded ring of recent events.
+//! - [`lifecycle`]: exit reasons, exit hooks and panic isolation for supervision.
 //! - [`metrics`]: the names of every metric the actors emit.
 //!
 //! Actors get typed settings from `reco-supervisors`; none reads the
@@ -28,6 +29,7 @@
 
 pub mod admin;
 pub mod ingress;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod precomputed;

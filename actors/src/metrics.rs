@@ -38,6 +38,13 @@ pub const LISTS_MEMBERS: &str = "reco_lists_members";
 /// Gauge: items in the model in service (0 when none is loaded).
 pub const MODEL_ITEMS: &str = "reco_model_items";
 
+/// Counter: panics caught in actor handlers, by `actor`.
+pub const ACTOR_PANICS_TOTAL: &str = "reco_actor_panics_total";
+/// Counter: events quarantined after crashing a member's session repeatedly.
+pub const EVENTS_QUARANTINED_TOTAL: &str = "reco_events_quarantined_total";
+/// Gauge: model workers up (not restarting).
+pub const MODEL_WORKERS_UP: &str = "reco_model_workers_up";
+
 /// Registers a description for every metric so that the exporter shows
 /// `# HELP` lines even before a metric first moves.
 pub fn describe() {
@@ -85,4 +92,13 @@ pub fn describe() {
     describe_counter!(NATS_EVENTS_TOTAL, "NATS connection events, by event.");
     describe_gauge!(LISTS_MEMBERS, "Members with a precomputed list in service.");
     describe_gauge!(MODEL_ITEMS, "Items in the model in service.");
+    describe_counter!(
+        ACTOR_PANICS_TOTAL,
+        "Panics caught in actor handlers, by actor."
+    );
+    describe_counter!(
+        EVENTS_QUARANTINED_TOTAL,
+        "Events quarantined after crashing a session repeatedly."
+    );
+    describe_gauge!(MODEL_WORKERS_UP, "Model workers up.");
 }

@@ -41,3 +41,33 @@ pub struct Faults {
     /// Injected delay of every scoring request, in ms.
     pub model_delay_ms: u64,
 }
+
+/// One node of the live supervision tree, replied to `<prefix>.admin.tree`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// The child's name, unique among its siblings.
+    pub name: String,
+    /// `supervisor` or `worker`.
+    pub kind: String,
+    /// A supervisor's strategy (`one_for_one`, `one_for_all`, `rest_for_one`).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Restart type (`permanent`, `transient`, `temporary`).
+    pub restart: String,
+    /// `running`, `restarting`, `stopped` or `escalated`.
+    pub state: String,
+    /// Times this child was restarted.
+    pub restarts: u64,
+    /// Why it last failed, if it ever did.
+    #[serde(default)]
+    pub last_failure: Option<String>,
+    /// When it last failed, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_failure_at_ms: Option<u64>,
+    /// Free-form detail (e.g. resident sessions of a shard).
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// A supervisor's children, in start order.
+    #[serde(default)]
+    pub children: Vec<TreeNode>,
+}

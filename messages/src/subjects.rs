@@ -117,6 +117,11 @@ impl Subjects {
         format!("{}.admin.faults", self.prefix)
     }
 
+    /// Where a node answers with its live supervision tree.
+    pub fn admin_tree(&self) -> String {
+        format!("{}.admin.tree", self.prefix)
+    }
+
     /// The member named by an events subject.
     pub fn member_of_event(&self, subject: &str) -> Result<MemberId, BadSubject> {
         member_after(subject, &self.events)

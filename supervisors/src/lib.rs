@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: every operator knob with its default and range.
+//! - [`supervision`]: supervision trees (strategies, intensity, backoff).
 //! - [`node`]: starts the actors of a serving node and drains them.
 //! - [`train`]: `reco train`, the offline job.
 //! - [`artifacts`]: the model directory (`model.bin`, `lists.bin`).
@@ -21,5 +22,6 @@ pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod node;
+pub mod supervision;
 pub mod telemetry;
 pub mod train;

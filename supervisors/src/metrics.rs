@@ -4,6 +4,10 @@
 pub const NODE_UP: &str = "reco_node_up";
 /// Gauge: resident set size of the node process, in bytes.
 pub const PROCESS_RSS_BYTES: &str = "reco_process_resident_memory_bytes";
+/// Counter: child restarts, by `supervisor` and `child`.
+pub const SUPERVISOR_RESTARTS_TOTAL: &str = "reco_supervisor_restarts_total";
+/// Counter: supervisors that exceeded their restart intensity, by `supervisor`.
+pub const SUPERVISOR_ESCALATIONS_TOTAL: &str = "reco_supervisor_escalations_total";
 /// Counter: requests still in flight when a drain timed out.
 pub const DRAIN_ABANDONED_TOTAL: &str = "reco_node_drain_abandoned_total";
 

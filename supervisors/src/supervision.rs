@@ -1,0 +1,55 @@
+//! Supervision trees: what restarts when something fails.
+//!
+//! actix restarts an actor only when its context stops; it does not catch
+//! panics, has no restart limit, no backoff and no strategy over siblings.
+//! This module adds Erlang/OTP's model on top:
+//!
+//! - a [`Supervisor`] owns an ordered list of children and, when one exits,
+//!   applies its **strategy**: `one_for_one` restarts only that child,
+//!   `one_for_all` stops and restarts every child, `rest_for_one` the failed
+//!   child and every child started after it (siblings stop in reverse start
+//!   order and restart in start order);
+//! - each child has a **restart type**: `permanent` children always restart,
+//!   `transient` ones only after an abnormal exit (a panic or a failure),
+//!   `temporary` ones never;
+//! - **restart intensity**: at most `max_restarts` within `period`. One more
+//!   and the supervisor stops its children and itself and **escalates** to
+//!   its parent, which treats it as a failed child. The root escalating means
+//!   the node shuts down cleanly, logs why, and exits non-zero;
+//! - restarts wait an exponential **backoff** with jitter
+//!   (`min · factor^n`, capped at `max`, plus up to `jitter` of itself),
+//!   which starts over after a child has run `reset_after` without failing.
+//!
+//! Panics are caught where they happen ([`reco_actors::lifecycle::isolate`]),
+//! counted and logged once; the actor then stops and reports the panic
+//! through its exit hook, and the supervisor takes it from there.
+//!
+//! The tree of a serving node (see `node.rs`):
+//!
+//! ```text
+//! root (one_for_one)
+//! ├── lists            permanent   precomputed lists (state survives restarts)
+//! ├── model (one_for_one)          permanent
+//! │   ├── worker-0     permanent   scoring thread, backoff between restarts
+//! │   └── worker-1     permanent
+//! ├── sessions (one_for_one)       permanent
+//! │   ├── shard-0      permanent   member sessions (transient, per member,
+//! │   └── shard-1      permanent     restarted by their shard; a poisoned
+//! │                                  event is quarantined)
+//! └── ingress          permanent   NATS subscriptions
+//! ```
+//!
+//! Operators set strategy, intensity and backoff per subtree in the config
+//! file (`[supervision.<name>]`), read the live tree with `reco tree`, and
+//! apply new limits with SIGHUP without restarting the node.
+
+pub mod policy;
+pub mod supervisor;
+#[cfg(test)]
+mod tests;
+
+pub use policy::{Backoff, Intensity, Restart, Strategy};
+pub use supervisor::{
+    subtree, ChildExited, ChildSpec, GetTree, Reconfigure, RunningChild, Shutdown, Supervisor,
+    SupervisorSettings,
+};
