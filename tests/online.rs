@@ -492,6 +492,7 @@ async fn health_reports_versions_and_faults_are_injected_and_cleared_at_run_time
     let set = |ms| {
         encode(&SetFaults {
             model_delay_ms: Some(ms),
+            ..Default::default()
         })
     };
     let state = client
@@ -536,6 +537,7 @@ async fn fault_injection_is_refused_unless_enabled() {
             subjects().admin_faults(),
             encode(&SetFaults {
                 model_delay_ms: Some(5),
+                ..Default::default()
             })
             .into(),
         )

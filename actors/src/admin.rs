@@ -9,12 +9,11 @@
 use crate::model::{InjectedFaults, ModelHandle};
 use crate::precomputed::ListsReader;
 use crate::responder::InFlight;
-use crate::shard::{ResidentCount, SessionShard};
-use actix::prelude::*;
+use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use reco_messages::admin::{Faults, Health, SetFaults};
-use reco_messages::{decode, encode, ErrorCode, ErrorReply, Subjects};
+use reco_messages::{decode, encode, ErrorCode, ErrorReply, ItemId, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +35,7 @@ pub struct Admin {
     /// Requests in flight.
     pub in_flight: InFlight,
     /// The session shards (for resident counts).
-    pub shards: Vec<Addr<SessionShard>>,
+    pub shards: ShardTable,
     /// The injectable faults, when the node allows fault injection.
     pub faults: Option<InjectedFaults>,
     /// Set once the node drains.
@@ -74,7 +73,7 @@ impl Admin {
 
     async fn on_health(&self, message: Message) {
         let mut resident = 0;
-        for shard in &self.shards {
+        for shard in self.shards.all() {
             resident += shard.send(ResidentCount).await.unwrap_or(0);
         }
         let health = Health {
@@ -119,8 +118,24 @@ impl Admin {
             );
             faults.set_model_delay_ms(ms);
         }
+        if let Some(every) = request.model_panic_every {
+            tracing::warn!(
+                every,
+                "Fault injected: model workers panic on every nth request."
+            );
+            faults.set_model_panic_every(every);
+        }
+        if let Some(item) = request.poison_item {
+            tracing::warn!(
+                ?item,
+                "Fault injected: events for this item crash their session."
+            );
+            faults.set_poison_item(item.map(ItemId));
+        }
         let state = Faults {
             model_delay_ms: faults.model_delay().as_millis() as u64,
+            model_panic_every: faults.model_panic_every(),
+            poison_item: faults.poison_item().map(|i| i.0),
         };
         self.reply(&message, encode(&state)).await;
     }

@@ -21,14 +21,12 @@ use crate::metrics as m;
 use crate::precomputed::ListsReader;
 use crate::responder::{InFlight, Responder};
 use crate::session::{fallback_reply, Recommend};
-use crate::shard::{RouteEvent, RouteRecommend, SessionShard};
+use crate::shard::{RouteEvent, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
-use reco_messages::{
-    decode_event, decode_request, DecodeError, ErrorCode, MemberId, Reason, Subjects,
-};
+use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Reason, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,23 +46,22 @@ pub struct Ingress {
     client: Client,
     subjects: Subjects,
     settings: IngressSettings,
-    shards: Vec<Addr<SessionShard>>,
+    shards: ShardTable,
     lists: ListsReader,
     in_flight: InFlight,
     next_request: AtomicU64,
 }
 
 impl Ingress {
-    /// An ingress routing to `shards` (at least one).
+    /// An ingress routing to the shards of `shards`.
     pub fn new(
         client: Client,
         subjects: Subjects,
         settings: IngressSettings,
-        shards: Vec<Addr<SessionShard>>,
+        shards: ShardTable,
         lists: ListsReader,
         in_flight: InFlight,
     ) -> Self {
-        assert!(!shards.is_empty(), "an ingress needs at least one shard");
         Ingress {
             client,
             subjects,
@@ -74,12 +71,6 @@ impl Ingress {
             in_flight,
             next_request: AtomicU64::new(1),
         }
-    }
-
-    fn shard(&self, member: MemberId) -> &Addr<SessionShard> {
-        // Fibonacci hashing spreads sequential member ids over shards.
-        let h = member.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        &self.shards[((h >> 32) as usize) % self.shards.len()]
     }
 
     /// Serves `events` and `requests` until `shutdown` resolves, then drains
@@ -138,7 +129,11 @@ impl Ingress {
                     .await
             }
         };
-        if self.shard(member).try_send(RouteEvent(event)).is_err() {
+        let routed = match self.shards.for_member(member) {
+            Some(shard) => shard.try_send(RouteEvent(event)).is_ok(),
+            None => false, // the shard is restarting
+        };
+        if !routed {
             metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "shard").increment(1);
         }
     }
@@ -201,10 +196,14 @@ impl Ingress {
             responder,
             span,
         };
-        if let Err(refused) = self.shard(member).try_send(RouteRecommend(recommend)) {
-            let RouteRecommend(recommend) = match refused {
-                SendError::Full(r) | SendError::Closed(r) => r,
-            };
+        let refused = match self.shards.for_member(member) {
+            Some(shard) => match shard.try_send(RouteRecommend(recommend)) {
+                Ok(()) => None,
+                Err(SendError::Full(r) | SendError::Closed(r)) => Some(r.0),
+            },
+            None => Some(recommend), // the shard is restarting
+        };
+        if let Some(recommend) = refused {
             let fallback = self.lists.fallback(member, recommend.k, &[]);
             recommend
                 .responder

@@ -54,6 +54,12 @@ pub fn unsupervised() -> ExitHook {
     Arc::new(|_| {})
 }
 
+/// Stop the actor (control: sent with `do_send`, never shed by a full data
+/// mailbox).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
 thread_local! {
     static RUNNING: Cell<Option<(&'static str, &'static str)>> = const { Cell::new(None) };
 }

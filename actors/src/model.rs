@@ -23,6 +23,7 @@
 //! member's items is in the model. A worker restart loses nothing: the model
 //! is in the shared handle.
 
+use crate::lifecycle::{isolate, ExitHook, ExitReason};
 use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
@@ -75,6 +76,9 @@ impl ModelHandle {
 #[derive(Clone, Debug, Default)]
 pub struct InjectedFaults {
     model_delay_ms: Arc<AtomicU64>,
+    model_panic_every: Arc<AtomicU64>,
+    scored: Arc<AtomicU64>,
+    poison_item_plus_one: Arc<AtomicU64>,
 }
 
 impl InjectedFaults {
@@ -93,6 +97,49 @@ impl InjectedFaults {
     /// Changes the delay of every later scoring request.
     pub fn set_model_delay_ms(&self, ms: u64) {
         self.model_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Every how many scoring requests a worker panics (0 = never).
+    pub fn model_panic_every(&self) -> u64 {
+        self.model_panic_every.load(Ordering::Relaxed)
+    }
+
+    /// Makes every `n`th scoring request (over all workers) panic; 0 stops it.
+    pub fn set_model_panic_every(&self, n: u64) {
+        self.model_panic_every.store(n, Ordering::Relaxed);
+    }
+
+    /// Makes every session that applies an event for `item` panic (the
+    /// "poisoned event" fault); `None` stops it.
+    pub fn set_poison_item(&self, item: Option<ItemId>) {
+        self.poison_item_plus_one
+            .store(item.map_or(0, |i| i.0.saturating_add(1)), Ordering::Relaxed);
+    }
+
+    /// The poisoned item, if any.
+    pub fn poison_item(&self) -> Option<ItemId> {
+        match self.poison_item_plus_one.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(ItemId(n - 1)),
+        }
+    }
+
+    /// Panics if `item` is the poisoned one.
+    pub fn check_poison(&self, item: ItemId) {
+        if self.poison_item() == Some(item) {
+            panic!("injected fault: poisoned event for item {item}");
+        }
+    }
+
+    /// Panics if this request is one the fault says must.
+    fn maybe_panic(&self) {
+        let every = self.model_panic_every();
+        if every > 0 {
+            let n = self.scored.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % every == 0 {
+                panic!("injected fault: model worker panics on scoring request {n}");
+            }
+        }
     }
 }
 
@@ -147,17 +194,21 @@ pub enum ScoreOutcome {
     Unavailable,
 }
 
-/// A model actor: one per `SyncArbiter` thread.
-#[derive(Debug)]
+/// A model actor: one per worker thread (a `SyncArbiter` of one).
 pub struct ModelWorker {
     model: ModelHandle,
     faults: InjectedFaults,
+    slot: Arc<WorkerSlot>,
+    exit: ExitHook,
+    failed: bool,
 }
 
-impl ModelWorker {
-    /// A worker scoring with whatever model `model` holds.
-    pub fn new(model: ModelHandle, faults: InjectedFaults) -> Self {
-        ModelWorker { model, faults }
+impl std::fmt::Debug for ModelWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelWorker")
+            .field("slot", &self.slot.index)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,11 +216,8 @@ impl Actor for ModelWorker {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<Score> for ModelWorker {
-    type Result = MessageResult<Score>;
-
-    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
-        let _permit = msg.permit;
+impl ModelWorker {
+    fn score(&self, msg: &Score) -> ScoreOutcome {
         let delay = self.faults.model_delay();
         if !delay.is_zero() {
             std::thread::sleep(delay);
@@ -177,23 +225,93 @@ impl Handler<Score> for ModelWorker {
         let started = Instant::now();
         if started >= msg.deadline {
             metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "expired").increment(1);
-            return MessageResult(ScoreOutcome::Expired);
+            return ScoreOutcome::Expired;
         }
         let Some(model) = self.model.load() else {
             metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "unavailable").increment(1);
-            return MessageResult(ScoreOutcome::Unavailable);
+            return ScoreOutcome::Unavailable;
         };
+        self.faults.maybe_panic();
         let Some(user) = model.fold_in(&msg.interactions) else {
             metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "cold").increment(1);
-            return MessageResult(ScoreOutcome::Cold);
+            return ScoreOutcome::Cold;
         };
         let items = model.top_k(&user, msg.k, &msg.exclude);
         metrics::histogram!(m::MODEL_SCORE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "scored").increment(1);
-        MessageResult(ScoreOutcome::Scored {
+        ScoreOutcome::Scored {
             items,
             version: model.version().to_owned(),
-        })
+        }
+    }
+}
+
+impl Handler<Score> for ModelWorker {
+    type Result = MessageResult<Score>;
+
+    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
+        if self.failed {
+            // Down: answer what was already queued at once, so the sessions
+            // fall back instead of waiting for their deadline.
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "worker_down").increment(1);
+            return MessageResult(ScoreOutcome::Unavailable);
+        }
+        match isolate("model_worker", "Score", || self.score(&msg)) {
+            Ok(outcome) => MessageResult(outcome),
+            Err(why) => {
+                // Stop taking work; the supervisor starts a fresh worker
+                // (a new thread) after its backoff. This thread ends once
+                // its queue is drained and its address dropped.
+                self.failed = true;
+                self.slot.clear_if(self.slot_generation());
+                (self.exit)(ExitReason::Panicked(why));
+                MessageResult(ScoreOutcome::Unavailable)
+            }
+        }
+    }
+}
+
+impl ModelWorker {
+    fn slot_generation(&self) -> u64 {
+        self.slot.generation.load(Ordering::Acquire)
+    }
+}
+
+/// One worker's place in the pool: its address while it is up, and the
+/// requests admitted to it.
+#[derive(Debug)]
+pub struct WorkerSlot {
+    index: usize,
+    addr: ArcSwapOption<Addr<ModelWorker>>,
+    generation: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl WorkerSlot {
+    fn clear_if(&self, generation: u64) {
+        if self.generation.load(Ordering::Acquire) == generation && self.addr.swap(None).is_some() {
+            metrics::gauge!(m::MODEL_WORKERS_UP).decrement(1.0);
+        }
+    }
+}
+
+/// A started worker, as its supervisor holds it.
+#[derive(Debug)]
+pub struct WorkerChild {
+    slot: Arc<WorkerSlot>,
+    generation: u64,
+}
+
+impl WorkerChild {
+    /// Takes the worker out of the pool; its thread ends once its queue is
+    /// answered.
+    pub fn stop(&self) {
+        self.slot.clear_if(self.generation);
+    }
+
+    /// Which worker this is.
+    pub fn index(&self) -> usize {
+        self.slot.index
     }
 }
 
@@ -220,34 +338,76 @@ pub enum Refusal {
 }
 
 /// The front of the model worker pool, cheap to clone into every session.
+///
+/// Each worker is its own `SyncArbiter` of one thread with its own queue, so
+/// that a supervisor can restart one without touching the others; the pool
+/// sends each request to the least loaded worker that is up, and admits at
+/// most `max_in_flight / workers` (at least 1) per worker.
 #[derive(Clone, Debug)]
 pub struct ModelPool {
-    workers: Addr<ModelWorker>,
+    slots: Arc<[Arc<WorkerSlot>]>,
     model: ModelHandle,
-    in_flight: Arc<AtomicUsize>,
-    max_in_flight: usize,
+    faults: InjectedFaults,
+    per_worker: usize,
 }
 
 impl ModelPool {
-    /// Starts `workers` worker threads scoring with `model`, admitting at
-    /// most `max_in_flight` requests at a time. Must run inside an actix
-    /// system.
-    pub fn start(
+    /// A pool of `workers` slots (all down until [`ModelPool::start_worker`])
+    /// admitting at most `max_in_flight` requests at a time.
+    pub fn new(
         workers: usize,
         max_in_flight: usize,
         model: ModelHandle,
         faults: InjectedFaults,
     ) -> Self {
-        let for_workers = model.clone();
-        let addr = SyncArbiter::start(workers.max(1), move || {
-            ModelWorker::new(for_workers.clone(), faults.clone())
-        });
+        let workers = workers.max(1);
+        let slots = (0..workers)
+            .map(|index| {
+                Arc::new(WorkerSlot {
+                    index,
+                    addr: ArcSwapOption::empty(),
+                    generation: AtomicU64::new(0),
+                    in_flight: Arc::new(AtomicUsize::new(0)),
+                })
+            })
+            .collect();
         ModelPool {
-            workers: addr,
+            slots,
             model,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            max_in_flight: max_in_flight.max(1),
+            faults,
+            per_worker: max_in_flight.div_ceil(workers).max(1),
         }
+    }
+
+    /// Number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Starts worker `index` on a new thread and puts it in service; `exit`
+    /// is called if it fails. Must run inside an actix system.
+    pub fn start_worker(&self, index: usize, exit: ExitHook) -> WorkerChild {
+        let slot = self.slots[index].clone();
+        let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let (model, faults, for_worker) = (self.model.clone(), self.faults.clone(), slot.clone());
+        let addr = SyncArbiter::start(1, move || ModelWorker {
+            model: model.clone(),
+            faults: faults.clone(),
+            slot: for_worker.clone(),
+            exit: exit.clone(),
+            failed: false,
+        });
+        if slot.addr.swap(Some(Arc::new(addr))).is_none() {
+            metrics::gauge!(m::MODEL_WORKERS_UP).increment(1.0);
+        }
+        WorkerChild { slot, generation }
+    }
+
+    /// Starts every worker unsupervised (tests and embedding).
+    pub fn start_all(&self) -> Vec<WorkerChild> {
+        (0..self.slots.len())
+            .map(|i| self.start_worker(i, crate::lifecycle::unsupervised()))
+            .collect()
     }
 
     /// The model handle the workers read (for hot swaps and status).
@@ -255,32 +415,49 @@ impl ModelPool {
         &self.model
     }
 
-    /// Admits `score` if there is room and a model, returning the future of
-    /// its outcome; the caller bounds it with its own deadline.
+    /// Admits `score` if a worker is up with room and a model is loaded,
+    /// returning the future of its outcome; the caller bounds it with its
+    /// own deadline.
     pub fn try_score(
         &self,
         mut score: Score,
     ) -> Result<impl Future<Output = Result<ScoreOutcome, MailboxError>>, Refusal> {
-        if !self.workers.connected() || self.model.load().is_none() {
+        if self.model.load().is_none() {
             metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "refused_unavailable")
                 .increment(1);
             return Err(Refusal::Unavailable);
         }
-        let admitted = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_in_flight).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "refused_overloaded")
-                .increment(1);
-            return Err(Refusal::Overloaded);
+        let mut any_up = false;
+        let mut best: Option<(&Arc<WorkerSlot>, Arc<Addr<ModelWorker>>, usize)> = None;
+        for slot in self.slots.iter() {
+            let Some(addr) = slot.addr.load_full() else {
+                continue;
+            };
+            any_up = true;
+            let load = slot.in_flight.load(Ordering::Acquire);
+            if load < self.per_worker && best.as_ref().is_none_or(|(_, _, l)| load < *l) {
+                best = Some((slot, addr, load));
+            }
         }
+        let Some((slot, addr, _)) = best else {
+            let (outcome, refusal) = if any_up {
+                ("refused_overloaded", Refusal::Overloaded)
+            } else {
+                ("refused_unavailable", Refusal::Unavailable)
+            };
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+            return Err(refusal);
+        };
+        slot.in_flight.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!(m::MODEL_IN_FLIGHT).increment(1.0);
         score.permit = Some(Permit {
-            in_flight: self.in_flight.clone(),
+            in_flight: slot.in_flight.clone(),
         });
-        Ok(self.workers.send(score))
+        Ok(addr.send(score))
+    }
+
+    /// The injectable faults the workers read.
+    pub fn faults(&self) -> &InjectedFaults {
+        &self.faults
     }
 }

@@ -4,7 +4,7 @@
 //! popular list) and answer from memory when the model cannot.
 //!
 //! Mailbox: [`ReplaceLists`] → `()` (swap in a new batch), [`ListsStatus`] →
-//! [`ListsInfo`].
+//! [`ListsInfo`], [`Stop`] (control).
 //!
 //! State: one `Arc<PrecomputedLists>` behind an `ArcSwap`. The request path
 //! does not go through the mailbox at all: sessions hold a [`ListsReader`]
@@ -14,6 +14,7 @@
 //! Emits: `reco_lists_members`. Fails: it has no failure of its own; a
 //! restart keeps the lists, which live in the shared cell.
 
+use crate::lifecycle::Stop;
 use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -121,6 +122,14 @@ impl Handler<ReplaceLists> for Precomputed {
         let new = self.reader.load();
         publish_gauges(&new);
         tracing::info!(old = %old.version, new = %new.version, members = new.members.len(), "Precomputed lists replaced.");
+    }
+}
+
+impl Handler<Stop> for Precomputed {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

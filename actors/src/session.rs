@@ -19,10 +19,12 @@
 //! Fails: a request is never left unanswered: the fallback is computed before
 //! the model is asked, and a lost responder answers `internal` on drop.
 
+use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::precomputed::{Fallback, ListsReader};
 use crate::responder::Responder;
+use crate::shard::SessionCrashed;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
@@ -58,16 +60,32 @@ pub struct Session {
     member: MemberId,
     signals: RecentSignals,
     deps: SessionDeps,
+    shard: Recipient<SessionCrashed>,
 }
 
 impl Session {
-    /// A session for `member` with no history.
-    pub fn new(member: MemberId, deps: SessionDeps) -> Self {
+    /// A session for `member` with no history, supervised by `shard`.
+    pub fn new(member: MemberId, deps: SessionDeps, shard: Recipient<SessionCrashed>) -> Self {
         Session {
             member,
             signals: RecentSignals::new(deps.settings.recent_events),
             deps,
+            shard,
         }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.deps.model.faults().check_poison(event.item);
+        self.signals.push(event);
+    }
+
+    fn crashed(&mut self, event: Option<Event>, why: String, ctx: &mut Context<Self>) {
+        self.shard.do_send(SessionCrashed {
+            member: self.member,
+            event,
+            why,
+        });
+        ctx.stop();
     }
 }
 
@@ -93,9 +111,15 @@ pub struct ApplyEvent(pub Event);
 impl Handler<ApplyEvent> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: ApplyEvent, _ctx: &mut Self::Context) {
-        metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => msg.0.kind.as_str()).increment(1);
-        self.signals.push(&msg.0);
+    fn handle(&mut self, msg: ApplyEvent, ctx: &mut Self::Context) {
+        let event = msg.0;
+        match isolate("session", "ApplyEvent", || self.apply(&event)) {
+            Ok(()) => {
+                metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => event.kind.as_str())
+                    .increment(1);
+            }
+            Err(why) => self.crashed(Some(event), why, ctx),
+        }
     }
 }
 
@@ -147,7 +171,16 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
 impl Handler<Recommend> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: Recommend, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Recommend, ctx: &mut Self::Context) {
+        // A panic drops the responder, which answers `internal`.
+        if let Err(why) = isolate("session", "Recommend", || self.recommend(msg)) {
+            self.crashed(None, why, ctx);
+        }
+    }
+}
+
+impl Session {
+    fn recommend(&mut self, msg: Recommend) {
         let Recommend {
             member,
             k,

@@ -33,6 +33,13 @@ pub struct SetFaults {
     /// Make every scoring request sleep this long first (0 = off).
     #[serde(default)]
     pub model_delay_ms: Option<u64>,
+    /// Make every nth scoring request panic its worker (0 = off).
+    #[serde(default)]
+    pub model_panic_every: Option<u64>,
+    /// Make every event for this item crash its member's session
+    /// (`Some(None)`, i.e. nil, clears it).
+    #[serde(default)]
+    pub poison_item: Option<Option<u64>>,
 }
 
 /// The faults in force, replied to a [`SetFaults`].
@@ -40,6 +47,12 @@ pub struct SetFaults {
 pub struct Faults {
     /// Injected delay of every scoring request, in ms.
     pub model_delay_ms: u64,
+    /// Every how many scoring requests a worker panics (0 = never).
+    #[serde(default)]
+    pub model_panic_every: u64,
+    /// The item whose events crash sessions, if any.
+    #[serde(default)]
+    pub poison_item: Option<u64>,
 }
 
 /// One node of the live supervision tree, replied to `<prefix>.admin.tree`.

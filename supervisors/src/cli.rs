@@ -26,6 +26,8 @@ enum Command {
     Recommend(client::RecommendArgs),
     /// Publish one member event to a running node.
     Event(client::EventArgs),
+    /// Print a running node's live supervision tree.
+    Tree(client::TreeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train_command(args),
         Command::Recommend(args) => block_on(client::recommend(args)),
         Command::Event(args) => block_on(client::event(args)),
+        Command::Tree(args) => block_on(client::tree(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,6 +137,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     telemetry::init_logging(config.node.log_format == "json");
+    reco_actors::lifecycle::install_panic_hook();
     if !config.node.metrics_addr.is_empty() {
         telemetry::init_metrics(config.node.metrics_addr.parse()?)?;
     }
@@ -148,7 +152,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let system = actix::System::new();
-    let result = system.block_on(node::run(config, model, lists, node::shutdown_signal()));
+    let result = system.block_on(node::run(
+        config,
+        model,
+        lists,
+        args.config.clone(),
+        node::shutdown_signal(),
+    ));
     actix::System::current().stop();
     result
 }

@@ -5,6 +5,7 @@
 use crate::config::ENV_NATS_URL;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use reco_messages::admin::TreeNode;
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
 };
@@ -134,4 +135,123 @@ pub async fn event(args: EventArgs) -> anyhow::Result<()> {
         args.item, args.member
     );
     Ok(())
+}
+
+/// Arguments of `reco tree`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Print the tree as JSON instead of indented text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Asks a node for its live supervision tree and prints it.
+pub async fn tree(args: TreeArgs) -> anyhow::Result<()> {
+    let (client, subjects) = connect(&args.target).await?;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(subjects.admin_tree(), Vec::new().into()),
+    )
+    .await
+    .context("no reply within 10 s")?
+    .context("request failed: is a reco node serving this prefix?")?;
+    let tree: TreeNode =
+        decode(&reply.payload, usize::MAX).context("the node's reply is not a supervision tree")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&tree)?);
+    } else {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        print!("{}", render_tree(&tree, now_ms));
+    }
+    Ok(())
+}
+
+/// Renders a tree as indented text, one node a line.
+pub fn render_tree(tree: &TreeNode, now_ms: u64) -> String {
+    fn line(node: &TreeNode, now_ms: u64) -> String {
+        let mut text = match &node.strategy {
+            Some(strategy) => format!("{} [supervisor {strategy}, {}]", node.name, node.restart),
+            None => format!("{} [{}]", node.name, node.restart),
+        };
+        text.push_str(&format!(" {} restarts={}", node.state, node.restarts));
+        if let Some(why) = &node.last_failure {
+            let ago = node
+                .last_failure_at_ms
+                .map(|at| format!(" {:.1}s ago", now_ms.saturating_sub(at) as f64 / 1000.0))
+                .unwrap_or_default();
+            text.push_str(&format!(" last_failure=\"{why}\"{ago}"));
+        }
+        if let Some(detail) = &node.detail {
+            text.push_str(&format!(" ({detail})"));
+        }
+        text
+    }
+    fn walk(node: &TreeNode, prefix: &str, now_ms: u64, out: &mut String) {
+        for (i, child) in node.children.iter().enumerate() {
+            let last = i + 1 == node.children.len();
+            out.push_str(&format!(
+                "{prefix}{}{}\n",
+                if last { "└── " } else { "├── " },
+                line(child, now_ms)
+            ));
+            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+            walk(child, &deeper, now_ms, out);
+        }
+    }
+    let mut out = format!("{}\n", line(tree, now_ms));
+    walk(tree, "", now_ms, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_render_indented_with_restart_counts_and_failures() {
+        let leaf = |name: &str, restarts| TreeNode {
+            name: name.into(),
+            kind: "worker".into(),
+            restart: "permanent".into(),
+            state: "running".into(),
+            restarts,
+            ..Default::default()
+        };
+        let mut failed = leaf("worker-1", 2);
+        failed.last_failure = Some("panicked: boom".into());
+        failed.last_failure_at_ms = Some(8_000);
+        let tree = TreeNode {
+            name: "root".into(),
+            kind: "supervisor".into(),
+            strategy: Some("one_for_one".into()),
+            restart: "permanent".into(),
+            state: "running".into(),
+            children: vec![
+                TreeNode {
+                    name: "model".into(),
+                    kind: "supervisor".into(),
+                    strategy: Some("one_for_all".into()),
+                    restart: "permanent".into(),
+                    state: "running".into(),
+                    children: vec![leaf("worker-0", 0), failed],
+                    ..Default::default()
+                },
+                leaf("lists", 0),
+            ],
+            ..Default::default()
+        };
+        let text = render_tree(&tree, 10_000);
+        assert_eq!(
+            text,
+            "root [supervisor one_for_one, permanent] running restarts=0\n\
+             ├── model [supervisor one_for_all, permanent] running restarts=0\n\
+             │   ├── worker-0 [permanent] running restarts=0\n\
+             │   └── worker-1 [permanent] running restarts=2 last_failure=\"panicked: boom\" 2.0s ago\n\
+             └── lists [permanent] running restarts=0\n"
+        );
+    }
 }

@@ -7,8 +7,10 @@
 //! the file are an error (a typo must not silently keep a default), and
 //! every value is range-checked by [`Config::validate`].
 
+use crate::supervision::{Backoff, Intensity, Strategy, SupervisorSettings};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 /// Environment variable naming the NATS server.
@@ -32,6 +34,150 @@ pub struct Config {
     pub recommend: RecommendConfig,
     /// The model and its workers.
     pub model: ModelConfig,
+    /// Restart strategies, limits and backoff per subtree.
+    pub supervision: SupervisionConfig,
+}
+
+/// Supervision settings of each subtree of the node (see the `supervision`
+/// module for the semantics).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// The root: its children are the lists, the model subtree and the
+    /// sessions subtree. When it gives up, the node shuts down (exit 1).
+    pub root: SubtreeConfig,
+    /// The model workers (permanent; a panicking worker restarts after a
+    /// backoff while the others serve).
+    pub model: SubtreeConfig,
+    /// The session shards (permanent; a restarted shard starts with no
+    /// sessions).
+    pub sessions: SubtreeConfig,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            root: SubtreeConfig {
+                max_restarts: 3,
+                ..SubtreeConfig::default()
+            },
+            model: SubtreeConfig {
+                max_restarts: 20,
+                ..SubtreeConfig::default()
+            },
+            sessions: SubtreeConfig::default(),
+        }
+    }
+}
+
+/// Strategy, restart intensity and backoff of one supervisor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubtreeConfig {
+    /// `one_for_one`, `one_for_all` or `rest_for_one`.
+    pub strategy: Strategy,
+    /// Restarts allowed within `period_ms` before the subtree gives up and
+    /// escalates to its parent.
+    pub max_restarts: u32,
+    /// The intensity window, in ms.
+    pub period_ms: u64,
+    /// Delay before the first restart, in ms.
+    pub backoff_min_ms: u64,
+    /// Largest delay between restarts, in ms.
+    pub backoff_max_ms: u64,
+    /// Growth of the delay per consecutive failure.
+    pub backoff_factor: f64,
+    /// Random fraction added to each delay (0 to 1).
+    pub backoff_jitter: f64,
+    /// A child that ran this long without failing starts over at the
+    /// minimum delay, in ms.
+    pub backoff_reset_ms: u64,
+}
+
+impl Default for SubtreeConfig {
+    fn default() -> Self {
+        SubtreeConfig {
+            strategy: Strategy::OneForOne,
+            max_restarts: 10,
+            period_ms: 60_000,
+            backoff_min_ms: 10,
+            backoff_max_ms: 5_000,
+            backoff_factor: 2.0,
+            backoff_jitter: 0.2,
+            backoff_reset_ms: 30_000,
+        }
+    }
+}
+
+impl SubtreeConfig {
+    /// The settings a supervisor runs with.
+    pub fn settings(&self) -> SupervisorSettings {
+        SupervisorSettings {
+            strategy: self.strategy,
+            intensity: Intensity {
+                max_restarts: self.max_restarts,
+                period: Duration::from_millis(self.period_ms),
+            },
+            backoff: Backoff {
+                min: Duration::from_millis(self.backoff_min_ms),
+                max: Duration::from_millis(self.backoff_max_ms),
+                factor: self.backoff_factor,
+                jitter: self.backoff_jitter,
+                reset_after: Duration::from_millis(self.backoff_reset_ms),
+            },
+        }
+    }
+
+    fn validate(&self, name: &'static str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, value: String, expected: &'static str| ConfigError::Range {
+            key,
+            value: format!("{value} (in [supervision.{name}])"),
+            expected,
+        };
+        if self.max_restarts > 10_000 {
+            return Err(bad(
+                "max_restarts",
+                self.max_restarts.to_string(),
+                "0 to 10000",
+            ));
+        }
+        if !(1..=86_400_000).contains(&self.period_ms) {
+            return Err(bad(
+                "period_ms",
+                self.period_ms.to_string(),
+                "1 ms to 1 day",
+            ));
+        }
+        if self.backoff_max_ms > 600_000 || self.backoff_min_ms > self.backoff_max_ms {
+            return Err(bad(
+                "backoff_min_ms/backoff_max_ms",
+                format!("{}/{}", self.backoff_min_ms, self.backoff_max_ms),
+                "backoff_min_ms <= backoff_max_ms <= 600000",
+            ));
+        }
+        if !(1.0..=10.0).contains(&self.backoff_factor) {
+            return Err(bad(
+                "backoff_factor",
+                self.backoff_factor.to_string(),
+                "1 to 10",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.backoff_jitter) {
+            return Err(bad(
+                "backoff_jitter",
+                self.backoff_jitter.to_string(),
+                "0 to 1",
+            ));
+        }
+        if self.backoff_reset_ms > 86_400_000 {
+            return Err(bad(
+                "backoff_reset_ms",
+                self.backoff_reset_ms.to_string(),
+                "0 to 1 day",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// NATS connection.
@@ -120,6 +266,11 @@ pub struct SessionsConfig {
     pub mailbox: usize,
     /// Data mailbox capacity of one shard.
     pub shard_mailbox: usize,
+    /// Crashes of one member's session within `crash_window_ms` after which
+    /// the event that crashes it is quarantined (dead-lettered).
+    pub quarantine_after: u32,
+    /// How long a session crash counts towards quarantine, in ms.
+    pub crash_window_ms: u64,
 }
 
 impl Default for SessionsConfig {
@@ -130,6 +281,8 @@ impl Default for SessionsConfig {
             recent_events: 50,
             mailbox: 64,
             shard_mailbox: 8_192,
+            quarantine_after: 3,
+            crash_window_ms: 60_000,
         }
     }
 }
@@ -368,6 +521,23 @@ impl Config {
             100_000,
             "0 to 100000",
         )?;
+        range(
+            "sessions.quarantine_after",
+            self.sessions.quarantine_after,
+            1,
+            1_000,
+            "1 to 1000",
+        )?;
+        range(
+            "sessions.crash_window_ms",
+            self.sessions.crash_window_ms,
+            1,
+            86_400_000,
+            "1 ms to 1 day",
+        )?;
+        self.supervision.root.validate("root")?;
+        self.supervision.model.validate("model")?;
+        self.supervision.sessions.validate("sessions")?;
         range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
         range(
             "model.max_in_flight",

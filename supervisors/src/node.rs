@@ -17,20 +17,26 @@
 
 use crate::config::Config;
 use crate::metrics as nm;
+use crate::supervision::{
+    subtree, ChildSpec, GetTree, Reconfigure, Restart, RunningChild, Shutdown, Supervisor,
+};
 use actix::prelude::*;
 use anyhow::Context as _;
 use futures::StreamExt;
 use reco_actors::admin::Admin;
 use reco_actors::ingress::{Ingress, IngressSettings};
+use reco_actors::lifecycle::{ExitHook, Stop};
 use reco_actors::metrics as m;
-use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool};
+use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
 use reco_actors::precomputed::{ListsReader, Precomputed};
 use reco_actors::responder::InFlight;
 use reco_actors::session::{SessionDeps, SessionSettings};
-use reco_actors::shard::{SessionShard, ShardSettings};
-use reco_messages::Subjects;
+use reco_actors::shard::{DeadLetter, SessionShard, ShardSettings, ShardTable};
+use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
+use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use reco_models::{ItemFactors, PrecomputedLists};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,11 +96,23 @@ pub async fn round_trip(client: &async_nats::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a node until `shutdown` resolves, then drains it.
+/// What made a node stop serving.
+#[derive(Debug)]
+enum StopCause {
+    /// SIGINT/SIGTERM (or the caller's shutdown future).
+    Requested,
+    /// The root supervisor gave up.
+    Escalated(String),
+}
+
+/// Runs a node until `shutdown` resolves (or its root supervisor gives up),
+/// then drains it. `reload` is the config file re-read on SIGHUP to apply
+/// new supervision limits without a restart.
 pub async fn run(
     config: Config,
     model: Option<ItemFactors>,
     lists: PrecomputedLists,
+    reload: Option<PathBuf>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -105,47 +123,36 @@ pub async fn run(
     let lists_version = lists.version.clone();
     let handle = ModelHandle::new(model);
     let faults = InjectedFaults::new(config.model.test_delay_ms);
-    let pool = ModelPool::start(
-        config.model.workers,
-        config.model.max_in_flight,
-        handle.clone(),
-        faults.clone(),
-    );
     if config.model.test_delay_ms > 0 {
         tracing::warn!(
             delay_ms = config.model.test_delay_ms,
             "model.test_delay_ms is set: every scoring request is slowed on purpose (test only)."
         );
     }
+    let pool = ModelPool::new(
+        config.model.workers,
+        config.model.max_in_flight,
+        handle.clone(),
+        faults.clone(),
+    );
     let reader = ListsReader::new(lists);
-    let _precomputed = Precomputed::new(reader.clone()).start();
-
-    let deps = SessionDeps {
-        model: pool,
-        lists: reader.clone(),
-        settings: SessionSettings {
-            recent_events: config.sessions.recent_events,
-            mailbox: config.sessions.mailbox,
-            reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
-        },
-    };
     let shard_count = config.shard_count();
-    let shard_settings = ShardSettings {
-        max_resident: config.sessions.max_resident.div_ceil(shard_count as u64),
-        idle_timeout: Duration::from_millis(config.sessions.idle_timeout_ms),
-        mailbox: config.sessions.shard_mailbox,
+    let shards = ShardTable::new(shard_count);
+    let arbiters: Vec<Arbiter> = (0..shard_count).map(|_| Arbiter::new()).collect();
+
+    let (escalated_tx, mut escalated_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let root_hook: ExitHook = Arc::new(move |reason| {
+        let _ = escalated_tx.send(reason.to_string());
+    });
+    let tree = TreeParts {
+        config: config.clone(),
+        pool: pool.clone(),
+        reader: reader.clone(),
+        shards: shards.clone(),
+        arbiters: arbiters.iter().map(Arbiter::handle).collect(),
+        dead_letter: dead_letter(client.clone(), subjects.clone()),
     };
-    let mut arbiters = Vec::with_capacity(shard_count);
-    let mut shards = Vec::with_capacity(shard_count);
-    for index in 0..shard_count {
-        let arbiter = Arbiter::new();
-        let (settings, deps) = (shard_settings.clone(), deps.clone());
-        shards.push(SessionShard::start_in_arbiter(
-            &arbiter.handle(),
-            move |_| SessionShard::new(index, settings, deps),
-        ));
-        arbiters.push(arbiter);
-    }
+    let root = tree.root(root_hook).start_now();
 
     let in_flight = InFlight::new();
     let draining = Arc::new(AtomicBool::new(false));
@@ -161,6 +168,7 @@ pub async fn run(
         draining: draining.clone(),
         rss_bytes: Arc::new(rss_bytes),
     };
+    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone()).await?;
     let admin = actix::spawn(async move {
         let stopped = async {
             let _ = admin_stopped.await;
@@ -169,7 +177,6 @@ pub async fn run(
             tracing::error!(%error, "Admin surface could not subscribe; the node serves without it.");
         }
     });
-
     let rss_gauge = actix::spawn(async {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -177,6 +184,7 @@ pub async fn run(
             metrics::gauge!(nm::PROCESS_RSS_BYTES).set(rss_bytes() as f64);
         }
     });
+    let reloader = reload.map(|path| actix::spawn(reload_on_sighup(path, root.clone())));
 
     let events = client.subscribe(subjects.events_wildcard()).await?;
     let requests = client.subscribe(subjects.recommend_wildcard()).await?;
@@ -203,12 +211,19 @@ pub async fn run(
         lists = %lists_version,
         "Node ready."
     );
-    let shutdown = async {
-        shutdown.await;
+    let mut cause = StopCause::Requested;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            Some(why) = escalated_rx.recv() => {
+                tracing::error!(why = %why, "Root supervisor gave up: shutting the node down.");
+                cause = StopCause::Escalated(why);
+            }
+        }
         draining.store(true, Ordering::Release);
         metrics::gauge!(nm::NODE_UP).set(0.0);
     };
-    ingress.run(events, requests, shutdown).await;
+    ingress.run(events, requests, stop).await;
 
     let left = in_flight
         .wait_idle(Duration::from_millis(config.node.drain_timeout_ms))
@@ -224,11 +239,241 @@ pub async fn run(
     let _ = stop_admin.send(());
     let _ = admin.await;
     rss_gauge.abort();
+    tree_view.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
+    root.do_send(Shutdown);
     for arbiter in arbiters {
         arbiter.stop();
     }
     tracing::info!(abandoned = left, "Node drained.");
-    Ok(())
+    match cause {
+        StopCause::Requested => Ok(()),
+        StopCause::Escalated(why) => Err(anyhow::anyhow!("the root supervisor gave up: {why}")),
+    }
+}
+
+/// Everything the supervision tree of a node is built from.
+struct TreeParts {
+    config: Config,
+    pool: ModelPool,
+    reader: ListsReader,
+    shards: ShardTable,
+    arbiters: Vec<ArbiterHandle>,
+    dead_letter: DeadLetter,
+}
+
+/// A supervised actix actor that stops on [`Stop`].
+struct ActorChild<A: Actor<Context = actix::Context<A>> + Handler<Stop>> {
+    addr: Addr<A>,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl<A: Actor<Context = actix::Context<A>> + Handler<Stop>> RunningChild for ActorChild<A> {
+    fn stop(&mut self) {
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop();
+        }
+        self.addr.do_send(Stop);
+    }
+}
+
+/// A model worker as a supervised child.
+struct WorkerChildOf(WorkerChild);
+
+impl RunningChild for WorkerChildOf {
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+}
+
+impl TreeParts {
+    fn root(self, escalate: ExitHook) -> Supervisor {
+        let sup = self.config.supervision.clone();
+        let lists = {
+            let reader = self.reader.clone();
+            ChildSpec {
+                name: "lists".into(),
+                restart: Restart::Permanent,
+                start: Box::new(move |_exit| {
+                    Box::new(ActorChild {
+                        addr: Precomputed::new(reader.clone()).start(),
+                        on_stop: None,
+                    })
+                }),
+            }
+        };
+        let model = {
+            let (pool, settings) = (self.pool.clone(), sup.model.settings());
+            subtree("model", Restart::Permanent, move |exit| {
+                let workers = (0..pool.workers())
+                    .map(|index| {
+                        let pool = pool.clone();
+                        ChildSpec {
+                            name: format!("worker-{index}"),
+                            restart: Restart::Permanent,
+                            start: Box::new(move |exit| {
+                                Box::new(WorkerChildOf(pool.start_worker(index, exit)))
+                            }),
+                        }
+                    })
+                    .collect();
+                Supervisor::new("model", settings.clone(), workers, exit)
+            })
+        };
+        let sessions = {
+            let settings = sup.sessions.settings();
+            let parts = Arc::new(self);
+            subtree("sessions", Restart::Permanent, move |exit| {
+                let shards = (0..parts.arbiters.len())
+                    .map(|index| {
+                        let parts = parts.clone();
+                        ChildSpec {
+                            name: format!("shard-{index}"),
+                            restart: Restart::Permanent,
+                            start: Box::new(move |exit| parts.start_shard(index, exit)),
+                        }
+                    })
+                    .collect();
+                Supervisor::new("sessions", settings.clone(), shards, exit)
+            })
+        };
+        let root_settings = sup.root.settings();
+        Supervisor::new(
+            "root",
+            root_settings,
+            vec![lists, model, sessions],
+            escalate,
+        )
+    }
+
+    fn start_shard(&self, index: usize, exit: ExitHook) -> Box<dyn RunningChild> {
+        let config = &self.config;
+        let shard_count = self.arbiters.len();
+        let settings = ShardSettings {
+            max_resident: config.sessions.max_resident.div_ceil(shard_count as u64),
+            idle_timeout: Duration::from_millis(config.sessions.idle_timeout_ms),
+            mailbox: config.sessions.shard_mailbox,
+            quarantine_after: config.sessions.quarantine_after,
+            crash_window: Duration::from_millis(config.sessions.crash_window_ms),
+        };
+        let deps = SessionDeps {
+            model: self.pool.clone(),
+            lists: self.reader.clone(),
+            settings: SessionSettings {
+                recent_events: config.sessions.recent_events,
+                mailbox: config.sessions.mailbox,
+                reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
+            },
+        };
+        let dead_letter = self.dead_letter.clone();
+        let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
+            SessionShard::new(index, settings, deps, dead_letter, exit)
+        });
+        self.shards.set(index, addr.clone());
+        let shards = self.shards.clone();
+        Box::new(ActorChild {
+            addr,
+            on_stop: Some(Box::new(move || shards.clear(index))),
+        })
+    }
+}
+
+/// Publishes quarantined events to the dead-letter subject with the reason.
+fn dead_letter(client: async_nats::Client, subjects: Subjects) -> DeadLetter {
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(move |event, reason| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            HEADER_DLQ_REASON,
+            reason
+                .chars()
+                .take(512)
+                .collect::<String>()
+                .replace(['\r', '\n'], " ")
+                .as_str(),
+        );
+        headers.insert(HEADER_DLQ_SUBJECT, subjects.events(event.member).as_str());
+        let (client, subject, payload) = (client.clone(), subjects.dlq_events(), encode(event));
+        runtime.spawn(async move {
+            if let Err(error) = client
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+            {
+                tracing::warn!(%error, "Quarantined event could not be dead-lettered.");
+            }
+        });
+    })
+}
+
+/// Answers `<prefix>.admin.tree` with the live supervision tree.
+async fn serve_tree(
+    client: async_nats::Client,
+    subjects: Subjects,
+    root: Addr<Supervisor>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut requests = client.subscribe(subjects.admin_tree()).await?;
+    Ok(actix::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let Some(reply) = message.reply else { continue };
+            let tree = match root
+                .send(GetTree {
+                    restart: Restart::Permanent,
+                })
+                .await
+            {
+                Ok(tree) => encode(&tree),
+                Err(_) => encode(&ErrorReply::new(
+                    ErrorCode::Unavailable,
+                    "the supervision tree is shutting down",
+                )),
+            };
+            if let Err(error) = client.publish(reply, tree.into()).await {
+                tracing::warn!(%error, "Tree reply could not be published.");
+            }
+        }
+    }))
+}
+
+/// On every SIGHUP, re-reads the config file and applies its supervision
+/// settings to the running tree; an invalid file is logged and ignored.
+async fn reload_on_sighup(path: PathBuf, root: Addr<Supervisor>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot listen for SIGHUP; configuration reload is off.");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let config = match Config::from_file(&path).and_then(|c| c.validate().map(|()| c)) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: configuration not reloaded; the old one stays in force.");
+                continue;
+            }
+        };
+        let sup = &config.supervision;
+        for (name, subtree) in [
+            ("root", &sup.root),
+            ("model", &sup.model),
+            ("sessions", &sup.sessions),
+        ] {
+            let applied = root
+                .send(Reconfigure {
+                    name: name.into(),
+                    settings: subtree.settings(),
+                })
+                .await
+                .unwrap_or(false);
+            if !applied {
+                tracing::warn!(
+                    supervisor = name,
+                    "SIGHUP: supervisor not found (restarting?); not reconfigured."
+                );
+            }
+        }
+        tracing::info!(path = %path.display(), "SIGHUP: supervision settings reloaded.");
+    }
 }
 
 /// The resident set size of this process, from `/proc/self/statm` (0 where
