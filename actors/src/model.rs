@@ -136,7 +136,7 @@ impl InjectedFaults {
         let every = self.model_panic_every();
         if every > 0 {
             let n = self.scored.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % every == 0 {
+            if n.is_multiple_of(every) {
                 panic!("injected fault: model worker panics on scoring request {n}");
             }
         }
@@ -428,18 +428,22 @@ impl ModelPool {
             return Err(Refusal::Unavailable);
         }
         let mut any_up = false;
-        let mut best: Option<(&Arc<WorkerSlot>, Arc<Addr<ModelWorker>>, usize)> = None;
-        for slot in self.slots.iter() {
-            let Some(addr) = slot.addr.load_full() else {
+        let mut best: Option<(usize, usize)> = None; // (slot, load)
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.addr.load().is_none() {
                 continue;
-            };
+            }
             any_up = true;
             let load = slot.in_flight.load(Ordering::Acquire);
-            if load < self.per_worker && best.as_ref().is_none_or(|(_, _, l)| load < *l) {
-                best = Some((slot, addr, load));
+            if load < self.per_worker && best.is_none_or(|(_, l)| load < l) {
+                best = Some((index, load));
             }
         }
-        let Some((slot, addr, _)) = best else {
+        let chosen = best.and_then(|(index, _)| {
+            let slot = &self.slots[index];
+            slot.addr.load_full().map(|addr| (slot, addr))
+        });
+        let Some((slot, addr)) = chosen else {
             let (outcome, refusal) = if any_up {
                 ("refused_overloaded", Refusal::Overloaded)
             } else {
