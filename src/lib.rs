@@ -166,6 +166,7 @@ pub struct Node {
     child: Child,
     metrics_addr: SocketAddr,
     log: LogTail,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -201,6 +202,7 @@ impl Node {
             child,
             metrics_addr,
             log,
+            config,
             _dir: dir,
         }
     }
@@ -210,14 +212,41 @@ impl Node {
         self.log.text()
     }
 
+    /// The node's config file (rewrite it, then [`Node::hangup`]).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGHUP (reload the config file).
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(signal)
             .arg(self.child.id().to_string())
             .status()
             .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Polls the node's log until a line contains `text`, at most `limit`.
+    pub async fn wait_log(&self, limit: Duration, text: &str) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for the process to exit, at most `limit`.

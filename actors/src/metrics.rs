@@ -42,6 +42,8 @@ pub const MODEL_ITEMS: &str = "reco_model_items";
 pub const ACTOR_PANICS_TOTAL: &str = "reco_actor_panics_total";
 /// Counter: events quarantined after crashing a member's session repeatedly.
 pub const EVENTS_QUARANTINED_TOTAL: &str = "reco_events_quarantined_total";
+/// Counter: sessions restarted in place after a panic.
+pub const SESSION_RESTARTS_TOTAL: &str = "reco_session_restarts_total";
 /// Gauge: model workers up (not restarting).
 pub const MODEL_WORKERS_UP: &str = "reco_model_workers_up";
 
@@ -101,4 +103,8 @@ pub fn describe() {
         "Events quarantined after crashing a session repeatedly."
     );
     describe_gauge!(MODEL_WORKERS_UP, "Model workers up.");
+    describe_counter!(
+        SESSION_RESTARTS_TOTAL,
+        "Sessions restarted in place after a panic."
+    );
 }

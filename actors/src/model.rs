@@ -4,12 +4,15 @@
 //! frozen item factors and return the top k items, within the request's
 //! deadline or not at all.
 //!
-//! Mailbox: [`Score`] → [`ScoreOutcome`]. Workers run on a `SyncArbiter`
-//! (dedicated threads), so scoring never blocks an arbiter that serves
-//! sessions. actix's `SyncArbiter` queue is unbounded and `send()` ignores
-//! capacity, so admission is bounded here instead: [`ModelPool::try_score`]
-//! refuses work (`Refusal::Overloaded`) once `max_in_flight` requests are
-//! admitted and not finished.
+//! Mailbox: [`Score`] → [`ScoreOutcome`]. Each worker is a `SyncArbiter` of
+//! one dedicated thread with its own queue, so scoring never blocks an
+//! arbiter that serves sessions, and a supervisor can replace one worker
+//! without touching the others. actix's `SyncArbiter` queue is unbounded and
+//! `send()` ignores capacity, so admission is bounded here instead:
+//! [`ModelPool::try_score`] sends to the least loaded worker that is up and
+//! refuses work (`Refusal::Overloaded`) once every worker has its share of
+//! `max_in_flight`; with no worker up it refuses with
+//! `Refusal::Unavailable`.
 //!
 //! State: none of its own; the model in service lives in a [`ModelHandle`]
 //! shared by every worker. A request reads the handle once, so it finishes
@@ -20,8 +23,12 @@
 //!
 //! Fails: a worker skips a request whose deadline has passed (`Expired`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
-//! member's items is in the model. A worker restart loses nothing: the model
-//! is in the shared handle.
+//! member's items is in the model. A panic while scoring is caught: that
+//! request is answered `Unavailable` (the session falls back with `reason:
+//! model_unavailable`), the worker leaves the pool, answers what was queued
+//! to it at once, and reports the panic through its exit hook; its
+//! supervisor starts a new worker thread after a backoff. A restart loses
+//! nothing: the model is in the shared handle.
 
 use crate::lifecycle::{isolate, ExitHook, ExitReason};
 use crate::metrics as m;

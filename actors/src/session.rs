@@ -17,22 +17,33 @@
 //! reply metrics through the responder.
 //!
 //! Fails: a request is never left unanswered: the fallback is computed before
-//! the model is asked, and a lost responder answers `internal` on drop.
+//! the model is asked, and a lost responder answers `internal` on drop. A
+//! panic in a handler is caught and the session restarts in place (fresh
+//! state, same mailbox: what was queued behind the crash is still applied in
+//! order). An event that crashes the session `quarantine_after` times in a
+//! row is quarantined — dropped and dead-lettered with the reason — instead
+//! of crashing it forever. Sessions are `transient` children of their shard:
+//! passivation is a normal exit and nothing restarts them until the member
+//! comes back.
 
 use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::precomputed::{Fallback, ListsReader};
 use crate::responder::Responder;
-use crate::shard::SessionCrashed;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// Where quarantined events go: the node publishes them to the dead-letter
+/// subject with the reason.
+pub type DeadLetter = Arc<dyn Fn(&Event, &str) + Send + Sync>;
+
 /// What every session needs, shared by all sessions of a node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionDeps {
     /// The model worker pool.
     pub model: ModelPool,
@@ -40,6 +51,16 @@ pub struct SessionDeps {
     pub lists: ListsReader,
     /// Settings of every session.
     pub settings: SessionSettings,
+    /// Where poisoned events are quarantined.
+    pub dead_letter: DeadLetter,
+}
+
+impl std::fmt::Debug for SessionDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDeps")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-session settings, from the node's configuration.
@@ -52,6 +73,8 @@ pub struct SessionSettings {
     /// The fallback answers this long before the caller's deadline, to leave
     /// time for the reply to travel.
     pub reply_margin: Duration,
+    /// Crashes on the same event after which it is quarantined.
+    pub quarantine_after: u32,
 }
 
 /// The actor of one member.
@@ -60,17 +83,15 @@ pub struct Session {
     member: MemberId,
     signals: RecentSignals,
     deps: SessionDeps,
-    shard: Recipient<SessionCrashed>,
 }
 
 impl Session {
-    /// A session for `member` with no history, supervised by `shard`.
-    pub fn new(member: MemberId, deps: SessionDeps, shard: Recipient<SessionCrashed>) -> Self {
+    /// A session for `member` with no history.
+    pub fn new(member: MemberId, deps: SessionDeps) -> Self {
         Session {
             member,
             signals: RecentSignals::new(deps.settings.recent_events),
             deps,
-            shard,
         }
     }
 
@@ -79,13 +100,14 @@ impl Session {
         self.signals.push(event);
     }
 
-    fn crashed(&mut self, event: Option<Event>, why: String, ctx: &mut Context<Self>) {
-        self.shard.do_send(SessionCrashed {
-            member: self.member,
-            event,
-            why,
-        });
-        ctx.stop();
+    /// Restarts the session in place after a panic: its state is replaced
+    /// by a fresh one (the state a panic interrupted cannot be trusted); its
+    /// address and mailbox stay, so the messages queued behind the one that
+    /// crashed are still handled, in order.
+    fn restart(&mut self, message: &'static str) {
+        self.signals = RecentSignals::new(self.deps.settings.recent_events);
+        metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
+        tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
 }
 
@@ -111,14 +133,32 @@ pub struct ApplyEvent(pub Event);
 impl Handler<ApplyEvent> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: ApplyEvent, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ApplyEvent, _ctx: &mut Self::Context) {
         let event = msg.0;
-        match isolate("session", "ApplyEvent", || self.apply(&event)) {
-            Ok(()) => {
-                metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => event.kind.as_str())
-                    .increment(1);
+        let mut crashes = 0;
+        loop {
+            match isolate("session", "ApplyEvent", || self.apply(&event)) {
+                Ok(()) => {
+                    metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => event.kind.as_str())
+                        .increment(1);
+                    return;
+                }
+                Err(why) => {
+                    crashes += 1;
+                    self.restart("ApplyEvent");
+                    if crashes >= self.deps.settings.quarantine_after {
+                        // Poisoned: delivering it again would crash again.
+                        metrics::counter!(m::EVENTS_QUARANTINED_TOTAL).increment(1);
+                        let reason = format!(
+                            "quarantined: crashed the session of member {} {crashes} times: {why}",
+                            self.member
+                        );
+                        tracing::error!(member = %self.member, item = %event.item, crashes, "Poisoned event quarantined.");
+                        (self.deps.dead_letter)(&event, &reason);
+                        return;
+                    }
+                }
             }
-            Err(why) => self.crashed(Some(event), why, ctx),
         }
     }
 }
@@ -171,10 +211,11 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
 impl Handler<Recommend> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: Recommend, ctx: &mut Self::Context) {
-        // A panic drops the responder, which answers `internal`.
-        if let Err(why) = isolate("session", "Recommend", || self.recommend(msg)) {
-            self.crashed(None, why, ctx);
+    fn handle(&mut self, msg: Recommend, _ctx: &mut Self::Context) {
+        // A panic drops the responder, which answers `internal`; a request
+        // is not retried.
+        if isolate("session", "Recommend", || self.recommend(msg)).is_err() {
+            self.restart("Recommend");
         }
     }
 }
@@ -249,5 +290,91 @@ impl Session {
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InjectedFaults, ModelHandle};
+    use reco_messages::EventKind;
+    use reco_models::PrecomputedLists;
+
+    fn deps(mailbox: usize) -> SessionDeps {
+        SessionDeps {
+            model: ModelPool::new(1, 1, ModelHandle::new(None), InjectedFaults::default()),
+            lists: ListsReader::new(PrecomputedLists::default()),
+            settings: SessionSettings {
+                recent_events: 8,
+                mailbox,
+                reply_margin: Duration::ZERO,
+                quarantine_after: 3,
+            },
+            dead_letter: Arc::new(|_, _| {}),
+        }
+    }
+
+    fn event(item: u64) -> Event {
+        Event {
+            member: MemberId(1),
+            item: ItemId(item),
+            kind: EventKind::Play,
+            value: 1.0,
+            at_ms: None,
+            device: None,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_full_data_mailbox_sheds_data_but_a_stop_still_gets_through() {
+        let session = Session::new(MemberId(1), deps(4)).start();
+        tokio::task::yield_now().await; // let `started` set the capacity
+        let mut accepted = 0;
+        let mut shed = 0;
+        for item in 0..100 {
+            match session.try_send(ApplyEvent(event(item))) {
+                Ok(()) => accepted += 1,
+                Err(SendError::Full(_)) => shed += 1,
+                Err(SendError::Closed(_)) => panic!("the session is alive"),
+            }
+        }
+        assert!(
+            accepted <= 5,
+            "data beyond the capacity is refused ({accepted} accepted)"
+        );
+        assert!(shed >= 95);
+        // Control goes through a full mailbox.
+        session.do_send(Passivate);
+        for _ in 0..1_000 {
+            if !session.connected() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the session did not stop");
+    }
+
+    #[actix_rt::test]
+    async fn a_cold_member_is_answered_by_the_fallback_at_once() {
+        let session = Session::new(MemberId(1), deps(16)).start();
+        let in_flight = crate::responder::InFlight::new();
+        let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
+        session.do_send(Recommend {
+            member: MemberId(1),
+            k: 5,
+            exclude_seen: true,
+            deadline: Instant::now() + Duration::from_secs(5),
+            responder,
+            span: tracing::Span::none(),
+        });
+        let reply: reco_messages::RecommendReply =
+            reco_messages::decode(&reply.await.unwrap(), 1 << 20).unwrap();
+        match reply {
+            reco_messages::RecommendReply::Ok(r) => {
+                assert_eq!(r.reason, Some(Reason::ColdStart));
+                assert!(r.degraded);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

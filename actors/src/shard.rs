@@ -3,29 +3,20 @@
 //!
 //! Purpose: route each member's traffic to its [`Session`], starting one on
 //! first contact and passivating idle ones, so that the number of resident
-//! members stays bounded; restart a session that crashed, and quarantine an
-//! event that keeps crashing it.
+//! members stays bounded.
 //!
 //! Mailbox: [`RouteEvent`] → `()`, [`RouteRecommend`] → `()` (data, bounded:
-//! the ingress uses `try_send`); [`SessionCrashed`], [`Stop`],
-//! [`ResidentCount`] (control, `do_send`/`send`, never shed).
+//! the ingress uses `try_send`); [`Stop`], [`ResidentCount`] (control,
+//! `do_send`/`send`, never shed).
 //!
 //! State: a moka cache `MemberId → Addr<Session>` with `max_capacity`
 //! (LRU) and `time_to_idle`; evicting an entry sends the session
 //! [`Passivate`]. moka expires entries lazily, so the shard runs the cache's
-//! pending tasks on a timer. A second small cache counts recent crashes per
-//! member.
-//!
-//! Sessions are `transient` children: one that panics is replaced by a fresh
-//! session (its recent signals are lost) and the event that crashed it is
-//! delivered again; after `quarantine_after` crashes on the same member
-//! within `crash_window`, that event is dropped and dead-lettered with the
-//! reason instead of crashing the session in a loop. A request that crashes
-//! a session is answered by its responder (`internal`) and not retried.
+//! pending tasks on a timer. (Sessions restart themselves in place when a
+//! handler panics, keeping their mailbox: see `session.rs`.)
 //!
 //! Emits: `reco_session_passivations_total{cause}`,
-//! `reco_events_dropped_total{stage="session"}`,
-//! `reco_events_quarantined_total`.
+//! `reco_events_dropped_total{stage="session"}`.
 //!
 //! Fails: a panic in the shard itself is isolated, reported through its exit
 //! hook, and the shard stops; its supervisor starts a new one on the same
@@ -52,16 +43,7 @@ pub struct ShardSettings {
     pub idle_timeout: Duration,
     /// Capacity of the shard's data mailbox.
     pub mailbox: usize,
-    /// Crashes of one member's session (within `crash_window`) after which
-    /// the event that crashes it is quarantined.
-    pub quarantine_after: u32,
-    /// How long a crash counts towards quarantine.
-    pub crash_window: Duration,
 }
-
-/// Where quarantined events go: the node publishes them to the dead-letter
-/// subject with the reason.
-pub type DeadLetter = Arc<dyn Fn(&Event, &str) + Send + Sync>;
 
 /// The shards of a node, as the ingress and admin see them: one slot per
 /// arbiter, empty while that shard restarts.
@@ -117,8 +99,6 @@ pub struct SessionShard {
     settings: ShardSettings,
     deps: SessionDeps,
     sessions: Cache<MemberId, Addr<Session>>,
-    crashes: Cache<MemberId, u32>,
-    dead_letter: DeadLetter,
     exit: ExitHook,
 }
 
@@ -132,15 +112,9 @@ impl std::fmt::Debug for SessionShard {
 }
 
 impl SessionShard {
-    /// Shard number `index` with its limits. `dead_letter` receives
-    /// quarantined events; `exit` is told if the shard fails.
-    pub fn new(
-        index: usize,
-        settings: ShardSettings,
-        deps: SessionDeps,
-        dead_letter: DeadLetter,
-        exit: ExitHook,
-    ) -> Self {
+    /// Shard number `index` with its limits; `exit` is told if the shard
+    /// fails.
+    pub fn new(index: usize, settings: ShardSettings, deps: SessionDeps, exit: ExitHook) -> Self {
         let sessions = Cache::builder()
             .max_capacity(settings.max_resident.max(1))
             .time_to_idle(settings.idle_timeout)
@@ -155,37 +129,29 @@ impl SessionShard {
                 session.do_send(Passivate);
             })
             .build();
-        let crashes = Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(settings.crash_window)
-            .build();
         SessionShard {
             index,
             settings,
             deps,
             sessions,
-            crashes,
-            dead_letter,
             exit,
         }
     }
 
-    fn session(&self, member: MemberId, ctx: &mut Context<Self>) -> Addr<Session> {
-        let start = || {
-            let shard = ctx.address().recipient();
-            Session::new(member, self.deps.clone(), shard).start()
-        };
+    fn session(&self, member: MemberId) -> Addr<Session> {
+        let start = || Session::new(member, self.deps.clone()).start();
         let session = self.sessions.get_with(member, start);
         if session.connected() {
             return session;
         }
-        // The session stopped (it crashed): never let it swallow traffic.
+        // The session stopped on its own (sessions restart in place, so this
+        // should not happen): never let a stopped actor swallow traffic.
         self.sessions.invalidate(&member);
         self.sessions.get_with(member, start)
     }
 
-    fn route_event(&mut self, event: Event, ctx: &mut Context<Self>) {
-        let session = self.session(event.member, ctx);
+    fn route_event(&mut self, event: Event) {
+        let session = self.session(event.member);
         if session.try_send(ApplyEvent(event)).is_err() {
             metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "session").increment(1);
         }
@@ -231,9 +197,7 @@ impl Handler<RouteEvent> for SessionShard {
     type Result = ();
 
     fn handle(&mut self, msg: RouteEvent, ctx: &mut Self::Context) {
-        if let Err(why) = isolate("session_shard", "RouteEvent", || {
-            self.route_event(msg.0, ctx)
-        }) {
+        if let Err(why) = isolate("session_shard", "RouteEvent", || self.route_event(msg.0)) {
             self.fail("RouteEvent", why, ctx);
         }
     }
@@ -249,7 +213,7 @@ impl Handler<RouteRecommend> for SessionShard {
 
     fn handle(&mut self, msg: RouteRecommend, ctx: &mut Self::Context) {
         let routed = isolate("session_shard", "RouteRecommend", || {
-            let session = self.session(msg.0.member, ctx);
+            let session = self.session(msg.0.member);
             if let Err(refused) = session.try_send(msg.0) {
                 let request = match refused {
                     SendError::Full(r) | SendError::Closed(r) => r,
@@ -265,43 +229,6 @@ impl Handler<RouteRecommend> for SessionShard {
         if let Err(why) = routed {
             self.fail("RouteRecommend", why, ctx);
         }
-    }
-}
-
-/// A session of this shard panicked (control, from the session).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionCrashed {
-    /// Whose session.
-    pub member: MemberId,
-    /// The event it was applying, to deliver again or quarantine; `None`
-    /// when it crashed on a request.
-    pub event: Option<Event>,
-    /// The panic.
-    pub why: String,
-}
-
-impl Handler<SessionCrashed> for SessionShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionCrashed, ctx: &mut Self::Context) {
-        self.sessions.invalidate(&msg.member);
-        let crashes = self.crashes.get(&msg.member).unwrap_or(0) + 1;
-        self.crashes.insert(msg.member, crashes);
-        let Some(event) = msg.event else { return };
-        if crashes >= self.settings.quarantine_after {
-            self.crashes.invalidate(&msg.member);
-            metrics::counter!(m::EVENTS_QUARANTINED_TOTAL).increment(1);
-            let reason = format!(
-                "quarantined: crashed the session of member {} {crashes} times: {}",
-                msg.member, msg.why
-            );
-            tracing::error!(member = %msg.member, item = %event.item, crashes, "Poisoned event quarantined.");
-            (self.dead_letter)(&event, &reason);
-            return;
-        }
-        // Restart the member's session and deliver the event again.
-        self.route_event(event, ctx);
     }
 }
 

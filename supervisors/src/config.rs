@@ -266,11 +266,9 @@ pub struct SessionsConfig {
     pub mailbox: usize,
     /// Data mailbox capacity of one shard.
     pub shard_mailbox: usize,
-    /// Crashes of one member's session within `crash_window_ms` after which
-    /// the event that crashes it is quarantined (dead-lettered).
+    /// Times an event may crash its member's session (each crash restarts
+    /// the session) before it is quarantined: dropped and dead-lettered.
     pub quarantine_after: u32,
-    /// How long a session crash counts towards quarantine, in ms.
-    pub crash_window_ms: u64,
 }
 
 impl Default for SessionsConfig {
@@ -282,7 +280,6 @@ impl Default for SessionsConfig {
             mailbox: 64,
             shard_mailbox: 8_192,
             quarantine_after: 3,
-            crash_window_ms: 60_000,
         }
     }
 }
@@ -527,13 +524,6 @@ impl Config {
             1,
             1_000,
             "1 to 1000",
-        )?;
-        range(
-            "sessions.crash_window_ms",
-            self.sessions.crash_window_ms,
-            1,
-            86_400_000,
-            "1 ms to 1 day",
         )?;
         self.supervision.root.validate("root")?;
         self.supervision.model.validate("model")?;

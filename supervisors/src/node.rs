@@ -30,8 +30,8 @@ use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
 use reco_actors::precomputed::{ListsReader, Precomputed};
 use reco_actors::responder::InFlight;
-use reco_actors::session::{SessionDeps, SessionSettings};
-use reco_actors::shard::{DeadLetter, SessionShard, ShardSettings, ShardTable};
+use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
+use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
 use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use reco_models::{ItemFactors, PrecomputedLists};
@@ -355,8 +355,6 @@ impl TreeParts {
             max_resident: config.sessions.max_resident.div_ceil(shard_count as u64),
             idle_timeout: Duration::from_millis(config.sessions.idle_timeout_ms),
             mailbox: config.sessions.shard_mailbox,
-            quarantine_after: config.sessions.quarantine_after,
-            crash_window: Duration::from_millis(config.sessions.crash_window_ms),
         };
         let deps = SessionDeps {
             model: self.pool.clone(),
@@ -365,11 +363,12 @@ impl TreeParts {
                 recent_events: config.sessions.recent_events,
                 mailbox: config.sessions.mailbox,
                 reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
+                quarantine_after: config.sessions.quarantine_after,
             },
+            dead_letter: self.dead_letter.clone(),
         };
-        let dead_letter = self.dead_letter.clone();
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
-            SessionShard::new(index, settings, deps, dead_letter, exit)
+            SessionShard::new(index, settings, deps, exit)
         });
         self.shards.set(index, addr.clone());
         let shards = self.shards.clone();

@@ -27,17 +27,22 @@
 //! The tree of a serving node (see `node.rs`):
 //!
 //! ```text
-//! root (one_for_one)
-//! ├── lists            permanent   precomputed lists (state survives restarts)
-//! ├── model (one_for_one)          permanent
-//! │   ├── worker-0     permanent   scoring thread, backoff between restarts
-//! │   └── worker-1     permanent
-//! ├── sessions (one_for_one)       permanent
-//! │   ├── shard-0      permanent   member sessions (transient, per member,
-//! │   └── shard-1      permanent     restarted by their shard; a poisoned
-//! │                                  event is quarantined)
-//! └── ingress          permanent   NATS subscriptions
+//! root (one_for_one)                escalating here stops the node (exit 1)
+//! ├── lists            permanent     precomputed lists (state survives restarts)
+//! ├── model (one_for_one)            permanent
+//! │   ├── worker-0     permanent     scoring thread; a panic is answered with
+//! │   └── worker-1     permanent       the fallback, a new thread after backoff
+//! └── sessions (one_for_one)         permanent
+//!     ├── shard-0      permanent     one per arbiter; a restarted shard starts
+//!     └── shard-1      permanent       with no sessions
+//!         └── member sessions        transient: restart in place after a panic
+//!                                    (mailbox kept); an event that crashes one
+//!                                    `quarantine_after` times is dead-lettered
 //! ```
+//!
+//! The NATS ingress and the admin surface sit outside the tree: the NATS
+//! client reconnects and resubscribes by itself, and they are what drains
+//! the node on shutdown.
 //!
 //! Operators set strategy, intensity and backoff per subtree in the config
 //! file (`[supervision.<name>]`), read the live tree with `reco tree`, and

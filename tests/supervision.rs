@@ -1,0 +1,396 @@
+//! Supervision end to end: panics are contained, counted and restarted while
+//! every request is still answered; poisoned events are quarantined; the
+//! root giving up stops the node cleanly; operators read and retune the tree.
+
+use futures::stream::{self, StreamExt};
+use reco_e2e::{metric_sum, Fixture, NatsServer, Node};
+use reco_messages::admin::{SetFaults, TreeNode};
+use reco_messages::{
+    decode, encode, Event, EventKind, ItemId, MemberId, Reason, RecommendReply, RecommendRequest,
+    Source, Subjects,
+};
+use std::time::Duration;
+
+const LIMIT: usize = 1 << 20;
+
+async fn play(client: &async_nats::Client, member: u64, item: ItemId) {
+    let event = Event {
+        member: MemberId(member),
+        item,
+        kind: EventKind::Play,
+        value: 600.0,
+        at_ms: None,
+        device: None,
+    };
+    let subject = Subjects::default().events(MemberId(member));
+    client
+        .publish(subject, encode(&event).into())
+        .await
+        .unwrap();
+}
+
+async fn ask(client: &async_nats::Client, member: u64, deadline_ms: u64) -> RecommendReply {
+    let request = RecommendRequest {
+        deadline_ms: Some(deadline_ms),
+        ..Default::default()
+    };
+    let subject = Subjects::default().recommend(MemberId(member));
+    let reply = client
+        .request(subject, encode(&request).into())
+        .await
+        .expect("a reply");
+    decode(&reply.payload, LIMIT).unwrap()
+}
+
+async fn set_faults(client: &async_nats::Client, faults: SetFaults) {
+    let reply = client
+        .request(Subjects::default().admin_faults(), encode(&faults).into())
+        .await
+        .unwrap();
+    assert!(decode::<reco_messages::admin::Faults>(&reply.payload, LIMIT).is_ok());
+}
+
+async fn tree(client: &async_nats::Client) -> TreeNode {
+    let reply = client
+        .request(Subjects::default().admin_tree(), Vec::new().into())
+        .await
+        .unwrap();
+    decode(&reply.payload, LIMIT).unwrap()
+}
+
+fn find<'a>(node: &'a TreeNode, name: &str) -> Option<&'a TreeNode> {
+    if node.name == name {
+        return Some(node);
+    }
+    node.children.iter().find_map(|c| find(c, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(2_000, 16, 100, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n",
+    );
+    let client = nats.client().await;
+    for member in 0..50u64 {
+        play(&client, member, fixture.items[member as usize]).await;
+    }
+    set_faults(
+        &client,
+        SetFaults {
+            model_panic_every: Some(7),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let total = 300u64;
+    let replies: Vec<RecommendReply> = stream::iter(0..total)
+        .map(|i| {
+            let client = client.clone();
+            async move { ask(&client, i % 50, 2_000).await }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(replies.len() as u64, total, "every request was answered");
+    let (mut model, mut unavailable) = (0, 0);
+    for reply in replies {
+        match reply {
+            RecommendReply::Ok(r) if r.source == Source::Model => model += 1,
+            RecommendReply::Ok(r) => {
+                assert!(r.degraded);
+                assert!(
+                    matches!(
+                        r.reason,
+                        Some(Reason::ModelUnavailable | Reason::Overloaded)
+                    ),
+                    "{r:?}"
+                );
+                assert_eq!(r.items.len(), 10, "the fallback answers in full");
+                unavailable += 1;
+            }
+            RecommendReply::Error(e) => panic!("a request failed: {e:?}"),
+        }
+    }
+    assert!(
+        model > 0 && unavailable > 0,
+        "model {model}, fallback {unavailable}"
+    );
+    let metrics = node.metrics();
+    let panics = metric_sum(
+        &metrics,
+        "reco_actor_panics_total",
+        &["actor=\"model_worker\""],
+    );
+    assert!(
+        panics >= 1.0 && panics <= unavailable as f64,
+        "panics {panics}"
+    );
+    node.wait_metric(Duration::from_secs(10), "worker restarts", |m| {
+        metric_sum(
+            m,
+            "reco_supervisor_restarts_total",
+            &["supervisor=\"model\""],
+        ) >= 1.0
+    })
+    .await;
+    set_faults(
+        &client,
+        SetFaults {
+            model_panic_every: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    node.wait_metric(Duration::from_secs(10), "every worker up again", |m| {
+        metric_sum(m, "reco_model_workers_up", &[]) == 2.0
+    })
+    .await;
+    let model_tree = tree(&client).await;
+    let restarts: u64 = find(&model_tree, "model")
+        .unwrap()
+        .children
+        .iter()
+        .map(|w| w.restarts)
+        .sum();
+    assert!(restarts >= 1);
+    assert!(
+        node.log()
+            .contains("Actor panicked while handling a message"),
+        "{}",
+        node.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_is_quarantined_and_other_members_are_unaffected() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(2_000, 16, 100, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n[sessions]\nquarantine_after = 3\n",
+    );
+    let client = nats.client().await;
+    let mut dlq = client
+        .subscribe(Subjects::default().dlq_events())
+        .await
+        .unwrap();
+    let poison = fixture.items[99];
+    set_faults(
+        &client,
+        SetFaults {
+            poison_item: Some(Some(poison.0)),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    play(&client, 1, fixture.items[1]).await;
+    play(&client, 2, fixture.items[2]).await;
+    play(&client, 1, poison).await;
+    play(&client, 2, fixture.items[3]).await;
+    play(&client, 1, fixture.items[4]).await;
+
+    let copy = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+        .await
+        .expect("the poisoned event is dead-lettered")
+        .unwrap();
+    let event: Event = decode(&copy.payload, LIMIT).unwrap();
+    assert_eq!((event.member, event.item), (MemberId(1), poison));
+    let reason = copy
+        .headers
+        .unwrap()
+        .get("Reco-Dlq-Reason")
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("quarantined") && reason.contains("3 times"),
+        "{reason}"
+    );
+
+    // Member 2 never noticed; member 1's session was restarted and took the
+    // events after the poisoned one.
+    for (member, played) in [
+        (2u64, vec![fixture.items[2], fixture.items[3]]),
+        (1, vec![fixture.items[4]]),
+    ] {
+        match ask(&client, member, 2_000).await {
+            RecommendReply::Ok(r) => {
+                assert_eq!(r.source, Source::Model, "member {member}: {r:?}");
+                assert!(r.items.iter().all(|i| !played.contains(&i.item)));
+            }
+            RecommendReply::Error(e) => panic!("{e:?}"),
+        }
+    }
+    let metrics = node.metrics();
+    assert_eq!(
+        metric_sum(&metrics, "reco_events_quarantined_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "reco_actor_panics_total", &["actor=\"session\""]),
+        3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(500, 8, 10, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\nshards = 2\n[model]\nworkers = 2\n",
+    );
+    let reco_tree = || {
+        let output = std::process::Command::new(reco_e2e::reco_binary())
+            .args(["tree", "--nats", &nats.url()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = reco_tree();
+    for line in [
+        "root [supervisor one_for_one, permanent] running restarts=0",
+        "├── lists [permanent] running restarts=0",
+        "├── model [supervisor one_for_one, permanent] running restarts=0",
+        "│   ├── worker-0 [permanent] running restarts=0",
+        "│   └── worker-1 [permanent] running restarts=0",
+        "└── sessions [supervisor one_for_one, permanent] running restarts=0",
+        "    ├── shard-0 [permanent] running restarts=0",
+        "    └── shard-1 [permanent] running restarts=0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+
+    let client = nats.client().await;
+    play(&client, 5, fixture.items[0]).await;
+    set_faults(
+        &client,
+        SetFaults {
+            model_panic_every: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let reply = ask(&client, 5, 2_000).await;
+    assert!(matches!(reply, RecommendReply::Ok(r) if r.reason == Some(Reason::ModelUnavailable)));
+    set_faults(
+        &client,
+        SetFaults {
+            model_panic_every: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    node.wait_metric(Duration::from_secs(10), "the worker to restart", |m| {
+        metric_sum(
+            m,
+            "reco_supervisor_restarts_total",
+            &["supervisor=\"model\""],
+        ) >= 1.0
+    })
+    .await;
+    let text = reco_tree();
+    assert!(
+        text.contains("restarts=1 last_failure=\"panicked: injected fault"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_giving_up_shuts_the_node_down_cleanly_with_a_non_zero_exit() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(500, 8, 10, "fixture-v1");
+    let mut node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 0\n[supervision.root]\nmax_restarts = 0\n",
+    );
+    let client = nats.client().await;
+    play(&client, 5, fixture.items[0]).await;
+    set_faults(
+        &client,
+        SetFaults {
+            model_panic_every: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The request that kills the worker is still answered.
+    let reply = ask(&client, 5, 2_000).await;
+    assert!(matches!(reply, RecommendReply::Ok(r) if r.degraded));
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "the node must exit non-zero");
+    let log = node.log();
+    assert!(log.contains("Root supervisor gave up"), "{log}");
+    assert!(
+        log.contains("supervisor model exceeded its restart intensity"),
+        "{log}"
+    );
+    assert!(log.contains("Node drained."), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_new_supervision_limits_without_a_restart() {
+    let nats = NatsServer::start();
+    let node = Node::start(&nats.url(), None, "[supervision.model]\nmax_restarts = 5\n");
+    let client = nats.client().await;
+    assert_eq!(
+        find(&tree(&client).await, "model")
+            .unwrap()
+            .strategy
+            .as_deref(),
+        Some("one_for_one")
+    );
+    std::fs::write(
+        node.config_path(),
+        "[supervision.model]\nstrategy = \"one_for_all\"\nmax_restarts = 7\n",
+    )
+    .unwrap();
+    node.hangup();
+    node.wait_log(
+        Duration::from_secs(10),
+        "SIGHUP: supervision settings reloaded.",
+    )
+    .await;
+    assert_eq!(
+        find(&tree(&client).await, "model")
+            .unwrap()
+            .strategy
+            .as_deref(),
+        Some("one_for_all")
+    );
+    let log = node.log();
+    assert!(
+        log.contains("Supervisor reconfigured.") && log.contains("max_restarts: 7"),
+        "{log}"
+    );
+
+    // An invalid file is refused and the settings in force stay.
+    std::fs::write(
+        node.config_path(),
+        "[supervision.model]\nbackoff_factor = 99.0\n",
+    )
+    .unwrap();
+    node.hangup();
+    node.wait_log(Duration::from_secs(10), "configuration not reloaded")
+        .await;
+    assert_eq!(
+        find(&tree(&client).await, "model")
+            .unwrap()
+            .strategy
+            .as_deref(),
+        Some("one_for_all")
+    );
+}
