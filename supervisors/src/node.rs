@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use reco_actors::admin::Admin;
 use reco_actors::ingress::{Ingress, IngressSettings};
-use reco_actors::lifecycle::{ExitHook, Stop};
+use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
 use reco_actors::precomputed::{ListsReader, Precomputed};
@@ -144,6 +144,12 @@ pub async fn run(
     let root_hook: ExitHook = Arc::new(move |reason| {
         let _ = escalated_tx.send(reason.to_string());
     });
+    let in_flight = InFlight::new();
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
+    let draining = Arc::new(AtomicBool::new(false));
+    let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
+    let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(false);
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -151,83 +157,75 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        ingress: IngressWiring {
+            client: client.clone(),
+            subjects: subjects.clone(),
+            settings: IngressSettings {
+                max_payload: config.limits.max_payload_bytes,
+                default_deadline: Duration::from_millis(config.recommend.default_deadline_ms),
+            },
+            in_flight: in_flight.clone(),
+            drain: drain_rx,
+            state: Arc::new(ingress_tx),
+        },
+        telemetry: TelemetryWiring {
+            admin: Admin {
+                client: client.clone(),
+                subjects: subjects.clone(),
+                model: handle,
+                lists: reader.clone(),
+                in_flight: in_flight.clone(),
+                shards: shards.clone(),
+                faults: config.node.fault_injection.then_some(faults),
+                draining: draining.clone(),
+                rss_bytes: Arc::new(rss_bytes),
+            },
+            stop: telemetry_stop_rx,
+            running: Arc::new(telemetry_tx),
+        },
     };
     let root = tree.root(root_hook).start_now();
-
-    let in_flight = InFlight::new();
-    let draining = Arc::new(AtomicBool::new(false));
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin = Admin {
-        client: client.clone(),
-        subjects: subjects.clone(),
-        model: handle,
-        lists: reader.clone(),
-        in_flight: in_flight.clone(),
-        shards: shards.clone(),
-        faults: config.node.fault_injection.then_some(faults),
-        draining: draining.clone(),
-        rss_bytes: Arc::new(rss_bytes),
-    };
     let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone()).await?;
-    let admin = actix::spawn(async move {
-        let stopped = async {
-            let _ = admin_stopped.await;
-        };
-        if let Err(error) = admin.run(stopped).await {
-            tracing::error!(%error, "Admin surface could not subscribe; the node serves without it.");
-        }
-    });
-    let rss_gauge = actix::spawn(async {
-        let mut every = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            metrics::gauge!(nm::PROCESS_RSS_BYTES).set(rss_bytes() as f64);
-        }
-    });
     let reloader = reload.map(|path| actix::spawn(reload_on_sighup(path, root.clone())));
 
-    let events = client.subscribe(subjects.events_wildcard()).await?;
-    let requests = client.subscribe(subjects.recommend_wildcard()).await?;
-    round_trip(&client).await?;
-
-    let ingress = Ingress::new(
-        client.clone(),
-        subjects.clone(),
-        IngressSettings {
-            max_payload: config.limits.max_payload_bytes,
-            default_deadline: Duration::from_millis(config.recommend.default_deadline_ms),
-        },
-        shards,
-        reader,
-        in_flight.clone(),
-    );
-    metrics::gauge!(nm::NODE_UP).set(1.0);
-    tracing::info!(
-        nats = %config.nats.url,
-        prefix = subjects.prefix(),
-        shards = shard_count,
-        workers = config.model.workers,
-        model = model_version.as_deref().unwrap_or("none"),
-        lists = %lists_version,
-        "Node ready."
-    );
     let mut cause = StopCause::Requested;
-    let stop = async {
-        tokio::select! {
-            () = shutdown => {}
-            Some(why) = escalated_rx.recv() => {
-                tracing::error!(why = %why, "Root supervisor gave up: shutting the node down.");
-                cause = StopCause::Escalated(why);
+    tokio::select! {
+        ready = ingress_rx.wait_for(|s| *s == IngressState::Serving) => {
+            ready.map_err(|_| anyhow::anyhow!("the ingress stopped before it served"))?;
+            metrics::gauge!(nm::NODE_UP).set(1.0);
+            tracing::info!(
+                nats = %config.nats.url,
+                prefix = subjects.prefix(),
+                shards = shard_count,
+                workers = config.model.workers,
+                model = model_version.as_deref().unwrap_or("none"),
+                lists = %lists_version,
+                "Node ready."
+            );
+            tokio::select! {
+                () = shutdown => {}
+                Some(why) = escalated_rx.recv() => cause = StopCause::Escalated(why),
             }
         }
-        draining.store(true, Ordering::Release);
-        metrics::gauge!(nm::NODE_UP).set(0.0);
-    };
-    ingress.run(events, requests, stop).await;
-
-    let left = in_flight
-        .wait_idle(Duration::from_millis(config.node.drain_timeout_ms))
-        .await;
+        Some(why) = escalated_rx.recv() => cause = StopCause::Escalated(why),
+    }
+    if let StopCause::Escalated(why) = &cause {
+        tracing::error!(why = %why, "Root supervisor gave up: shutting the node down.");
+    }
+    draining.store(true, Ordering::Release);
+    metrics::gauge!(nm::NODE_UP).set(0.0);
+    let drain_limit = Duration::from_millis(config.node.drain_timeout_ms);
+    let _ = drain_tx.send(true);
+    if tokio::time::timeout(
+        drain_limit,
+        ingress_rx.wait_for(|s| *s == IngressState::Stopped),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("The ingress did not finish draining in time.");
+    }
+    let left = in_flight.wait_idle(drain_limit).await;
     if left > 0 {
         metrics::counter!(nm::DRAIN_ABANDONED_TOTAL).increment(left as u64);
         tracing::error!(left, "Drain timed out with requests still in flight.");
@@ -236,14 +234,17 @@ pub async fn run(
         tracing::warn!(%error, "Final NATS flush failed.");
     }
     round_trip(&client).await.ok();
-    let _ = stop_admin.send(());
-    let _ = admin.await;
-    rss_gauge.abort();
+    // Everything holding a subscription ends inside the runtime: async-nats
+    // unsubscribes from `Drop` by spawning a task.
+    let _ = telemetry_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), telemetry_rx.wait_for(|r| !*r)).await;
     tree_view.abort();
+    let _ = tree_view.await;
     if let Some(reloader) = reloader {
         reloader.abort();
+        let _ = reloader.await;
     }
-    root.do_send(Shutdown);
+    let _ = root.send(Shutdown).await;
     for arbiter in arbiters {
         arbiter.stop();
     }
@@ -251,6 +252,48 @@ pub async fn run(
     match cause {
         StopCause::Requested => Ok(()),
         StopCause::Escalated(why) => Err(anyhow::anyhow!("the root supervisor gave up: {why}")),
+    }
+}
+
+/// Where an incarnation of the ingress is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IngressState {
+    Starting,
+    Serving,
+    Stopped,
+}
+
+/// What every incarnation of the ingress child is built from.
+#[derive(Clone)]
+struct IngressWiring {
+    client: async_nats::Client,
+    subjects: Subjects,
+    settings: IngressSettings,
+    in_flight: InFlight,
+    /// Becomes true when the node drains.
+    drain: tokio::sync::watch::Receiver<bool>,
+    state: Arc<tokio::sync::watch::Sender<IngressState>>,
+}
+
+/// A running ingress: stopping it drains its subscriptions.
+struct IngressChild(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl RunningChild for IngressChild {
+    fn stop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The admin surface and process gauges as a supervised child.
+struct TelemetryChild(Vec<tokio::task::JoinHandle<()>>);
+
+impl RunningChild for TelemetryChild {
+    fn stop(&mut self) {
+        for task in self.0.drain(..) {
+            task.abort();
+        }
     }
 }
 
@@ -262,6 +305,8 @@ struct TreeParts {
     shards: ShardTable,
     arbiters: Vec<ArbiterHandle>,
     dead_letter: DeadLetter,
+    ingress: IngressWiring,
+    telemetry: TelemetryWiring,
 }
 
 /// A supervised actix actor that stops on [`Stop`].
@@ -322,9 +367,11 @@ impl TreeParts {
                 Supervisor::new("model", settings.clone(), workers, exit)
             })
         };
+        let telemetry = self.telemetry.clone();
+        let parts = Arc::new(self);
         let sessions = {
             let settings = sup.sessions.settings();
-            let parts = Arc::new(self);
+            let parts = parts.clone();
             subtree("sessions", Restart::Permanent, move |exit| {
                 let shards = (0..parts.arbiters.len())
                     .map(|index| {
@@ -339,13 +386,76 @@ impl TreeParts {
                 Supervisor::new("sessions", settings.clone(), shards, exit)
             })
         };
-        let root_settings = sup.root.settings();
+        let ingress = ChildSpec {
+            name: "ingress".into(),
+            // A drained ingress exits normally and stays down; one whose
+            // subscriptions broke is restarted.
+            restart: Restart::Transient,
+            start: Box::new(move |exit| parts.start_ingress(exit)),
+        };
+        let telemetry = ChildSpec {
+            name: "telemetry".into(),
+            restart: Restart::Permanent,
+            start: Box::new(move |exit| start_telemetry(telemetry.clone(), exit)),
+        };
         Supervisor::new(
             "root",
-            root_settings,
-            vec![lists, model, sessions],
+            sup.root.settings(),
+            vec![lists, model, sessions, ingress, telemetry],
             escalate,
         )
+    }
+
+    fn start_ingress(&self, exit: ExitHook) -> Box<dyn RunningChild> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let wiring = self.ingress.clone();
+        let (shards, reader) = (self.shards.clone(), self.reader.clone());
+        actix::spawn(async move {
+            let subjects = &wiring.subjects;
+            let subscribed = async {
+                let events = wiring.client.subscribe(subjects.events_wildcard()).await?;
+                let requests = wiring
+                    .client
+                    .subscribe(subjects.recommend_wildcard())
+                    .await?;
+                round_trip(&wiring.client).await?;
+                anyhow::Ok((events, requests))
+            };
+            let (events, requests) = match subscribed.await {
+                Ok(subscriptions) => subscriptions,
+                Err(error) => {
+                    return exit(ExitReason::Failed(format!("cannot subscribe: {error:#}")));
+                }
+            };
+            wiring.state.send_replace(IngressState::Serving);
+            let asked = Arc::new(AtomicBool::new(false));
+            let stop = {
+                let (asked, mut drain) = (asked.clone(), wiring.drain.clone());
+                async move {
+                    tokio::select! {
+                        _ = stop_rx => {}
+                        _ = drain.wait_for(|d| *d) => {}
+                    }
+                    asked.store(true, Ordering::Release);
+                }
+            };
+            let ingress = Ingress::new(
+                wiring.client.clone(),
+                wiring.subjects.clone(),
+                wiring.settings.clone(),
+                shards,
+                reader,
+                wiring.in_flight.clone(),
+            );
+            ingress.run(events, requests, stop).await;
+            wiring.state.send_replace(IngressState::Stopped);
+            exit(if asked.load(Ordering::Acquire) {
+                ExitReason::Normal
+            } else {
+                ExitReason::Failed("the NATS subscriptions closed".into())
+            });
+        });
+        Box::new(IngressChild(Some(stop_tx)))
     }
 
     fn start_shard(&self, index: usize, exit: ExitHook) -> Box<dyn RunningChild> {
@@ -377,6 +487,43 @@ impl TreeParts {
             on_stop: Some(Box::new(move || shards.clear(index))),
         })
     }
+}
+
+/// What every incarnation of the telemetry child is built from.
+#[derive(Clone)]
+struct TelemetryWiring {
+    admin: Admin,
+    /// Becomes true when the node, drained, stops its admin surface.
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// True while an admin surface runs (its subscriptions must be dropped
+    /// inside the runtime, so the node waits for this to fall).
+    running: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Starts the admin surface and the process gauges.
+fn start_telemetry(wiring: TelemetryWiring, exit: ExitHook) -> Box<dyn RunningChild> {
+    let admin = actix::spawn(async move {
+        wiring.running.send_replace(true);
+        let mut stop = wiring.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let result = wiring.admin.run(stopped).await;
+        wiring.running.send_replace(false);
+        if let Err(error) = result {
+            exit(ExitReason::Failed(format!(
+                "admin surface cannot subscribe: {error}"
+            )));
+        }
+    });
+    let rss = actix::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics::gauge!(nm::PROCESS_RSS_BYTES).set(rss_bytes() as f64);
+        }
+    });
+    Box::new(TelemetryChild(vec![admin, rss]))
 }
 
 /// Publishes quarantined events to the dead-letter subject with the reason.

@@ -32,17 +32,19 @@
 //! ├── model (one_for_one)            permanent
 //! │   ├── worker-0     permanent     scoring thread; a panic is answered with
 //! │   └── worker-1     permanent       the fallback, a new thread after backoff
-//! └── sessions (one_for_one)         permanent
-//!     ├── shard-0      permanent     one per arbiter; a restarted shard starts
-//!     └── shard-1      permanent       with no sessions
-//!         └── member sessions        transient: restart in place after a panic
-//!                                    (mailbox kept); an event that crashes one
-//!                                    `quarantine_after` times is dead-lettered
+//! ├── sessions (one_for_one)         permanent
+//! │   ├── shard-0      permanent     one per arbiter; a restarted shard starts
+//! │   └── shard-1      permanent       with no sessions
+//! │       └── member sessions        transient: restart in place after a panic
+//! │                                  (mailbox kept); an event that crashes one
+//! │                                  `quarantine_after` times is dead-lettered
+//! ├── ingress          transient     NATS subscriptions: restarted (resubscribed)
+//! │                                    if they break; drained, it stays down
+//! └── telemetry        permanent     admin surface (health, faults), gauges
 //! ```
 //!
-//! The NATS ingress and the admin surface sit outside the tree: the NATS
-//! client reconnects and resubscribes by itself, and they are what drains
-//! the node on shutdown.
+//! Children start in this order, so on a node shutdown the ingress drains
+//! first (every request in flight is answered) before anything else stops.
 //!
 //! Operators set strategy, intensity and backoff per subtree in the config
 //! file (`[supervision.<name>]`), read the live tree with `reco tree`, and
