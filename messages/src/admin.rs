@@ -84,3 +84,15 @@ pub struct TreeNode {
     #[serde(default)]
     pub children: Vec<TreeNode>,
 }
+
+/// Reply to `<prefix>.admin.reload`: the supervision settings of the config
+/// file were applied to these supervisors, or the file was refused.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Supervisors that took the new settings.
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// Why the file was refused (the settings in force stay).
+    #[serde(default)]
+    pub error: Option<String>,
+}

@@ -117,6 +117,12 @@ impl Subjects {
         format!("{}.admin.faults", self.prefix)
     }
 
+    /// Where a node re-reads its config file and applies new supervision
+    /// settings (like SIGHUP).
+    pub fn admin_reload(&self) -> String {
+        format!("{}.admin.reload", self.prefix)
+    }
+
     /// Where a node answers with its live supervision tree.
     pub fn admin_tree(&self) -> String {
         format!("{}.admin.tree", self.prefix)

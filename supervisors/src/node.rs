@@ -32,6 +32,7 @@ use reco_actors::precomputed::{ListsReader, Precomputed};
 use reco_actors::responder::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
+use reco_messages::admin::Reloaded;
 use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
 use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use reco_models::{ItemFactors, PrecomputedLists};
@@ -186,7 +187,14 @@ pub async fn run(
     };
     let root = tree.root(root_hook).start_now();
     let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone()).await?;
-    let reloader = reload.map(|path| actix::spawn(reload_on_sighup(path, root.clone())));
+    let reloader = reload.map(|path| {
+        actix::spawn(reload_on_request(
+            path,
+            root.clone(),
+            client.clone(),
+            subjects.clone(),
+        ))
+    });
 
     let mut cause = StopCause::Requested;
     tokio::select! {
@@ -582,43 +590,81 @@ async fn serve_tree(
     }))
 }
 
-/// On every SIGHUP, re-reads the config file and applies its supervision
-/// settings to the running tree; an invalid file is logged and ignored.
-async fn reload_on_sighup(path: PathBuf, root: Addr<Supervisor>) {
+/// On every SIGHUP, or request on `<prefix>.admin.reload`, re-reads the
+/// config file and applies its supervision settings to the running tree; an
+/// invalid file is logged (and answered) and the settings in force stay.
+async fn reload_on_request(
+    path: PathBuf,
+    root: Addr<Supervisor>,
+    client: async_nats::Client,
+    subjects: Subjects,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("Cannot listen for SIGHUP; configuration reload is off.");
-        return;
+    let mut hangups = signal(SignalKind::hangup())
+        .map_err(
+            |error| tracing::warn!(%error, "Cannot listen for SIGHUP; use <prefix>.admin.reload."),
+        )
+        .ok();
+    let mut requests = match client.subscribe(subjects.admin_reload()).await {
+        Ok(requests) => Some(requests),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot subscribe to the reload subject; use SIGHUP.");
+            None
+        }
     };
-    while hangups.recv().await.is_some() {
-        let config = match Config::from_file(&path).and_then(|c| c.validate().map(|()| c)) {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::error!(%error, "SIGHUP: configuration not reloaded; the old one stays in force.");
-                continue;
-            }
+    loop {
+        let reply = tokio::select! {
+            Some(()) = async { hangups.as_mut()?.recv().await } => None,
+            Some(message) = async { requests.as_mut()?.next().await } => Some(message.reply),
+            else => return,
         };
-        let sup = &config.supervision;
-        for (name, subtree) in [
-            ("root", &sup.root),
-            ("model", &sup.model),
-            ("sessions", &sup.sessions),
-        ] {
-            let applied = root
-                .send(Reconfigure {
-                    name: name.into(),
-                    settings: subtree.settings(),
-                })
-                .await
-                .unwrap_or(false);
-            if !applied {
-                tracing::warn!(
-                    supervisor = name,
-                    "SIGHUP: supervisor not found (restarting?); not reconfigured."
-                );
+        let outcome = reload(&path, &root).await;
+        if let Some(Some(reply)) = reply {
+            if let Err(error) = client.publish(reply, encode(&outcome).into()).await {
+                tracing::warn!(%error, "Reload reply could not be published.");
             }
         }
-        tracing::info!(path = %path.display(), "SIGHUP: supervision settings reloaded.");
+    }
+}
+
+async fn reload(path: &std::path::Path, root: &Addr<Supervisor>) -> Reloaded {
+    let config = match Config::from_file(path).and_then(|c| c.validate().map(|()| c)) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "Configuration not reloaded; the old one stays in force.");
+            return Reloaded {
+                applied: Vec::new(),
+                error: Some(error.to_string()),
+            };
+        }
+    };
+    let sup = &config.supervision;
+    let mut applied = Vec::new();
+    for (name, subtree) in [
+        ("root", &sup.root),
+        ("model", &sup.model),
+        ("sessions", &sup.sessions),
+    ] {
+        let found = root
+            .send(Reconfigure {
+                name: name.into(),
+                settings: subtree.settings(),
+            })
+            .await
+            .unwrap_or(false);
+        if found {
+            applied.push(name.to_owned());
+        } else {
+            tracing::warn!(
+                supervisor = name,
+                "Supervisor not found (restarting?); not reconfigured."
+            );
+        }
+    }
+    tracing::info!(path = %path.display(), "Supervision settings reloaded.");
+    Reloaded {
+        applied,
+        error: None,
     }
 }
 
