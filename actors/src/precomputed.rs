@@ -20,6 +20,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use reco_messages::{ItemId, MemberId, ScoredItem, Source};
 use reco_models::{PrecomputedLists, Scored};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Read access to the lists in service, shared by every session.
@@ -64,12 +65,19 @@ impl ListsReader {
             Source::Popular
         };
         let mut items: Vec<ScoredItem> = Vec::with_capacity(k);
+        // Duplicates come from padding with the popular list; a linear scan
+        // is cheapest for the usual small k, a set for large ones.
+        let mut taken = (k > 32).then(|| HashSet::with_capacity(k));
         let candidates = own.unwrap_or(&[]).iter().chain(lists.popular.iter());
         for &Scored { item, score } in candidates {
             if items.len() == k {
                 break;
             }
-            if exclude.binary_search(&item).is_ok() || items.iter().any(|s| s.item == item) {
+            let duplicate = match taken.as_mut() {
+                Some(taken) => !taken.insert(item),
+                None => items.iter().any(|s| s.item == item),
+            };
+            if duplicate || exclude.binary_search(&item).is_ok() {
                 continue;
             }
             items.push(ScoredItem { item, score });
@@ -195,6 +203,19 @@ mod tests {
         assert_eq!(f.source, Source::Precomputed);
         assert_eq!(ids(&f), vec![9, 2, 3, 4, 5]);
         assert_eq!(f.version.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn large_k_pads_from_popular_without_duplicates() {
+        let mut big = lists();
+        big.popular = scored(&(1..=200).collect::<Vec<_>>());
+        let reader = ListsReader::new(big);
+        let f = reader.fallback(MemberId(7), 100, &[ItemId(3)]);
+        assert_eq!(f.items.len(), 100);
+        let distinct: HashSet<_> = f.items.iter().map(|s| s.item).collect();
+        assert_eq!(distinct.len(), 100);
+        assert!(!distinct.contains(&ItemId(3)));
+        assert_eq!(ids(&f)[..3], [9, 2, 8]);
     }
 
     #[test]
