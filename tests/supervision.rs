@@ -50,6 +50,14 @@ async fn set_faults(client: &async_nats::Client, faults: SetFaults) {
     assert!(decode::<reco_messages::admin::Faults>(&reply.payload, LIMIT).is_ok());
 }
 
+async fn panic_every(client: &async_nats::Client, n: u64) {
+    let faults = SetFaults {
+        model_panic_every: Some(n),
+        ..Default::default()
+    };
+    set_faults(client, faults).await;
+}
+
 async fn tree(client: &async_nats::Client) -> TreeNode {
     let reply = client
         .request(Subjects::default().admin_tree(), Vec::new().into())
@@ -78,14 +86,7 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
     for member in 0..50u64 {
         play(&client, member, fixture.items[member as usize]).await;
     }
-    set_faults(
-        &client,
-        SetFaults {
-            model_panic_every: Some(7),
-            ..Default::default()
-        },
-    )
-    .await;
+    panic_every(&client, 7).await;
 
     let total = 300u64;
     let replies: Vec<RecommendReply> = stream::iter(0..total)
@@ -138,14 +139,7 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
         ) >= 1.0
     })
     .await;
-    set_faults(
-        &client,
-        SetFaults {
-            model_panic_every: Some(0),
-            ..Default::default()
-        },
-    )
-    .await;
+    panic_every(&client, 0).await;
     node.wait_metric(Duration::from_secs(10), "every worker up again", |m| {
         metric_sum(m, "reco_model_workers_up", &[]) == 2.0
     })
@@ -277,24 +271,10 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
 
     let client = nats.client().await;
     play(&client, 5, fixture.items[0]).await;
-    set_faults(
-        &client,
-        SetFaults {
-            model_panic_every: Some(1),
-            ..Default::default()
-        },
-    )
-    .await;
+    panic_every(&client, 1).await;
     let reply = ask(&client, 5, 2_000).await;
     assert!(matches!(reply, RecommendReply::Ok(r) if r.reason == Some(Reason::ModelUnavailable)));
-    set_faults(
-        &client,
-        SetFaults {
-            model_panic_every: Some(0),
-            ..Default::default()
-        },
-    )
-    .await;
+    panic_every(&client, 0).await;
     node.wait_metric(Duration::from_secs(10), "the worker to restart", |m| {
         metric_sum(
             m,
@@ -321,14 +301,7 @@ async fn the_root_giving_up_shuts_the_node_down_cleanly_with_a_non_zero_exit() {
     );
     let client = nats.client().await;
     play(&client, 5, fixture.items[0]).await;
-    set_faults(
-        &client,
-        SetFaults {
-            model_panic_every: Some(1),
-            ..Default::default()
-        },
-    )
-    .await;
+    panic_every(&client, 1).await;
     // The request that kills the worker is still answered.
     let reply = ask(&client, 5, 2_000).await;
     assert!(matches!(reply, RecommendReply::Ok(r) if r.degraded));

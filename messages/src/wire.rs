@@ -57,6 +57,24 @@ impl EventKind {
     }
 }
 
+impl std::str::FromStr for EventKind {
+    type Err = String;
+
+    /// Parses a wire name (`play`, `list_add`, …).
+    fn from_str(name: &str) -> Result<Self, String> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown event kind {name:?}: use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -4,7 +4,7 @@
 
 use crate::config::ENV_NATS_URL;
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use reco_messages::admin::TreeNode;
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
@@ -41,17 +41,6 @@ pub struct RecommendArgs {
     include_seen: bool,
 }
 
-/// Event kinds as command-line values.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Kind {
-    Play,
-    Stop,
-    Click,
-    Impression,
-    Rate,
-    ListAdd,
-}
-
 /// Arguments of `reco event`.
 #[derive(Debug, Args)]
 pub struct EventArgs {
@@ -63,9 +52,9 @@ pub struct EventArgs {
     /// The item.
     #[arg(long)]
     item: u64,
-    /// What happened.
-    #[arg(long, value_enum, default_value = "play")]
-    kind: Kind,
+    /// What happened: play, stop, click, impression, rate or list_add.
+    #[arg(long, default_value = "play")]
+    kind: EventKind,
     /// Seconds watched (play/stop) or stars (rate).
     #[arg(long, default_value_t = 0.0)]
     value: f32,
@@ -109,14 +98,7 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
 /// Publishes one event and waits until the server has it.
 pub async fn event(args: EventArgs) -> anyhow::Result<()> {
     let (client, subjects) = connect(&args.target).await?;
-    let kind = match args.kind {
-        Kind::Play => EventKind::Play,
-        Kind::Stop => EventKind::Stop,
-        Kind::Click => EventKind::Click,
-        Kind::Impression => EventKind::Impression,
-        Kind::Rate => EventKind::Rate,
-        Kind::ListAdd => EventKind::ListAdd,
-    };
+    let kind = args.kind;
     let event = Event {
         member: MemberId(args.member),
         item: ItemId(args.item),
