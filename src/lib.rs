@@ -212,6 +212,13 @@ impl Node {
         self.log.text()
     }
 
+    /// Threads of the node process now (from `/proc`).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|tasks| tasks.count())
+            .unwrap_or(0)
+    }
+
     /// The node's config file (rewrite it, then [`Node::hangup`]).
     pub fn config_path(&self) -> &Path {
         &self.config

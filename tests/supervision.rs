@@ -383,3 +383,35 @@ async fn sighup_applies_new_supervision_limits_without_a_restart() {
         Some("rest_for_one")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_model_workers_do_not_leak_threads() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(500, 8, 10, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 1\nbackoff_max_ms = 2\n",
+    );
+    let client = nats.client().await;
+    play(&client, 5, fixture.items[0]).await;
+    assert!(
+        matches!(ask(&client, 5, 2_000).await, RecommendReply::Ok(r) if r.source == Source::Model)
+    );
+    let before = node.threads();
+    panic_every(&client, 1).await;
+    for _ in 0..30 {
+        let _ = ask(&client, 5, 2_000).await;
+        node.wait_metric(Duration::from_secs(10), "both workers up", |m| {
+            metric_sum(m, "reco_model_workers_up", &[]) == 2.0
+        })
+        .await;
+    }
+    let restarts = node.metric("reco_supervisor_restarts_total", &["supervisor=\"model\""]);
+    assert!(restarts >= 30.0, "restarts {restarts}");
+    let after = node.threads();
+    assert!(
+        after <= before + 2,
+        "threads grew from {before} to {after} over {restarts} restarts"
+    );
+}
