@@ -140,25 +140,67 @@ impl Drop for NatsServer {
     }
 }
 
-/// The `reco` binary built by `cargo test --workspace` (or `RECO_BIN`).
+/// The `reco` binary the tests drive (or `RECO_BIN`).
+///
+/// `cargo test` builds a package's binaries only for that package's own
+/// integration tests, and `reco` belongs to `reco-supervisors`: so the first
+/// call builds it (`cargo build -p reco-supervisors --bin reco`, a no-op when
+/// it is up to date) into the target directory the tests run from, with the
+/// tests' profile. A stale binary is therefore never tested.
 pub fn reco_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("RECO_BIN") {
         return PathBuf::from(path);
     }
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("no current executable");
-    let bin = exe
+    BUILT
+        .get_or_init(build_reco)
+        .clone()
+        .unwrap_or_else(|why| panic!("{why}"))
+}
+
+fn build_reco() -> Result<PathBuf, String> {
+    // Test executables live in <target>/<profile>/deps.
+    let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
+    let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("reco"))
-        .expect("unexpected test executable location");
-    assert!(
-        bin.exists(),
-        "{} does not exist: run the tests with `cargo test --workspace` (which builds the reco binary) \
-         or set RECO_BIN",
-        bin.display()
-    );
-    bin
+        .ok_or("unexpected test executable location")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("unexpected test executable location")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "reco-supervisors",
+            "--bin",
+            "reco",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        command.arg("--release");
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo to build the reco binary: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building the reco binary failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let bin = profile_dir.join("reco");
+    if !bin.exists() {
+        return Err(format!("{} was not built", bin.display()));
+    }
+    Ok(bin)
 }
 
 /// A running `reco serve` process; killed on drop unless it already exited.
