@@ -144,9 +144,10 @@ impl Drop for NatsServer {
 ///
 /// `cargo test` builds a package's binaries only for that package's own
 /// integration tests, and `reco` belongs to `reco-supervisors`: so the first
-/// call builds it (`cargo build -p reco-supervisors --bin reco`, a no-op when
-/// it is up to date) into the target directory the tests run from, with the
-/// tests' profile. A stale binary is therefore never tested.
+/// call builds it (`cargo build --workspace --bins --tests`: after `cargo
+/// test --workspace` only the binary is linked) into the target directory
+/// the tests run from, with the tests' profile. A stale binary is therefore
+/// never tested.
 pub fn reco_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("RECO_BIN") {
@@ -168,17 +169,19 @@ fn build_reco() -> Result<PathBuf, String> {
     let target_dir = profile_dir
         .parent()
         .ok_or("unexpected test executable location")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // The test process carries its own crate's CARGO_MANIFEST_DIR, CARGO_PKG_*
+    // and so on; build scripts that watch such variables would rerun and the
+    // workspace would recompile, so none of them goes through.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CARGO_") && name != "CARGO_HOME" {
+            command.env_remove(&name);
+        }
+    }
+    // `--workspace --bins --tests` resolves features as `cargo test
+    // --workspace` does: after it, only the binary is linked.
     command
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "reco-supervisors",
-            "--bin",
-            "reco",
-        ])
+        .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir

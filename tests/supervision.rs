@@ -141,7 +141,7 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
     .await;
     panic_every(&client, 0).await;
     node.wait_metric(Duration::from_secs(10), "every worker up again", |m| {
-        metric_sum(m, "reco_model_workers_up", &[]) == 2.0
+        metric_sum(m, "reco_model_workers_up", &["pool=\"online\""]) == 2.0
     })
     .await;
     let model_tree = tree(&client).await;
@@ -260,6 +260,8 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
         "├── model [supervisor one_for_one, permanent] running restarts=0",
         "│   ├── worker-0 [permanent] running restarts=0",
         "│   └── worker-1 [permanent] running restarts=0",
+        "├── nearline [supervisor one_for_one, permanent] running restarts=0",
+        "│   └── worker-0 [permanent] running restarts=0",
         "├── sessions [supervisor one_for_one, permanent] running restarts=0",
         "│   ├── shard-0 [permanent] running restarts=0",
         "│   └── shard-1 [permanent] running restarts=0",
@@ -377,7 +379,10 @@ async fn sighup_applies_new_supervision_limits_without_a_restart() {
         "[supervision.model]\nstrategy = \"rest_for_one\"\n",
     )
     .unwrap();
-    assert_eq!(reload().await.applied, vec!["root", "model", "sessions"]);
+    assert_eq!(
+        reload().await.applied,
+        vec!["root", "model", "nearline", "sessions"]
+    );
     assert_eq!(
         model_strategy(tree(&client).await).as_deref(),
         Some("rest_for_one")
@@ -403,7 +408,7 @@ async fn restarted_model_workers_do_not_leak_threads() {
     for _ in 0..30 {
         let _ = ask(&client, 5, 2_000).await;
         node.wait_metric(Duration::from_secs(10), "both workers up", |m| {
-            metric_sum(m, "reco_model_workers_up", &[]) == 2.0
+            metric_sum(m, "reco_model_workers_up", &["pool=\"online\""]) == 2.0
         })
         .await;
     }

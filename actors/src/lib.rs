@@ -9,6 +9,8 @@
 //!   with its deadline and fallback.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
 //!   in front of it.
+//! - [`nearline`]: the member's list refreshed between requests after an
+//!   important event, the first fallback tier.
 //! - [`precomputed`]: `Precomputed`, the batch lists answered from memory.
 //! - [`responder`]: the reply handle that answers every request exactly once,
 //!   and the in-flight count a drain waits on.
@@ -32,6 +34,7 @@ pub mod ingress;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod nearline;
 pub mod precomputed;
 pub mod responder;
 pub mod session;

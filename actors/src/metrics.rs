@@ -47,6 +47,13 @@ pub const SESSION_RESTARTS_TOTAL: &str = "reco_session_restarts_total";
 /// Gauge: model workers up (not restarting).
 pub const MODEL_WORKERS_UP: &str = "reco_model_workers_up";
 
+/// Counter: nearline refreshes, by `outcome` (`stored`, `cold`, `shed`, `failed`).
+pub const NEARLINE_REFRESHES_TOTAL: &str = "reco_nearline_refreshes_total";
+/// Histogram: time to compute one nearline refresh.
+pub const NEARLINE_REFRESH_SECONDS: &str = "reco_nearline_refresh_seconds";
+/// Histogram: time from the first event of a batch to its refreshed list.
+pub const NEARLINE_FRESHNESS_SECONDS: &str = "reco_nearline_freshness_seconds";
+
 /// Registers a description for every metric so that the exporter shows
 /// `# HELP` lines even before a metric first moves.
 pub fn describe() {
@@ -102,7 +109,18 @@ pub fn describe() {
         EVENTS_QUARANTINED_TOTAL,
         "Events quarantined after crashing a session repeatedly."
     );
-    describe_gauge!(MODEL_WORKERS_UP, "Model workers up.");
+    describe_gauge!(MODEL_WORKERS_UP, "Model workers up, by pool.");
+    describe_counter!(NEARLINE_REFRESHES_TOTAL, "Nearline refreshes, by outcome.");
+    describe_histogram!(
+        NEARLINE_REFRESH_SECONDS,
+        Unit::Seconds,
+        "Time to compute a nearline refresh."
+    );
+    describe_histogram!(
+        NEARLINE_FRESHNESS_SECONDS,
+        Unit::Seconds,
+        "Time from an important event to the member's refreshed nearline list."
+    );
     describe_counter!(
         SESSION_RESTARTS_TOTAL,
         "Sessions restarted in place after a panic."

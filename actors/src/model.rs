@@ -231,21 +231,23 @@ impl ModelWorker {
         }
         let started = Instant::now();
         if started >= msg.deadline {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "expired").increment(1);
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "expired").increment(1);
             return ScoreOutcome::Expired;
         }
         let Some(model) = self.model.load() else {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "unavailable").increment(1);
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "unavailable").increment(1);
             return ScoreOutcome::Unavailable;
         };
         self.faults.maybe_panic();
         let Some(user) = model.fold_in(&msg.interactions) else {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "cold").increment(1);
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "cold").increment(1);
             return ScoreOutcome::Cold;
         };
         let items = model.top_k(&user, msg.k, &msg.exclude);
-        metrics::histogram!(m::MODEL_SCORE_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "scored").increment(1);
+        metrics::histogram!(m::MODEL_SCORE_SECONDS, "pool" => self.slot.pool)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "scored")
+            .increment(1);
         ScoreOutcome::Scored {
             items,
             version: model.version().to_owned(),
@@ -260,7 +262,7 @@ impl Handler<Score> for ModelWorker {
         if self.failed {
             // Down: answer what was already queued at once, so the sessions
             // fall back instead of waiting for their deadline.
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "worker_down").increment(1);
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "worker_down").increment(1);
             return MessageResult(ScoreOutcome::Unavailable);
         }
         match isolate("model_worker", "Score", || self.score(&msg)) {
@@ -288,6 +290,7 @@ impl ModelWorker {
 /// requests admitted to it.
 #[derive(Debug)]
 pub struct WorkerSlot {
+    pool: &'static str,
     index: usize,
     addr: ArcSwapOption<Addr<ModelWorker>>,
     generation: AtomicU64,
@@ -297,7 +300,7 @@ pub struct WorkerSlot {
 impl WorkerSlot {
     fn clear_if(&self, generation: u64) {
         if self.generation.load(Ordering::Acquire) == generation && self.addr.swap(None).is_some() {
-            metrics::gauge!(m::MODEL_WORKERS_UP).decrement(1.0);
+            metrics::gauge!(m::MODEL_WORKERS_UP, "pool" => self.pool).decrement(1.0);
         }
     }
 }
@@ -326,12 +329,13 @@ impl WorkerChild {
 #[derive(Debug)]
 struct Permit {
     in_flight: Arc<AtomicUsize>,
+    pool: &'static str,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!(m::MODEL_IN_FLIGHT).decrement(1.0);
+        metrics::gauge!(m::MODEL_IN_FLIGHT, "pool" => self.pool).decrement(1.0);
     }
 }
 
@@ -352,6 +356,7 @@ pub enum Refusal {
 /// most `max_in_flight / workers` (at least 1) per worker.
 #[derive(Clone, Debug)]
 pub struct ModelPool {
+    name: &'static str,
     slots: Arc<[Arc<WorkerSlot>]>,
     model: ModelHandle,
     faults: InjectedFaults,
@@ -359,9 +364,11 @@ pub struct ModelPool {
 }
 
 impl ModelPool {
-    /// A pool of `workers` slots (all down until [`ModelPool::start_worker`])
+    /// A pool named `name` (the `pool` metric label: `online`, `nearline`)
+    /// of `workers` slots, all down until [`ModelPool::start_worker`],
     /// admitting at most `max_in_flight` requests at a time.
     pub fn new(
+        name: &'static str,
         workers: usize,
         max_in_flight: usize,
         model: ModelHandle,
@@ -371,6 +378,7 @@ impl ModelPool {
         let slots = (0..workers)
             .map(|index| {
                 Arc::new(WorkerSlot {
+                    pool: name,
                     index,
                     addr: ArcSwapOption::empty(),
                     generation: AtomicU64::new(0),
@@ -379,6 +387,7 @@ impl ModelPool {
             })
             .collect();
         ModelPool {
+            name,
             slots,
             model,
             faults,
@@ -405,7 +414,7 @@ impl ModelPool {
             failed: false,
         });
         if slot.addr.swap(Some(Arc::new(addr))).is_none() {
-            metrics::gauge!(m::MODEL_WORKERS_UP).increment(1.0);
+            metrics::gauge!(m::MODEL_WORKERS_UP, "pool" => self.name).increment(1.0);
         }
         WorkerChild { slot, generation }
     }
@@ -430,7 +439,7 @@ impl ModelPool {
         mut score: Score,
     ) -> Result<impl Future<Output = Result<ScoreOutcome, MailboxError>>, Refusal> {
         if self.model.load().is_none() {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => "refused_unavailable")
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.name, "outcome" => "refused_unavailable")
                 .increment(1);
             return Err(Refusal::Unavailable);
         }
@@ -456,13 +465,15 @@ impl ModelPool {
             } else {
                 ("refused_unavailable", Refusal::Unavailable)
             };
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.name, "outcome" => outcome)
+                .increment(1);
             return Err(refusal);
         };
         slot.in_flight.fetch_add(1, Ordering::AcqRel);
-        metrics::gauge!(m::MODEL_IN_FLIGHT).increment(1.0);
+        metrics::gauge!(m::MODEL_IN_FLIGHT, "pool" => self.name).increment(1.0);
         score.permit = Some(Permit {
             in_flight: slot.in_flight.clone(),
+            pool: self.name,
         });
         Ok(addr.send(score))
     }

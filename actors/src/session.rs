@@ -29,6 +29,7 @@
 use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
+use crate::nearline::{triggers_refresh, NearlineList, NearlineSettings};
 use crate::precomputed::{Fallback, ListsReader};
 use crate::responder::Responder;
 use crate::signals::RecentSignals;
@@ -53,6 +54,8 @@ pub struct SessionDeps {
     pub settings: SessionSettings,
     /// Where poisoned events are quarantined.
     pub dead_letter: DeadLetter,
+    /// Nearline refreshes, when enabled.
+    pub nearline: Option<NearlineSettings>,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -83,7 +86,18 @@ pub struct Session {
     member: MemberId,
     signals: RecentSignals,
     deps: SessionDeps,
+    /// Events applied so far (to tell whether a nearline list reflects
+    /// them all).
+    applied: u64,
+    /// The member's nearline list, once one was computed.
+    nearline: Option<NearlineList>,
+    /// When the first event of a refresh batch arrived, while a refresh is
+    /// scheduled.
+    refresh_due: Option<Instant>,
 }
+
+/// How long a nearline refresh may take before its worker skips it.
+const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl Session {
     /// A session for `member` with no history.
@@ -92,7 +106,73 @@ impl Session {
             member,
             signals: RecentSignals::new(deps.settings.recent_events),
             deps,
+            applied: 0,
+            nearline: None,
+            refresh_due: None,
         }
+    }
+
+    /// Schedules a nearline refresh after an important event, unless one is
+    /// already scheduled (debounce).
+    fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
+        let Some(nearline) = &self.deps.nearline else {
+            return;
+        };
+        if self.refresh_due.is_some() {
+            return;
+        }
+        self.refresh_due = Some(Instant::now());
+        ctx.run_later(nearline.debounce, |session, ctx| session.refresh(ctx));
+    }
+
+    fn refresh(&mut self, ctx: &mut Context<Self>) {
+        let (Some(nearline), Some(since)) = (self.deps.nearline.clone(), self.refresh_due.take())
+        else {
+            return;
+        };
+        let interactions = self.signals.interactions();
+        if interactions.is_empty() {
+            return;
+        }
+        let reflects = self.applied;
+        let started = Instant::now();
+        let score = Score::new(
+            interactions,
+            nearline.top_n,
+            self.signals.seen(),
+            started + REFRESH_BUDGET,
+        );
+        let Ok(pending) = nearline.pool.try_score(score) else {
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "shed").increment(1);
+            return;
+        };
+        ctx.spawn(pending.into_actor(self).map(move |outcome, session, _ctx| {
+            let outcome = match outcome {
+                Ok(ScoreOutcome::Scored { items, version }) => {
+                    let now = Instant::now();
+                    metrics::histogram!(m::NEARLINE_REFRESH_SECONDS)
+                        .record(now.duration_since(started).as_secs_f64());
+                    metrics::histogram!(m::NEARLINE_FRESHNESS_SECONDS)
+                        .record(now.duration_since(since).as_secs_f64());
+                    session.nearline = Some(NearlineList {
+                        items,
+                        version,
+                        computed_at: now,
+                        reflects,
+                    });
+                    "stored"
+                }
+                Ok(ScoreOutcome::Cold) => "cold",
+                _ => "failed",
+            };
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => outcome).increment(1);
+        }));
+    }
+
+    /// The nearline list if it may be served (not older than the bound).
+    fn servable_nearline(&self) -> Option<&NearlineList> {
+        let max_age = self.deps.nearline.as_ref()?.max_age;
+        self.nearline.as_ref().filter(|list| list.age() <= max_age)
     }
 
     fn apply(&mut self, event: &Event) {
@@ -106,6 +186,7 @@ impl Session {
     /// crashed are still handled, in order.
     fn restart(&mut self, message: &'static str) {
         self.signals = RecentSignals::new(self.deps.settings.recent_events);
+        self.nearline = None;
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -133,7 +214,7 @@ pub struct ApplyEvent(pub Event);
 impl Handler<ApplyEvent> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: ApplyEvent, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ApplyEvent, ctx: &mut Self::Context) {
         let event = msg.0;
         let mut crashes = 0;
         loop {
@@ -141,6 +222,10 @@ impl Handler<ApplyEvent> for Session {
                 Ok(()) => {
                     metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => event.kind.as_str())
                         .increment(1);
+                    self.applied += 1;
+                    if triggers_refresh(event.kind) {
+                        self.schedule_refresh(ctx);
+                    }
                     return;
                 }
                 Err(why) => {
@@ -237,8 +322,34 @@ impl Session {
             Vec::new()
         };
         // The fallback is taken before the model is asked: whatever happens
-        // next, an answer is ready.
-        let fallback = self.deps.lists.fallback(member, k, &exclude);
+        // next, an answer is ready. The nearline list comes first.
+        let offline = self.deps.lists.fallback(member, k, &exclude);
+        let fallback = match self.servable_nearline() {
+            Some(list) => {
+                let fresh = list.reflects == self.applied
+                    && self
+                        .deps
+                        .nearline
+                        .as_ref()
+                        .is_some_and(|n| n.answer_when_fresh);
+                let fallback = list.fallback(k, &exclude, offline);
+                if fresh {
+                    // Cheap answer: the list already reflects every event.
+                    responder.reply(Recommendations {
+                        member,
+                        items: fallback.items,
+                        source: Source::Nearline,
+                        model_version: fallback.version,
+                        degraded: false,
+                        reason: None,
+                        served_us: 0,
+                    });
+                    return;
+                }
+                fallback
+            }
+            None => offline,
+        };
         let interactions = self.signals.interactions();
         if interactions.is_empty() {
             responder.reply(fallback_reply(member, fallback, Reason::ColdStart));
@@ -302,7 +413,13 @@ mod tests {
 
     fn deps(mailbox: usize) -> SessionDeps {
         SessionDeps {
-            model: ModelPool::new(1, 1, ModelHandle::new(None), InjectedFaults::default()),
+            model: ModelPool::new(
+                "online",
+                1,
+                1,
+                ModelHandle::new(None),
+                InjectedFaults::default(),
+            ),
             lists: ListsReader::new(PrecomputedLists::default()),
             settings: SessionSettings {
                 recent_events: 8,
@@ -311,6 +428,7 @@ mod tests {
                 quarantine_after: 3,
             },
             dead_letter: Arc::new(|_, _| {}),
+            nearline: None,
         }
     }
 

@@ -34,8 +34,47 @@ pub struct Config {
     pub recommend: RecommendConfig,
     /// The model and its workers.
     pub model: ModelConfig,
+    /// Nearline refreshes of members' lists.
+    pub nearline: NearlineConfig,
     /// Restart strategies, limits and backoff per subtree.
     pub supervision: SupervisionConfig,
+}
+
+/// Nearline: after a play, rate or list_add, a member's list is recomputed
+/// off the request path and becomes its first fallback tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearlineConfig {
+    /// Turn nearline refreshes on.
+    pub enabled: bool,
+    /// Refresh worker threads (separate from the online model workers).
+    pub workers: usize,
+    /// Refreshes admitted at once; beyond it a refresh is skipped (counted).
+    pub max_in_flight: usize,
+    /// Wait this long after the first important event before refreshing,
+    /// in ms, so that a burst of events costs one refresh.
+    pub debounce_ms: u64,
+    /// Items in a nearline list.
+    pub top_n: usize,
+    /// A nearline list older than this is not served, in ms.
+    pub max_age_ms: u64,
+    /// Answer requests with the nearline list, without asking the model,
+    /// while it reflects every event of the member and is not too old.
+    pub answer_when_fresh: bool,
+}
+
+impl Default for NearlineConfig {
+    fn default() -> Self {
+        NearlineConfig {
+            enabled: true,
+            workers: 1,
+            max_in_flight: 64,
+            debounce_ms: 200,
+            top_n: 100,
+            max_age_ms: 10 * 60 * 1000,
+            answer_when_fresh: false,
+        }
+    }
 }
 
 /// Supervision settings of each subtree of the node (see the `supervision`
@@ -49,6 +88,8 @@ pub struct SupervisionConfig {
     /// The model workers (permanent; a panicking worker restarts after a
     /// backoff while the others serve).
     pub model: SubtreeConfig,
+    /// The nearline refresh workers.
+    pub nearline: SubtreeConfig,
     /// The session shards (permanent; a restarted shard starts with no
     /// sessions).
     pub sessions: SubtreeConfig,
@@ -62,6 +103,10 @@ impl Default for SupervisionConfig {
                 ..SubtreeConfig::default()
             },
             model: SubtreeConfig {
+                max_restarts: 20,
+                ..SubtreeConfig::default()
+            },
+            nearline: SubtreeConfig {
                 max_restarts: 20,
                 ..SubtreeConfig::default()
             },
@@ -527,6 +572,42 @@ impl Config {
         )?;
         self.supervision.root.validate("root")?;
         self.supervision.model.validate("model")?;
+        self.supervision.nearline.validate("nearline")?;
+        range(
+            "nearline.workers",
+            self.nearline.workers,
+            1,
+            1024,
+            "1 to 1024",
+        )?;
+        range(
+            "nearline.max_in_flight",
+            self.nearline.max_in_flight,
+            1,
+            1 << 20,
+            "1 to 1048576",
+        )?;
+        range(
+            "nearline.debounce_ms",
+            self.nearline.debounce_ms,
+            0,
+            600_000,
+            "0 to 600000",
+        )?;
+        range(
+            "nearline.top_n",
+            self.nearline.top_n,
+            1,
+            10_000,
+            "1 to 10000",
+        )?;
+        range(
+            "nearline.max_age_ms",
+            self.nearline.max_age_ms,
+            1,
+            30 * 86_400_000,
+            "1 ms to 30 days",
+        )?;
         self.supervision.sessions.validate("sessions")?;
         range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
         range(

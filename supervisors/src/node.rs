@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::metrics as nm;
 use crate::supervision::{
     subtree, ChildSpec, GetTree, Reconfigure, Restart, RunningChild, Shutdown, Supervisor,
+    SupervisorSettings,
 };
 use actix::prelude::*;
 use anyhow::Context as _;
@@ -28,6 +29,7 @@ use reco_actors::ingress::{Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
+use reco_actors::nearline::NearlineSettings;
 use reco_actors::precomputed::{ListsReader, Precomputed};
 use reco_actors::responder::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
@@ -131,11 +133,27 @@ pub async fn run(
         );
     }
     let pool = ModelPool::new(
+        "online",
         config.model.workers,
         config.model.max_in_flight,
         handle.clone(),
         faults.clone(),
     );
+    // Nearline refreshes get workers of their own (and no injected faults),
+    // so they never take admission from online requests.
+    let nearline = config.nearline.enabled.then(|| NearlineSettings {
+        pool: ModelPool::new(
+            "nearline",
+            config.nearline.workers,
+            config.nearline.max_in_flight,
+            handle.clone(),
+            InjectedFaults::default(),
+        ),
+        debounce: Duration::from_millis(config.nearline.debounce_ms),
+        top_n: config.nearline.top_n,
+        max_age: Duration::from_millis(config.nearline.max_age_ms),
+        answer_when_fresh: config.nearline.answer_when_fresh,
+    });
     let reader = ListsReader::new(lists);
     let shard_count = config.shard_count();
     let shards = ShardTable::new(shard_count);
@@ -154,6 +172,7 @@ pub async fn run(
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
+        nearline,
         reader: reader.clone(),
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
@@ -309,6 +328,7 @@ impl RunningChild for TelemetryChild {
 struct TreeParts {
     config: Config,
     pool: ModelPool,
+    nearline: Option<NearlineSettings>,
     reader: ListsReader,
     shards: ShardTable,
     arbiters: Vec<ArbiterHandle>,
@@ -357,24 +377,11 @@ impl TreeParts {
                 }),
             }
         };
-        let model = {
-            let (pool, settings) = (self.pool.clone(), sup.model.settings());
-            subtree("model", Restart::Permanent, move |exit| {
-                let workers = (0..pool.workers())
-                    .map(|index| {
-                        let pool = pool.clone();
-                        ChildSpec {
-                            name: format!("worker-{index}"),
-                            restart: Restart::Permanent,
-                            start: Box::new(move |exit| {
-                                Box::new(WorkerChildOf(pool.start_worker(index, exit)))
-                            }),
-                        }
-                    })
-                    .collect();
-                Supervisor::new("model", settings.clone(), workers, exit)
-            })
-        };
+        let model = workers_subtree("model", self.pool.clone(), sup.model.settings());
+        let nearline = self
+            .nearline
+            .as_ref()
+            .map(|n| workers_subtree("nearline", n.pool.clone(), sup.nearline.settings()));
         let telemetry = self.telemetry.clone();
         let parts = Arc::new(self);
         let sessions = {
@@ -409,7 +416,17 @@ impl TreeParts {
         Supervisor::new(
             "root",
             sup.root.settings(),
-            vec![lists, model, sessions, ingress, telemetry],
+            [
+                Some(lists),
+                Some(model),
+                nearline,
+                Some(sessions),
+                Some(ingress),
+                Some(telemetry),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             escalate,
         )
     }
@@ -484,6 +501,7 @@ impl TreeParts {
                 quarantine_after: config.sessions.quarantine_after,
             },
             dead_letter: self.dead_letter.clone(),
+            nearline: self.nearline.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
@@ -532,6 +550,25 @@ fn start_telemetry(wiring: TelemetryWiring, exit: ExitHook) -> Box<dyn RunningCh
         }
     });
     Box::new(TelemetryChild(vec![admin, rss]))
+}
+
+/// A supervisor over the worker threads of `pool`, one child per worker.
+fn workers_subtree(name: &'static str, pool: ModelPool, settings: SupervisorSettings) -> ChildSpec {
+    subtree(name, Restart::Permanent, move |exit| {
+        let workers = (0..pool.workers())
+            .map(|index| {
+                let pool = pool.clone();
+                ChildSpec {
+                    name: format!("worker-{index}"),
+                    restart: Restart::Permanent,
+                    start: Box::new(move |exit| {
+                        Box::new(WorkerChildOf(pool.start_worker(index, exit)))
+                    }),
+                }
+            })
+            .collect();
+        Supervisor::new(name, settings.clone(), workers, exit)
+    })
 }
 
 /// Publishes quarantined events to the dead-letter subject with the reason.
@@ -643,6 +680,7 @@ async fn reload(path: &std::path::Path, root: &Addr<Supervisor>) -> Reloaded {
     for (name, subtree) in [
         ("root", &sup.root),
         ("model", &sup.model),
+        ("nearline", &sup.nearline),
         ("sessions", &sup.sessions),
     ] {
         let found = root

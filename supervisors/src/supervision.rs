@@ -32,6 +32,8 @@
 //! ├── model (one_for_one)            permanent
 //! │   ├── worker-0     permanent     scoring thread; a panic is answered with
 //! │   └── worker-1     permanent       the fallback, a new thread after backoff
+//! ├── nearline (one_for_one)         permanent
+//! │   └── worker-0     permanent     refresh thread (own pool, own admission)
 //! ├── sessions (one_for_one)         permanent
 //! │   ├── shard-0      permanent     one per arbiter; a restarted shard starts
 //! │   └── shard-1      permanent       with no sessions
