@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,9 @@ impl LogTail {
                 if line.contains(marker) {
                     let _ = tx.send(());
                 }
-                if std::env::var_os("RECO_SIM_VERBOSE").is_some() {
+                if std::env::var_os("RECO_SIM_VERBOSE").is_some()
+                    || std::env::var_os("RECO_TEST_VERBOSE").is_some()
+                {
                     eprintln!("{line}");
                 }
                 let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,12 +237,30 @@ impl Node {
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
     }
+
+    /// Sends SIGTERM (a graceful drain).
+    pub fn terminate(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {} failed", self.child.id());
+        Ok(())
+    }
+
+    /// The exit status, if the node has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

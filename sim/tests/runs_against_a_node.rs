@@ -184,6 +184,7 @@ async fn quality_ranks_model_above_precomputed_above_popular() {
     };
     let report = run(&world, &stack, ask, false).await;
     let table = report.table();
+    eprintln!("{table}");
     let ndcg = |s: &str| {
         report
             .quality
