@@ -389,33 +389,69 @@ async fn ingest(
     metrics: SocketAddr,
     events: &[(MemberId, Bytes)],
 ) -> Result<(f64, u64)> {
+    let (done, seconds) = publish_paced(client, metrics, events.len() as u64, |i| {
+        let (member, payload) = &events[i as usize];
+        (subjects.events(*member), payload.clone())
+    })
+    .await?;
+    Ok((
+        done as f64 / seconds.max(1e-9),
+        (events.len() as u64).saturating_sub(done),
+    ))
+}
+
+/// Publishes `n` events made by `event(i)` while keeping at most
+/// [`WINDOW`] of them not yet counted as ingested by the node (so its
+/// subscription, 65,536 messages by default, never overflows: the figure is
+/// what reco sustains, not how fast a buffer fills), then waits for the last
+/// one. Returns the events the node counted and the seconds it took.
+async fn publish_paced(
+    client: &async_nats::Client,
+    metrics: SocketAddr,
+    n: u64,
+    event: impl Fn(u64) -> (String, Bytes),
+) -> Result<(u64, f64)> {
+    const CHUNK: u64 = 8_192;
+    const WINDOW: u64 = 32_768;
     let ingested =
         || scrape(metrics).map(|t| metric_sum(&t, "reco_events_ingested_total", &[]) as u64);
-    let before = ingested()?;
-    let n = events.len() as u64;
+    let base = ingested()?;
     let started = Instant::now();
-    for (member, payload) in events {
-        client
-            .publish(subjects.events(*member), payload.clone())
-            .await?;
-    }
-    client.flush().await?;
-    let wait_until = Instant::now() + Duration::from_secs(10) + Duration::from_micros(n * 50);
-    let mut done = ingested()? - before;
-    while done < n && Instant::now() < wait_until {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let now = ingested()? - before;
-        if now == done && Instant::now() > started + Duration::from_secs(2) && now > 0 {
-            // No progress for a while: the rest was dropped.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if ingested()? - before == now {
+    let mut sent = 0u64;
+    let mut done = 0u64;
+    while sent < n {
+        let end = (sent + CHUNK).min(n);
+        for i in sent..end {
+            let (subject, payload) = event(i);
+            client.publish(subject, payload).await?;
+        }
+        sent = end;
+        client.flush().await?;
+        let stall_until = Instant::now() + Duration::from_secs(10);
+        loop {
+            done = ingested()? - base;
+            if done + WINDOW >= sent || Instant::now() > stall_until {
                 break;
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // The tail: wait until every event is counted, or progress stops.
+    let mut last_progress = Instant::now();
+    while done < n && last_progress.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = ingested()? - base;
+        if now > done {
+            last_progress = Instant::now();
         }
         done = now;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok((done as f64 / elapsed.max(1e-9), n.saturating_sub(done)))
+    let seconds = if done >= n {
+        started.elapsed().as_secs_f64()
+    } else {
+        (last_progress - started).as_secs_f64()
+    };
+    Ok((done, seconds))
 }
 
 /// A trivial responder answering every request with a fixed list of 10.
@@ -563,37 +599,20 @@ async fn residents(
     count: u64,
 ) -> Result<ResidentFigures> {
     let before = health(client, subjects).await?;
-    let metrics = node.metrics_addr();
-    let ingested =
-        || scrape(metrics).map(|t| metric_sum(&t, "reco_events_ingested_total", &[]) as u64);
-    let base = ingested()?;
-    let started = Instant::now();
     const FIRST: u64 = 100_000_000;
-    const CHUNK: u64 = 20_000;
-    let mut sent = 0u64;
-    while sent < count {
-        let end = (sent + CHUNK).min(count);
-        for m in sent..end {
-            let event = reco_messages::Event {
-                member: MemberId(FIRST + m),
-                item: ItemId(1 + m % 1_000),
-                kind: reco_messages::EventKind::Play,
-                value: 60.0,
-                at_ms: None,
-                device: Some("tv".into()),
-            };
-            client
-                .publish(subjects.events(event.member), encode(&event).into())
-                .await?;
-        }
-        sent = end;
-        client.flush().await?;
-        // Keep at most two chunks in flight.
-        let wait_until = Instant::now() + Duration::from_secs(30);
-        while ingested()? - base + 2 * CHUNK < sent && Instant::now() < wait_until {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+    let started = Instant::now();
+    publish_paced(client, node.metrics_addr(), count, |m| {
+        let event = reco_messages::Event {
+            member: MemberId(FIRST + m),
+            item: ItemId(1 + m % 1_000),
+            kind: reco_messages::EventKind::Play,
+            value: 60.0,
+            at_ms: None,
+            device: Some("tv".into()),
+        };
+        (subjects.events(event.member), Bytes::from(encode(&event)))
+    })
+    .await?;
     let wait_until = Instant::now() + Duration::from_secs(30);
     let mut after = health(client, subjects).await?;
     while after.resident_members < before.resident_members + count && Instant::now() < wait_until {
