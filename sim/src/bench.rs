@@ -84,6 +84,8 @@ pub struct IngestFigures {
     pub reco_events_per_s: f64,
     /// Events reco did not count as ingested by the end of the wait.
     pub reco_lost: u64,
+    /// Of those, events the node counted as dropped (full mailboxes).
+    pub reco_dropped: u64,
     /// reco / ceiling.
     pub ratio: f64,
 }
@@ -156,6 +158,8 @@ pub struct ResidentFigures {
     pub bytes_per_member: f64,
     /// Seconds to make them resident.
     pub seconds: f64,
+    /// Events the node dropped on the way (full mailboxes).
+    pub dropped: u64,
 }
 
 /// A target of the issue and whether this run met it.
@@ -232,13 +236,15 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
     );
     let node = Node::start(&url, Some(model_dir.path()), &node_toml)?;
     log("ingest: reco");
-    let (reco_rate, reco_lost) = ingest(&client, &subjects, node.metrics_addr(), &events).await?;
+    let (reco_rate, reco_lost, reco_dropped) =
+        ingest(&client, &subjects, node.metrics_addr(), &events).await?;
     let ingest = IngestFigures {
         events: events.len() as u64,
         ceiling_events_per_s: ceiling_rate,
         ceiling_lost,
         reco_events_per_s: reco_rate,
         reco_lost,
+        reco_dropped,
         ratio: reco_rate / ceiling_rate.max(1e-9),
     };
 
@@ -388,8 +394,8 @@ async fn ingest(
     subjects: &Subjects,
     metrics: SocketAddr,
     events: &[(MemberId, Bytes)],
-) -> Result<(f64, u64)> {
-    let (done, seconds) = publish_paced(client, metrics, events.len() as u64, |i| {
+) -> Result<(f64, u64, u64)> {
+    let (done, dropped, seconds) = publish_paced(client, metrics, events.len() as u64, |i| {
         let (member, payload) = &events[i as usize];
         (subjects.events(*member), payload.clone())
     })
@@ -397,6 +403,7 @@ async fn ingest(
     Ok((
         done as f64 / seconds.max(1e-9),
         (events.len() as u64).saturating_sub(done),
+        dropped,
     ))
 }
 
@@ -404,18 +411,27 @@ async fn ingest(
 /// [`WINDOW`] of them not yet counted as ingested by the node (so its
 /// subscription, 65,536 messages by default, never overflows: the figure is
 /// what reco sustains, not how fast a buffer fills), then waits for the last
-/// one. Returns the events the node counted and the seconds it took.
+/// one. Returns the events the node ingested, those it dropped, and the
+/// seconds it took.
 async fn publish_paced(
     client: &async_nats::Client,
     metrics: SocketAddr,
     n: u64,
     event: impl Fn(u64) -> (String, Bytes),
-) -> Result<(u64, f64)> {
-    const CHUNK: u64 = 8_192;
-    const WINDOW: u64 = 32_768;
-    let ingested =
-        || scrape(metrics).map(|t| metric_sum(&t, "reco_events_ingested_total", &[]) as u64);
-    let base = ingested()?;
+) -> Result<(u64, u64, f64)> {
+    const CHUNK: u64 = 2_048;
+    const WINDOW: u64 = 8_192;
+    // Settled = ingested or dropped by the node: either way it left the pipe.
+    let counts = || {
+        scrape(metrics).map(|t| {
+            (
+                metric_sum(&t, "reco_events_ingested_total", &[]) as u64,
+                metric_sum(&t, "reco_events_dropped_total", &[]) as u64,
+            )
+        })
+    };
+    let (base, base_dropped) = counts()?;
+    let settled = || counts().map(|(i, d)| (i - base) + (d - base_dropped));
     let started = Instant::now();
     let mut sent = 0u64;
     let mut done = 0u64;
@@ -429,7 +445,7 @@ async fn publish_paced(
         client.flush().await?;
         let stall_until = Instant::now() + Duration::from_secs(10);
         loop {
-            done = ingested()? - base;
+            done = settled()?;
             if done + WINDOW >= sent || Instant::now() > stall_until {
                 break;
             }
@@ -440,7 +456,7 @@ async fn publish_paced(
     let mut last_progress = Instant::now();
     while done < n && last_progress.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let now = ingested()? - base;
+        let now = settled()?;
         if now > done {
             last_progress = Instant::now();
         }
@@ -451,7 +467,8 @@ async fn publish_paced(
     } else {
         (last_progress - started).as_secs_f64()
     };
-    Ok((done, seconds))
+    let (ingested, dropped) = counts()?;
+    Ok((ingested - base, dropped - base_dropped, seconds))
 }
 
 /// A trivial responder answering every request with a fixed list of 10.
@@ -601,7 +618,7 @@ async fn residents(
     let before = health(client, subjects).await?;
     const FIRST: u64 = 100_000_000;
     let started = Instant::now();
-    publish_paced(client, node.metrics_addr(), count, |m| {
+    let (_, dropped, _) = publish_paced(client, node.metrics_addr(), count, |m| {
         let event = reco_messages::Event {
             member: MemberId(FIRST + m),
             item: ItemId(1 + m % 1_000),
@@ -613,7 +630,7 @@ async fn residents(
         (subjects.events(event.member), Bytes::from(encode(&event)))
     })
     .await?;
-    let wait_until = Instant::now() + Duration::from_secs(30);
+    let wait_until = Instant::now() + Duration::from_secs(5);
     let mut after = health(client, subjects).await?;
     while after.resident_members < before.resident_members + count && Instant::now() < wait_until {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -634,6 +651,7 @@ async fn residents(
         bytes_per_member: after.rss_bytes.saturating_sub(before.rss_bytes) as f64
             / gained.max(1) as f64,
         seconds,
+        dropped,
     })
 }
 
