@@ -360,32 +360,29 @@ async fn pubsub_ceiling(
         .await
         .context("the ceiling subscription never became live")?;
     let n = events.len() as u64;
-    let counter = tokio::spawn(async move {
-        let mut got = 0u64;
-        let wait = Duration::from_secs(10) + Duration::from_micros(n * 20);
-        let _ = tokio::time::timeout(wait, async {
-            while got < n {
-                if sub.next().await.is_none() {
+    let got = Arc::new(AtomicU64::new(0));
+    let counter = {
+        let got = got.clone();
+        tokio::spawn(async move {
+            while sub.next().await.is_some() {
+                if got.fetch_add(1, Ordering::Relaxed) + 1 >= n {
                     break;
                 }
-                got += 1;
             }
         })
-        .await;
-        (got, Instant::now())
-    });
-    let started = Instant::now();
-    for (member, payload) in events {
-        publisher
-            .publish(format!("bench.ceiling.events.{member}"), payload.clone())
-            .await?;
-    }
-    publisher.flush().await?;
-    let (got, done) = counter.await?;
-    Ok((
-        got as f64 / (done - started).as_secs_f64().max(1e-9),
-        n - got,
-    ))
+    };
+    let (done, seconds) = publish_paced(
+        publisher,
+        n,
+        |i| {
+            let (member, payload) = &events[i as usize];
+            (format!("bench.ceiling.events.{member}"), payload.clone())
+        },
+        || Ok(got.load(Ordering::Relaxed)),
+    )
+    .await?;
+    counter.abort();
+    Ok((done as f64 / seconds.max(1e-9), n.saturating_sub(done)))
 }
 
 /// Publishes every payload to reco and waits until the node counted them.
@@ -395,7 +392,7 @@ async fn ingest(
     metrics: SocketAddr,
     events: &[(MemberId, Bytes)],
 ) -> Result<(f64, u64, u64)> {
-    let (done, dropped, seconds) = publish_paced(client, metrics, events.len() as u64, |i| {
+    let (done, dropped, seconds) = publish_to_node(client, metrics, events.len() as u64, |i| {
         let (member, payload) = &events[i as usize];
         (subjects.events(*member), payload.clone())
     })
@@ -407,21 +404,14 @@ async fn ingest(
     ))
 }
 
-/// Publishes `n` events made by `event(i)` while keeping at most
-/// [`WINDOW`] of them not yet counted as ingested by the node (so its
-/// subscription, 65,536 messages by default, never overflows: the figure is
-/// what reco sustains, not how fast a buffer fills), then waits for the last
-/// one. Returns the events the node ingested, those it dropped, and the
-/// seconds it took.
-async fn publish_paced(
+/// [`publish_paced`] to a node, whose settled events are those it ingested
+/// or dropped (metrics). Returns ingested, dropped and seconds.
+async fn publish_to_node(
     client: &async_nats::Client,
     metrics: SocketAddr,
     n: u64,
     event: impl Fn(u64) -> (String, Bytes),
 ) -> Result<(u64, u64, f64)> {
-    const CHUNK: u64 = 2_048;
-    const WINDOW: u64 = 8_192;
-    // Settled = ingested or dropped by the node: either way it left the pipe.
     let counts = || {
         scrape(metrics).map(|t| {
             (
@@ -431,7 +421,28 @@ async fn publish_paced(
         })
     };
     let (base, base_dropped) = counts()?;
-    let settled = || counts().map(|(i, d)| (i - base) + (d - base_dropped));
+    let (_, seconds) = publish_paced(client, n, event, || {
+        counts().map(|(i, d)| (i - base) + (d - base_dropped))
+    })
+    .await?;
+    let (ingested, dropped) = counts()?;
+    Ok((ingested - base, dropped - base_dropped, seconds))
+}
+
+/// Publishes `n` events made by `event(i)` while keeping at most `WINDOW`
+/// of them unsettled (`settled()` counts those that left the pipe), so the
+/// receiver's buffers — a node's mailboxes hold 8,192 events per shard —
+/// never overflow: the figure is what the receiver sustains, not how fast a
+/// buffer fills. The ceiling and reco are paced the same way. Then waits
+/// for the tail; returns the settled count and the seconds it took.
+async fn publish_paced(
+    client: &async_nats::Client,
+    n: u64,
+    event: impl Fn(u64) -> (String, Bytes),
+    mut settled: impl FnMut() -> Result<u64>,
+) -> Result<(u64, f64)> {
+    const CHUNK: u64 = 2_048;
+    const WINDOW: u64 = 8_192;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut done = 0u64;
@@ -442,20 +453,22 @@ async fn publish_paced(
             client.publish(subject, payload).await?;
         }
         sent = end;
-        client.flush().await?;
+        // `done` only grows: no need to ask while the last answer suffices.
         let stall_until = Instant::now() + Duration::from_secs(10);
-        loop {
+        while done + WINDOW < sent && Instant::now() < stall_until {
+            client.flush().await?;
             done = settled()?;
-            if done + WINDOW >= sent || Instant::now() > stall_until {
-                break;
+            if done + WINDOW < sent {
+                tokio::time::sleep(Duration::from_micros(500)).await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    // The tail: wait until every event is counted, or progress stops.
+    client.flush().await?;
+    // The tail: wait until every event is settled, or progress stops.
     let mut last_progress = Instant::now();
+    done = settled()?;
     while done < n && last_progress.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_micros(500)).await;
         let now = settled()?;
         if now > done {
             last_progress = Instant::now();
@@ -467,8 +480,7 @@ async fn publish_paced(
     } else {
         (last_progress - started).as_secs_f64()
     };
-    let (ingested, dropped) = counts()?;
-    Ok((ingested - base, dropped - base_dropped, seconds))
+    Ok((done, seconds))
 }
 
 /// A trivial responder answering every request with a fixed list of 10.
@@ -618,7 +630,7 @@ async fn residents(
     let before = health(client, subjects).await?;
     const FIRST: u64 = 100_000_000;
     let started = Instant::now();
-    let (_, dropped, _) = publish_paced(client, node.metrics_addr(), count, |m| {
+    let (_, dropped, _) = publish_to_node(client, node.metrics_addr(), count, |m| {
         let event = reco_messages::Event {
             member: MemberId(FIRST + m),
             item: ItemId(1 + m % 1_000),
