@@ -167,8 +167,10 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
     let slow = Arc::new(AtomicU64::new(0));
     let client = driver::connect(&url, slow.clone()).await?;
     let actions = Box::new(world.actions());
-    let report = driver::drive(client, slow, world, actions, config, server).await?;
+    let report = driver::drive(client, slow, world, actions, config, server.clone()).await?;
+    // The server outlives the node, which outlives the run.
     drop(node);
+    drop(server);
     Ok(report)
 }
 

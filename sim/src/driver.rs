@@ -167,7 +167,9 @@ pub async fn connect(url: &str, counter: Arc<AtomicU64>) -> anyhow::Result<async
 /// Runs the load against the node behind `client` and reports.
 ///
 /// `actions` is the event stream (normally [`World::actions`]); `nats` is the
-/// server the simulator owns, if any (for the NATS-restart fault).
+/// server the simulator owns, if any (for the NATS-restart fault). The
+/// caller must keep its own handle on it: the run's handle is dropped when
+/// the faults are done, and the last handle kills the server.
 pub async fn drive(
     client: async_nats::Client,
     slow_consumers: Arc<AtomicU64>,
@@ -225,10 +227,12 @@ pub async fn drive(
     let fault_task = tokio::spawn(run_faults(shared.clone(), nats));
 
     let _ = publisher.await;
+    debug("publisher done");
     if config.max_events.is_some() {
         shared.stop.store(true, Ordering::SeqCst);
     }
     let _ = requests.await;
+    debug("requests done");
     shared.stop.store(true, Ordering::SeqCst);
     let elapsed = shared.started.elapsed();
     // Wait for the stragglers: at most the longest a request may wait.
@@ -242,8 +246,11 @@ pub async fn drive(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = shared.client.flush().await;
+    debug("stragglers done");
     let mut fault_records = fault_task.await.unwrap_or_default();
+    debug("faults done");
     let _ = monitor.await;
+    debug("monitor done");
     shared
         .quality_tx
         .lock()
@@ -883,6 +890,14 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
         });
     }
     records
+}
+
+/// With `RECO_SIM_DEBUG` set, says which stage of a run finished (to find
+/// what a run that does not end is waiting for).
+fn debug(what: &str) {
+    if std::env::var_os("RECO_SIM_DEBUG").is_some() {
+        eprintln!("reco-sim debug: {what}");
+    }
 }
 
 #[cfg(test)]
