@@ -10,7 +10,7 @@
 
 use crate::faults::{self, Fault, FaultKind};
 use crate::process::{metric_sum, scrape, NatsServer};
-use crate::report::{histogram, Bucket, FaultRecord, Latency, Quality, Report};
+use crate::report::{histogram, Bucket, Cohort, FaultRecord, Latency, Quality, Report};
 use crate::world::{Action, World};
 use hdrhistogram::Histogram;
 use reco_messages::admin::Health;
@@ -73,6 +73,10 @@ pub struct DriveConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Show the live progress line.
     pub progress: bool,
+    /// Split members into an experiment cohort (even ids) and a control
+    /// cohort (odd ids): faults that can target members (malformed payloads)
+    /// hit the experiment only, and the report compares the two.
+    pub cohorts: bool,
 }
 
 impl Default for DriveConfig {
@@ -93,6 +97,7 @@ impl Default for DriveConfig {
             faults: Vec::new(),
             metrics_addr: None,
             progress: false,
+            cohorts: false,
         }
     }
 }
@@ -115,6 +120,32 @@ struct Stats {
     timeline: Vec<Bucket>,
     rss_max: u64,
     resident: u64,
+    /// Per cohort (experiment, control) when cohorts are on.
+    cohorts: [CohortAcc; 2],
+}
+
+/// What one cohort saw.
+struct CohortAcc {
+    hist: Histogram<u64>,
+    fallbacks: u64,
+    late: u64,
+    no_reply: u64,
+}
+
+impl CohortAcc {
+    fn new() -> Self {
+        CohortAcc {
+            hist: histogram(),
+            fallbacks: 0,
+            late: 0,
+            no_reply: 0,
+        }
+    }
+}
+
+/// Index of `member`'s cohort: 0 experiment (even ids), 1 control.
+fn cohort(member: MemberId) -> usize {
+    (member.0 % 2) as usize
 }
 
 /// A served list to judge: member, source, items.
@@ -201,6 +232,7 @@ pub async fn drive(
             timeline: Vec::new(),
             rss_max: 0,
             resident: 0,
+            cohorts: [CohortAcc::new(), CohortAcc::new()],
         }),
         config: config.clone(),
         stop: AtomicBool::new(false),
@@ -328,6 +360,27 @@ pub async fn drive(
         node_resident_members: stats.resident,
         faults: fault_records,
         timeline: stats.timeline.clone(),
+        cohorts: if config.cohorts {
+            ["experiment", "control"]
+                .iter()
+                .zip(&stats.cohorts)
+                .map(|(name, c)| {
+                    let replies = c.hist.len();
+                    (
+                        name.to_string(),
+                        Cohort {
+                            replies,
+                            latency: Latency::of(&c.hist),
+                            fallback_share: c.fallbacks as f64 / replies.max(1) as f64,
+                            late_replies: c.late,
+                            no_reply: c.no_reply,
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
     };
     Ok(report)
 }
@@ -530,11 +583,9 @@ async fn request(shared: &Arc<Shared>, member: MemberId, device: &'static str) {
     let elapsed = started.elapsed();
     let message = match outcome {
         Err(_) => {
-            shared
-                .stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .no_reply += 1;
+            let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.no_reply += 1;
+            stats.cohorts[cohort(member)].no_reply += 1;
             return;
         }
         Ok(Err(e)) => {
@@ -568,9 +619,12 @@ async fn request(shared: &Arc<Shared>, member: MemberId, device: &'static str) {
             .by_reason
             .entry(reply.reason.map_or("none", |r| r.as_str()).to_owned())
             .or_default() += 1;
-        if elapsed > Duration::from_millis(config.deadline_ms) + config.late_margin {
-            stats.late += 1;
-        }
+        let late = elapsed > Duration::from_millis(config.deadline_ms) + config.late_margin;
+        stats.late += late as u64;
+        let c = &mut stats.cohorts[cohort(member)];
+        let _ = c.hist.record(us);
+        c.fallbacks += fallback as u64;
+        c.late += late as u64;
     }
     let items: Vec<ItemId> = reply.items.iter().map(|s| s.item).collect();
     if judged(config, member) {
@@ -829,7 +883,7 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
                 Err(e) => e,
             },
             FaultKind::Malformed { count } => {
-                let payloads = faults::malformed_payloads(shared.world.config().seed, *count, shared.world.config().members, &shared.subjects);
+                let payloads = faults::malformed_payloads(shared.world.config().seed, *count, shared.world.config().members, &shared.subjects, shared.config.cohorts);
                 let mut failed = 0;
                 for (subject, payload) in payloads {
                     failed += shared.client.publish(subject, payload.into()).await.is_err() as u32;

@@ -212,12 +212,14 @@ mod rmpv_free {
 
 /// `count` malformed event payloads of several kinds (garbage bytes, wrong
 /// types, unknown kind, member mismatch, out-of-range stars), each with its
-/// subject, drawn from `seed`.
+/// subject, drawn from `seed`; with `experiment_only`, only to members of
+/// the experiment cohort (even ids).
 pub fn malformed_payloads(
     seed: u64,
     count: u64,
     members: u64,
     subjects: &Subjects,
+    experiment_only: bool,
 ) -> Vec<(String, Vec<u8>)> {
     #[derive(Serialize)]
     struct Raw<'a> {
@@ -235,7 +237,10 @@ pub fn malformed_payloads(
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xBAD);
     (0..count)
         .map(|i| {
-            let member = rng.gen_range(1..=members.max(1));
+            let mut member = rng.gen_range(1..=members.max(1));
+            if experiment_only {
+                member = (member & !1).max(2);
+            }
             let subject = subjects.events(MemberId(member));
             let raw = |m, kind, value| {
                 rmp_serde::to_vec_named(&Raw {
@@ -285,7 +290,7 @@ mod tests {
     #[test]
     fn malformed_payloads_are_all_rejected_by_the_codec() {
         let subjects = Subjects::default();
-        for (subject, payload) in malformed_payloads(1, 50, 100, &subjects) {
+        for (subject, payload) in malformed_payloads(1, 50, 100, &subjects, false) {
             let member = subjects.member_of_event(&subject).unwrap();
             assert!(reco_messages::decode_event(&payload, member, 65_536).is_err());
         }

@@ -150,6 +150,11 @@ struct RunArgs {
     /// malformed, spike, nats_restart (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     fault: Vec<FaultName>,
+    /// Split members into experiment (even ids) and control (odd ids)
+    /// cohorts: targetable faults hit the experiment only; the report
+    /// compares them.
+    #[arg(long)]
+    cohorts: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -329,6 +334,7 @@ async fn run_world(args: RunArgs) -> Result<()> {
         faults: schedule(args.world.seed, duration, &args.fault, args.deadline_ms),
         metrics_addr: metrics,
         progress: !args.output.quiet && std::io::stderr().is_terminal(),
+        cohorts: args.cohorts,
         ..DriveConfig::default()
     };
     let actions: Box<dyn Iterator<Item = Action> + Send> = match &args.replay {

@@ -106,6 +106,21 @@ pub struct FaultRecord {
     pub note: String,
 }
 
+/// What one cohort saw (experiment: even member ids, control: odd).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Cohort {
+    /// Lists received.
+    pub replies: u64,
+    /// Their latency.
+    pub latency: Latency,
+    /// Share not from the model.
+    pub fallback_share: f64,
+    /// Later than deadline + margin.
+    pub late_replies: u64,
+    /// Without any reply.
+    pub no_reply: u64,
+}
+
 /// The report of one `run` (or the reco part of a demo).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -169,6 +184,8 @@ pub struct Report {
     pub faults: Vec<FaultRecord>,
     /// Per-second timeline.
     pub timeline: Vec<Bucket>,
+    /// Experiment vs. control, when the run split members into cohorts.
+    pub cohorts: BTreeMap<String, Cohort>,
 }
 
 impl Report {
@@ -247,6 +264,13 @@ impl Report {
             self.node_rss_bytes_max as f64 / 1048576.0,
             self.node_resident_members
         );
+        for (name, c) in &self.cohorts {
+            let _ = writeln!(
+                w,
+                "  cohort        {name:<10} {:>8} lists  p50 {:.2}  p99 {:.2}  max {:.2} ms  fallback {:.1}%  late {}  no reply {}",
+                c.replies, c.latency.p50_ms, c.latency.p99_ms, c.latency.max_ms, c.fallback_share * 100.0, c.late_replies, c.no_reply
+            );
+        }
         for fault in &self.faults {
             let _ = writeln!(w, "  fault         {} {:.1}-{:.1} s: {}; {} replies, fallback {:.0}%, worst p99 {:.2} ms{}", fault.fault, fault.start_s, fault.end_s, fault.outcome, fault.replies, fault.fallback_share * 100.0, fault.worst_p99_ms, if fault.note.is_empty() { String::new() } else { format!("; {}", fault.note) });
         }

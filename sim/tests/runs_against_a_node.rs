@@ -119,6 +119,7 @@ async fn faults_are_injected_in_their_windows_and_reported() {
                 length: at(600),
             },
         ],
+        cohorts: true,
         ..DriveConfig::default()
     };
     let report = run(&world, &stack, config, true).await;
@@ -148,6 +149,9 @@ async fn faults_are_injected_in_their_windows_and_reported() {
     );
     assert_eq!(outcome("nats_restart").outcome, "applied", "{table}");
     assert!(report.replies > 0 && report.timeline.len() >= 4, "{table}");
+    for cohort in ["experiment", "control"] {
+        assert!(report.cohorts[cohort].replies > 0, "{table}");
+    }
     assert!(reco_sim::plot::svg(&report).contains("model_slow"));
 }
 
