@@ -12,7 +12,7 @@
 //! (RSS per resident member).
 
 use crate::driver::connect;
-use crate::process::{metric_sum, scrape, NatsServer, Node};
+use crate::process::{metric_sum, node_metrics, scrape, NatsServer, Node};
 use crate::report::{histogram, Latency};
 use crate::setup::latent_model;
 use crate::world::{Action, World, WorldConfig};
@@ -30,6 +30,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Subject prefix of the pub/sub ceiling: the same subject shape as reco's
+/// events.
+const CEILING_PREFIX: &str = "bench.ceiling";
+/// Subject prefix of the echo responder: the same shape as reco's requests.
+const ECHO_PREFIX: &str = "bench.echo";
 
 /// Sizes of a benchmark run.
 #[derive(Clone, Debug, Serialize)]
@@ -349,11 +355,12 @@ async fn pubsub_ceiling(
         .subscription_capacity(1 << 20)
         .connect(url)
         .await?;
-    let mut sub = subscriber.subscribe("bench.ceiling.events.*").await?;
+    let ceiling = Subjects::new(CEILING_PREFIX)?;
+    let mut sub = subscriber.subscribe(ceiling.events_wildcard()).await?;
     subscriber.flush().await?;
     // Make sure the subscription is live before timing: a first message must arrive.
     publisher
-        .publish("bench.ceiling.events.0", Bytes::new())
+        .publish(ceiling.events(MemberId(0)), Bytes::new())
         .await?;
     publisher.flush().await?;
     tokio::time::timeout(Duration::from_secs(5), sub.next())
@@ -376,7 +383,7 @@ async fn pubsub_ceiling(
         n,
         |i| {
             let (member, payload) = &events[i as usize];
-            (format!("bench.ceiling.events.{member}"), payload.clone())
+            (ceiling.events(*member), payload.clone())
         },
         || Ok(got.load(Ordering::Relaxed)),
     )
@@ -415,8 +422,8 @@ async fn publish_to_node(
     let counts = || {
         scrape(metrics).map(|t| {
             (
-                metric_sum(&t, "reco_events_ingested_total", &[]) as u64,
-                metric_sum(&t, "reco_events_dropped_total", &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_INGESTED, &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_DROPPED, &[]) as u64,
             )
         })
     };
@@ -493,7 +500,8 @@ async fn echo_ceiling(
     duration: Duration,
 ) -> Result<LoopFigures> {
     let responder = async_nats::connect(url).await?;
-    let mut sub = responder.subscribe("bench.echo.recommend.*").await?;
+    let echo = Subjects::new(ECHO_PREFIX)?;
+    let mut sub = responder.subscribe(echo.recommend_wildcard()).await?;
     responder.flush().await?;
     let reply = Bytes::from(encode(&Recommendations {
         member: MemberId(1),
@@ -519,7 +527,7 @@ async fn echo_ceiling(
     // Wait until the responder answers.
     let probe_until = Instant::now() + Duration::from_secs(5);
     while client
-        .request("bench.echo.recommend.0", request.clone())
+        .request(echo.recommend(MemberId(0)), request.clone())
         .await
         .is_err()
     {
@@ -531,7 +539,7 @@ async fn echo_ceiling(
     }
     let figures = closed_loop(
         client,
-        &|m| format!("bench.echo.recommend.{m}"),
+        &|m| echo.recommend(m),
         members,
         request,
         concurrency,

@@ -9,7 +9,7 @@
 //! health. Everything is bounded by the run's duration and event budget.
 
 use crate::faults::{self, Fault, FaultKind};
-use crate::process::{metric_sum, scrape, NatsServer};
+use crate::process::{metric_sum, node_metrics, scrape, NatsServer};
 use crate::report::{histogram, Bucket, Cohort, FaultRecord, Latency, Quality, Report};
 use crate::world::{Action, World};
 use hdrhistogram::Histogram;
@@ -315,7 +315,7 @@ pub async fn drive(
         };
         record.worst_p99_ms = inside.iter().map(|b| b.p99_ms).fold(0.0, f64::max);
     }
-    let ingested = delta("reco_events_ingested_total");
+    let ingested = delta(node_metrics::EVENTS_INGESTED);
     let published = shared.published.load(Ordering::SeqCst);
     let report = Report {
         seed: world.config().seed,
@@ -326,7 +326,7 @@ pub async fn drive(
         events_per_s: published as f64 / secs,
         node_events_ingested: ingested,
         node_events_per_s: ingested.map(|n| n / secs),
-        node_events_rejected: delta("reco_events_rejected_total"),
+        node_events_rejected: delta(node_metrics::EVENTS_REJECTED),
         requests: shared.sent.load(Ordering::SeqCst),
         replies: stats.replies,
         replies_per_s: stats.replies as f64 / secs,
@@ -355,7 +355,7 @@ pub async fn drive(
             })
             .collect(),
         slow_consumer_sim: shared.slow_consumers.load(Ordering::SeqCst),
-        slow_consumer_node: delta("reco_nats_slow_consumer_total"),
+        slow_consumer_node: delta(node_metrics::NATS_SLOW_CONSUMER),
         node_rss_bytes_max: stats.rss_max,
         node_resident_members: stats.resident,
         faults: fault_records,
@@ -871,7 +871,7 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
             .config
             .metrics_addr
             .and_then(|a| scrape(a).ok())
-            .map(|t| metric_sum(&t, "reco_events_rejected_total", &[]));
+            .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED, &[]));
         let outcome = match &fault.kind {
             FaultKind::ModelSlow { delay_ms } => match faults::set_model_delay(&shared.client, &shared.subjects, *delay_ms).await {
                 Ok(true) => "applied".to_owned(),
@@ -925,7 +925,7 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
                     .config
                     .metrics_addr
                     .and_then(|a| scrape(a).ok())
-                    .map(|t| metric_sum(&t, "reco_events_rejected_total", &[]));
+                    .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED, &[]));
                 if let (Some(b), Some(a)) = (rejected_before, after) {
                     note = format!("node rejected {:.0} of {count}", a - b);
                 }

@@ -264,6 +264,19 @@ impl Drop for Node {
     }
 }
 
+/// Metrics of a node the simulator reads (names as `reco serve` exports
+/// them; part of its operator surface).
+pub mod node_metrics {
+    /// Events accepted (counted at the member's session).
+    pub const EVENTS_INGESTED: &str = "reco_events_ingested_total";
+    /// Payloads refused as invalid.
+    pub const EVENTS_REJECTED: &str = "reco_events_rejected_total";
+    /// Events shed on the way (full mailboxes).
+    pub const EVENTS_DROPPED: &str = "reco_events_dropped_total";
+    /// NATS slow-consumer events of the node's subscriptions.
+    pub const NATS_SLOW_CONSUMER: &str = "reco_nats_slow_consumer_total";
+}
+
 /// Fetches Prometheus text from `addr` (HTTP/1.0 GET /metrics).
 pub fn scrape(addr: SocketAddr) -> Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
