@@ -250,9 +250,25 @@ fn say(line: &str) {
     eprintln!("==> {line}");
 }
 
+/// Refuses a plot format the simulator cannot write before a run, not after.
+fn check_plot(args: &OutputArgs) -> Result<()> {
+    if let Some(path) = &args.plot {
+        let svg = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        anyhow::ensure!(
+            svg,
+            "--plot {}: only SVG is written (name the file .svg; convert it with any SVG tool if you need PNG)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => {
+            check_plot(&args.output)?;
             let report = demo::demo(
                 DemoOptions {
                     nats: args.nats,
@@ -304,6 +320,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn run_world(args: RunArgs) -> Result<()> {
+    check_plot(&args.output)?;
     let world = Arc::new(World::synthetic(args.world.config()));
     let (stack, url, metrics, server) = if args.attach {
         let url = args.nats.clone().context("--attach needs --nats")?;
