@@ -130,6 +130,9 @@ pub struct RecommendFigures {
     pub p99_ratio: f64,
     /// reco p99 − echo p99, ms.
     pub p99_over_echo_ms: f64,
+    /// Mean time a model worker spent scoring one request, ms (from the
+    /// node's `reco_model_score_seconds`): the CPU floor of a model reply.
+    pub model_score_ms: f64,
 }
 
 /// Model slower than the deadline.
@@ -277,6 +280,14 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
     )
     .await?;
     log("recommend: reco");
+    let scoring = |text: &str| {
+        let name = node_metrics::MODEL_SCORE_SECONDS;
+        (
+            metric_sum(text, &format!("{name}_sum"), &[]),
+            metric_sum(text, &format!("{name}_count"), &[]),
+        )
+    };
+    let score_before = scoring(&scrape(node.metrics_addr())?);
     let reco = closed_loop(
         &client,
         &|m| subjects.recommend(m),
@@ -287,7 +298,15 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         None,
     )
     .await;
+    let score_after = scoring(&scrape(node.metrics_addr())?);
+    let scored = score_after.1 - score_before.1;
+    let model_score_ms = if scored > 0.0 {
+        (score_after.0 - score_before.0) / scored * 1000.0
+    } else {
+        0.0
+    };
     let recommend = RecommendFigures {
+        model_score_ms,
         concurrency: config.concurrency,
         items: config.items,
         factors: config.factors,
@@ -794,7 +813,11 @@ impl BenchReport {
         ] {
             let _ = writeln!(w, "{name:<34} {a:>14.2} {b:>14.2} {:>8.2}", a / b.max(1e-9));
         }
-        let _ = writeln!(w, "recommend sources: {:?}", r.reco.by_source);
+        let _ = writeln!(
+            w,
+            "recommend sources: {:?}; model scoring {:.3} ms per request (mean)",
+            r.reco.by_source, r.model_score_ms
+        );
         let _ = writeln!(
             w,
             "{:<34} {:>14.2} {:>14} {:>8}",

@@ -273,6 +273,9 @@ pub mod node_metrics {
     pub const EVENTS_REJECTED: &str = "reco_events_rejected_total";
     /// Events shed on the way (full mailboxes).
     pub const EVENTS_DROPPED: &str = "reco_events_dropped_total";
+    /// Seconds a model worker spent scoring one request (a summary:
+    /// `_sum` and `_count` series).
+    pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
     /// NATS slow-consumer events of the node's subscriptions.
     pub const NATS_SLOW_CONSUMER: &str = "reco_nats_slow_consumer_total";
 }

@@ -37,6 +37,7 @@ async fn short_bench_reports_every_figure_with_ceilings_and_ratios() {
         "/recommend/reco/latency/max_ms",
         "/recommend/p99_ratio",
         "/recommend/p99_over_echo_ms",
+        "/recommend/model_score_ms",
         "/slow_model/worst_ms",
         "/slow_model/worst_over_deadline_ms",
         "/resident/bytes_per_member",
