@@ -377,14 +377,30 @@ async fn pubsub_ceiling(
     let ceiling = Subjects::new(CEILING_PREFIX)?;
     let mut sub = subscriber.subscribe(ceiling.events_wildcard()).await?;
     subscriber.flush().await?;
-    // Make sure the subscription is live before timing: a first message must arrive.
-    publisher
-        .publish(ceiling.events(MemberId(0)), Bytes::new())
+    // Make sure the subscription is live before timing. A flush does not
+    // wait for the server, so a probe may be published before the server
+    // knows the subscription: a second subscription on the same connection
+    // (the server takes them in order) is probed until a probe arrives.
+    let mut live = subscriber
+        .subscribe(format!("{CEILING_PREFIX}.live"))
         .await?;
-    publisher.flush().await?;
-    tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .context("the ceiling subscription never became live")?;
+    let live_until = Instant::now() + Duration::from_secs(5);
+    loop {
+        publisher
+            .publish(format!("{CEILING_PREFIX}.live"), Bytes::new())
+            .await?;
+        publisher.flush().await?;
+        if tokio::time::timeout(Duration::from_millis(50), live.next())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < live_until,
+            "the ceiling subscription never became live"
+        );
+    }
     let n = events.len() as u64;
     let got = Arc::new(AtomicU64::new(0));
     let counter = {
