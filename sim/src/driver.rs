@@ -166,6 +166,7 @@ struct Shared {
     in_flight: AtomicUsize,
     probes: AtomicUsize,
     probe_events: AtomicU64,
+    malformed_sent: AtomicU64,
     model_replies: AtomicU64,
     spike: AtomicU32,
     /// Members that just opened a session: who the next requests are for.
@@ -243,6 +244,7 @@ pub async fn drive(
         in_flight: AtomicUsize::new(0),
         probes: AtomicUsize::new(0),
         probe_events: AtomicU64::new(0),
+        malformed_sent: AtomicU64::new(0),
         model_replies: AtomicU64::new(0),
         spike: AtomicU32::new(1),
         sessions: Mutex::new(VecDeque::new()),
@@ -289,7 +291,29 @@ pub async fn drive(
         .unwrap_or_else(|e| e.into_inner())
         .take();
     let _ = tokio::task::spawn_blocking(move || judge.join()).await;
-    let after = config.metrics_addr.and_then(|a| scrape(a).ok());
+    // Let the node settle: wait (at most 2 s) until it has counted every
+    // event sent — ingested, rejected or dropped — so the node-side figures
+    // cover the whole run.
+    let sent_events = shared.published.load(Ordering::SeqCst)
+        + shared.probe_events.load(Ordering::SeqCst)
+        + shared.malformed_sent.load(Ordering::SeqCst);
+    let mut after = config.metrics_addr.and_then(|a| scrape(a).ok());
+    let settle_until = Instant::now() + Duration::from_secs(2);
+    while let (Some(addr), Some(b), Some(a)) = (config.metrics_addr, &before, &after) {
+        let counted: f64 = [
+            node_metrics::EVENTS_INGESTED,
+            node_metrics::EVENTS_REJECTED,
+            node_metrics::EVENTS_DROPPED,
+        ]
+        .iter()
+        .map(|name| metric_sum(a, name, &[]) - metric_sum(b, name, &[]))
+        .sum();
+        if counted >= sent_events as f64 || Instant::now() >= settle_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = scrape(addr).ok();
+    }
 
     let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -886,7 +910,9 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
                 let payloads = faults::malformed_payloads(shared.world.config().seed, *count, shared.world.config().members, &shared.subjects, shared.config.cohorts);
                 let mut failed = 0;
                 for (subject, payload) in payloads {
-                    failed += shared.client.publish(subject, payload.into()).await.is_err() as u32;
+                    let ok = shared.client.publish(subject, payload.into()).await.is_ok();
+                    failed += !ok as u32;
+                    shared.malformed_sent.fetch_add(ok as u64, Ordering::Relaxed);
                 }
                 let _ = shared.client.flush().await;
                 if failed == 0 { "applied".to_owned() } else { format!("applied, {failed} publishes failed") }

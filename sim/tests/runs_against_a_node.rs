@@ -137,11 +137,12 @@ async fn faults_are_injected_in_their_windows_and_reported() {
         report.by_reason.get("deadline").copied().unwrap_or(0) > 0,
         "{table}"
     );
-    assert_eq!(
-        outcome("malformed").note,
-        "node rejected 200 of 200",
+    // Counted over the whole run (the window's own note may lag on a busy machine).
+    assert!(
+        outcome("malformed").note.starts_with("node rejected"),
         "{table}"
     );
+    assert_eq!(report.node_events_rejected, Some(200.0), "{table}");
     assert_eq!(outcome("spike").outcome, "applied", "{table}");
     assert!(
         outcome("model_crash").outcome.starts_with("unsupported"),
