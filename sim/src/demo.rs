@@ -1,0 +1,185 @@
+//! The one-command demo, and the stack (server, model, node) a
+//! self-contained run stands up.
+//!
+//! The demo is the README's main command: it must work from a clean clone
+//! with only `nats-server` installed, so it owns every process it needs,
+//! trains on MovieLens in-process, and lets synthetic members (whose tastes
+//! live in the trained model's latent space) use the node for about a minute
+//! with one injected fault.
+
+use crate::driver::{self, DriveConfig, Load};
+use crate::faults::{schedule, FaultName};
+use crate::process::{NatsServer, Node};
+use crate::report::Report;
+use crate::setup::{train_world_model, TrainPlan};
+use crate::world::{Catalogue, World, WorldConfig};
+use anyhow::{Context, Result};
+use reco_models::AlsParams;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Node configuration for simulated runs: faults on, deadline as requested.
+pub fn node_toml(deadline_ms: u64) -> String {
+    format!("[node]\nfault_injection = true\n[recommend]\ndefault_deadline_ms = {deadline_ms}\n")
+}
+
+/// A NATS server (owned or not) and a node the run owns.
+pub struct Stack {
+    /// The server, when the simulator started it.
+    pub nats: Option<Arc<Mutex<NatsServer>>>,
+    /// Where to connect.
+    pub url: String,
+    /// The node.
+    pub node: Node,
+    _model: tempfile::TempDir,
+}
+
+/// Starts a private server unless `nats` names one.
+pub fn nats_or_private(nats: Option<&str>) -> Result<(Option<Arc<Mutex<NatsServer>>>, String)> {
+    match nats {
+        Some(url) => Ok((None, url.to_owned())),
+        None => {
+            let server = NatsServer::start()?;
+            let url = server.url();
+            Ok((Some(Arc::new(Mutex::new(server))), url))
+        }
+    }
+}
+
+/// A server (unless given), a model trained on the world's past, a node.
+pub fn world_stack(world: &World, nats: Option<&str>, deadline_ms: u64) -> Result<Stack> {
+    let (server, url) = nats_or_private(nats)?;
+    let model = tempfile::tempdir()?;
+    let members = world.config().members;
+    train_world_model(
+        world,
+        model.path(),
+        &TrainPlan {
+            history_members: members.min(20_000),
+            history_plays: 20,
+            list_members: members.min(20_000) / 2,
+            list_plays: 2,
+            factors: world.catalogue().dim().clamp(4, 64),
+            iterations: 8,
+            version: format!("world-{}", world.config().seed),
+        },
+    )?;
+    let node = Node::start(&url, Some(model.path()), &node_toml(deadline_ms))?;
+    Ok(Stack {
+        nats: server,
+        url,
+        node,
+        _model: model,
+    })
+}
+
+/// Where MovieLens is, from the working directory or this source tree.
+pub fn default_ratings() -> PathBuf {
+    let relative = PathBuf::from("../shared/data/ml-latest-small/ratings.csv");
+    if relative.exists() {
+        return relative;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ml-latest-small/ratings.csv")
+}
+
+/// Options of the demo.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// NATS URL; a private server when absent.
+    pub nats: Option<String>,
+    /// MovieLens ratings.csv.
+    pub ratings: PathBuf,
+    /// World seed.
+    pub seed: u64,
+    /// Synthetic members.
+    pub members: u64,
+    /// Length of the load.
+    pub duration: Duration,
+    /// Requests per second (open loop).
+    pub rps: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
+    /// Show the live progress line.
+    pub progress: bool,
+}
+
+/// Runs the demo and returns its report.
+pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
+    let (server, url) = nats_or_private(options.nats.as_deref())?;
+    log(&format!("NATS at {url}"));
+    let model = tempfile::tempdir()?;
+    log(&format!("Training on {}", options.ratings.display()));
+    let summary = reco_supervisors::train::run(&reco_supervisors::train::TrainOptions {
+        ratings: options.ratings.clone(),
+        out: model.path().to_owned(),
+        params: AlsParams::default(),
+        top_n: 200,
+        popular_n: 1_000,
+        version: Some("demo-movielens".into()),
+    })
+    .with_context(|| format!("cannot train on {}", options.ratings.display()))?;
+    log(&format!(
+        "Trained {} items in {:.1} s; starting reco serve",
+        summary.items, summary.total_seconds
+    ));
+    let node = Node::start(&url, Some(model.path()), &node_toml(50))?;
+    let (factors, _) = reco_supervisors::artifacts::load(model.path())?;
+    let counts = item_counts(&options.ratings)?;
+    let weights = factors
+        .items()
+        .iter()
+        .map(|i| counts.get(&i.0).copied().unwrap_or(1) as f64)
+        .collect();
+    let catalogue = Catalogue::new(
+        factors.items().to_vec(),
+        factors.dim(),
+        factors.factors().to_vec(),
+        weights,
+    );
+    let world = Arc::new(World::with_catalogue(
+        WorldConfig {
+            seed: options.seed,
+            members: options.members,
+            ..WorldConfig::default()
+        },
+        catalogue,
+    ));
+    let faults = schedule(options.seed, options.duration, &[FaultName::ModelSlow], 50);
+    log(&format!(
+        "Driving {} synthetic members for {:?} with {} fault(s)",
+        options.members,
+        options.duration,
+        faults.len()
+    ));
+    let config = DriveConfig {
+        duration: options.duration,
+        events_per_sec: options.events_per_sec,
+        load: Load::Open { rps: options.rps },
+        deadline_ms: 50,
+        faults,
+        metrics_addr: Some(node.metrics_addr()),
+        progress: options.progress,
+        ..DriveConfig::default()
+    };
+    let slow = Arc::new(AtomicU64::new(0));
+    let client = driver::connect(&url, slow.clone()).await?;
+    let actions = Box::new(world.actions());
+    let report = driver::drive(client, slow, world, actions, config, server.clone()).await?;
+    // The server outlives the node, which outlives the run.
+    drop(node);
+    drop(server);
+    Ok(report)
+}
+
+fn item_counts(ratings: &Path) -> Result<HashMap<u64, u64>> {
+    let file = std::fs::File::open(ratings)
+        .with_context(|| format!("cannot open {}", ratings.display()))?;
+    let mut counts = HashMap::new();
+    for r in reco_models::parse_ratings(std::io::BufReader::new(file))? {
+        *counts.entry(r.item.0).or_default() += 1;
+    }
+    Ok(counts)
+}

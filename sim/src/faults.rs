@@ -1,0 +1,295 @@
+//! Fault injection: what can go wrong, when (from the seed), and how the
+//! simulator makes it happen using only public surfaces.
+//!
+//! Model slowdowns go through `<prefix>.admin.faults` (nodes started with
+//! `[node] fault_injection = true`); malformed payloads are published like any
+//! buggy producer would; a spike raises the simulator's own request rate; a
+//! NATS restart needs the server the simulator started. A fault the node
+//! cannot perform (e.g. `model_crash` before supervision lands) is recorded
+//! as `unsupported` rather than silently skipped, so the report never claims
+//! a fault that did not happen.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reco_messages::admin::SetFaults;
+use reco_messages::{encode, MemberId, Subjects};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What goes wrong.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum FaultKind {
+    /// Model workers take `delay_ms` per request (past the deadline).
+    ModelSlow {
+        /// Added delay per scoring.
+        delay_ms: u64,
+    },
+    /// Model workers crash for the window (needs supervision in the node).
+    ModelCrash,
+    /// A burst of `count` malformed event payloads.
+    Malformed {
+        /// Payloads.
+        count: u64,
+    },
+    /// The request rate (or concurrency) times `factor`.
+    Spike {
+        /// Multiplier, 2 = twice the load.
+        factor: u32,
+    },
+    /// The NATS server is killed and started again.
+    NatsRestart,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::ModelSlow { delay_ms } => write!(f, "model_slow(delay_ms={delay_ms})"),
+            FaultKind::ModelCrash => f.write_str("model_crash"),
+            FaultKind::Malformed { count } => write!(f, "malformed(count={count})"),
+            FaultKind::Spike { factor } => write!(f, "spike(x{factor})"),
+            FaultKind::NatsRestart => f.write_str("nats_restart"),
+        }
+    }
+}
+
+/// A fault's kind by name, as given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultName {
+    /// `model_slow`
+    ModelSlow,
+    /// `model_crash`
+    ModelCrash,
+    /// `malformed`
+    Malformed,
+    /// `spike`
+    Spike,
+    /// `nats_restart`
+    NatsRestart,
+}
+
+impl FromStr for FaultName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "model_slow" => FaultName::ModelSlow,
+            "model_crash" => FaultName::ModelCrash,
+            "malformed" => FaultName::Malformed,
+            "spike" => FaultName::Spike,
+            "nats_restart" => FaultName::NatsRestart,
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?}: use model_slow, model_crash, malformed, spike or nats_restart"
+                ))
+            }
+        })
+    }
+}
+
+/// A fault with its window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fault {
+    /// What.
+    pub kind: FaultKind,
+    /// Start, from the start of the run.
+    pub start: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+}
+
+/// Places `names` in the run from `seed`: in order, one per equal slot of
+/// the middle 60 % of the run, each lasting a fifth of the run at most, so
+/// that windows never overlap and there is a baseline before and after.
+pub fn schedule(seed: u64, run: Duration, names: &[FaultName], deadline_ms: u64) -> Vec<Fault> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFA17);
+    let span = run.as_secs_f64() * 0.6;
+    let slot = span / names.len().max(1) as f64;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let length = (slot * 0.6).min(run.as_secs_f64() / 5.0);
+            let start = run.as_secs_f64() * 0.2
+                + slot * i as f64
+                + rng.gen_range(0.0..=slot - length).max(0.0);
+            let kind = match name {
+                FaultName::ModelSlow => FaultKind::ModelSlow {
+                    delay_ms: deadline_ms * 2 + rng.gen_range(0..deadline_ms.max(1)),
+                },
+                FaultName::ModelCrash => FaultKind::ModelCrash,
+                FaultName::Malformed => FaultKind::Malformed {
+                    count: rng.gen_range(500..2_000),
+                },
+                FaultName::Spike => FaultKind::Spike { factor: 2 },
+                FaultName::NatsRestart => FaultKind::NatsRestart,
+            };
+            Fault {
+                kind,
+                start: Duration::from_secs_f64(start),
+                length: Duration::from_secs_f64(length),
+            }
+        })
+        .collect()
+}
+
+/// Asks the node to delay model work; `Ok(false)` when the node does not
+/// accept faults (fault injection off).
+pub async fn set_model_delay(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    delay_ms: u64,
+) -> Result<bool, String> {
+    let request = SetFaults {
+        model_delay_ms: Some(delay_ms),
+        ..Default::default()
+    };
+    admin_faults(client, subjects, encode(&request))
+        .await
+        .map(|r| r.is_some())
+}
+
+/// Makes every `every`th scoring request crash its model worker (0 ends
+/// it): the workers panic, are restarted by their supervisor, and requests
+/// fall back with `model_unavailable` meanwhile. `Ok(false)` when the node
+/// does not accept faults; an error when it does not know this fault (its
+/// reply does not echo `model_panic_every`).
+pub async fn set_model_crash(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    every: u64,
+) -> Result<bool, String> {
+    let request = SetFaults {
+        model_panic_every: Some(every),
+        ..Default::default()
+    };
+    match admin_faults(client, subjects, encode(&request)).await? {
+        None => Ok(false),
+        Some(reply) if reply.contains_key("model_panic_every") => Ok(true),
+        Some(_) => Err("unsupported: the node does not implement model crashes".into()),
+    }
+}
+
+async fn admin_faults(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    payload: Vec<u8>,
+) -> Result<Option<BTreeMap<String, rmpv_free::Value>>, String> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request(subjects.admin_faults(), payload.into()),
+    )
+    .await;
+    match reply {
+        Err(_) => Err("failed: admin.faults did not answer within 2 s".into()),
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(None),
+        Ok(Err(e)) => Err(format!("failed: {e}")),
+        Ok(Ok(message)) => rmp_serde::from_slice(&message.payload)
+            .map(Some)
+            .map_err(|e| format!("failed: admin.faults replied with something else: {e}")),
+    }
+}
+
+/// A value of any MessagePack shape, enough to see which keys a reply has.
+mod rmpv_free {
+    use serde::de::{Deserialize, Deserializer, IgnoredAny};
+
+    /// Any value, ignored.
+    #[derive(Debug)]
+    pub(crate) struct Value;
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            IgnoredAny::deserialize(d).map(|_| Value)
+        }
+    }
+}
+
+/// `count` malformed event payloads of several kinds (garbage bytes, wrong
+/// types, unknown kind, member mismatch, out-of-range stars), each with its
+/// subject, drawn from `seed`; with `experiment_only`, only to members of
+/// the experiment cohort (even ids).
+pub fn malformed_payloads(
+    seed: u64,
+    count: u64,
+    members: u64,
+    subjects: &Subjects,
+    experiment_only: bool,
+) -> Vec<(String, Vec<u8>)> {
+    #[derive(Serialize)]
+    struct Raw<'a> {
+        member: u64,
+        item: u64,
+        kind: &'a str,
+        value: f32,
+    }
+    #[derive(Serialize)]
+    struct WrongType<'a> {
+        member: &'a str,
+        item: u64,
+        kind: &'a str,
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xBAD);
+    (0..count)
+        .map(|i| {
+            let mut member = rng.gen_range(1..=members.max(1));
+            if experiment_only {
+                member = (member & !1).max(2);
+            }
+            let subject = subjects.events(MemberId(member));
+            let raw = |m, kind, value| {
+                rmp_serde::to_vec_named(&Raw {
+                    member: m,
+                    item: 1,
+                    kind,
+                    value,
+                })
+                .unwrap_or_default()
+            };
+            let payload = match i % 5 {
+                0 => (0..rng.gen_range(1..64)).map(|_| rng.gen()).collect(),
+                1 => rmp_serde::to_vec_named(&WrongType {
+                    member: "one",
+                    item: 2,
+                    kind: "play",
+                })
+                .unwrap_or_default(),
+                2 => raw(member, "teleport", 0.0),
+                3 => raw(member.wrapping_add(1), "play", 10.0),
+                _ => raw(member, "rate", 9.0),
+            };
+            (subject, payload)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_seeded_and_windows_do_not_overlap() {
+        let names = [FaultName::ModelSlow, FaultName::Malformed, FaultName::Spike];
+        let run = Duration::from_secs(60);
+        let a = schedule(7, run, &names, 50);
+        assert_eq!(a, schedule(7, run, &names, 50));
+        for pair in a.windows(2) {
+            assert!(pair[0].start + pair[0].length <= pair[1].start, "{pair:?}");
+        }
+        assert!(a[0].start >= Duration::from_secs(12));
+        let last = a.last().unwrap();
+        assert!(last.start + last.length <= Duration::from_secs(48));
+        assert!(matches!(a[0].kind, FaultKind::ModelSlow { delay_ms } if delay_ms > 50));
+    }
+
+    #[test]
+    fn malformed_payloads_are_all_rejected_by_the_codec() {
+        let subjects = Subjects::default();
+        for (subject, payload) in malformed_payloads(1, 50, 100, &subjects, false) {
+            let member = subjects.member_of_event(&subject).unwrap();
+            assert!(reco_messages::decode_event(&payload, member, 65_536).is_err());
+        }
+    }
+}

