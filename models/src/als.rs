@@ -6,8 +6,10 @@
 //! Each half-iteration fixes one side and solves every row of the other side
 //! exactly: `x = (YtY + Yu^T (Cu - I) Yu + reg I)^-1 Yu^T Cu p`, using the
 //! `YtY` trick so a row costs `O(n_u k^2 + k^3)` rather than touching the
-//! whole catalogue. The k x k system is solved by Cholesky in f64 (exact, so
-//! fold-in reproduces trained vectors; see `linalg`).
+//! whole catalogue. By default each row takes a few conjugate-gradient steps
+//! warm-started from its previous value (see `cg`); with `cg_steps = 0` the
+//! k x k system is solved by Cholesky in f64. The last user half-iteration is
+//! always exact, so fold-in reproduces trained vectors (see `linalg`).
 //!
 //! An iteration solves items given users, then users given items, so the
 //! final user factors are the exact solves against the final item factors:
@@ -18,6 +20,7 @@
 //! blocks of rows from a shared queue. Each row's solve depends only on the
 //! other side's factors, so the result is identical for any thread count.
 
+use crate::cg::{regularised_gram, CgSolver};
 use crate::factors::{ItemFactors, ModelError, UserFactors, MAX_DIM};
 use crate::interactions::{Csr, Interactions};
 use crate::linalg::{gram, Solver};
@@ -51,6 +54,12 @@ pub struct AlsParams {
     pub seed: u64,
     /// Worker threads for the row solves (>= 1).
     pub threads: usize,
+    /// Conjugate-gradient steps per row solve, warm-started from the row's
+    /// previous value (the `implicit` library's default solver); 0 solves
+    /// every row exactly by Cholesky. The final user half-iteration is always
+    /// exact, so fold-in reproduces the trained user vectors either way.
+    /// CG with 3 steps is several times faster at the same quality.
+    pub cg_steps: usize,
 }
 
 impl Default for AlsParams {
@@ -62,6 +71,7 @@ impl Default for AlsParams {
             alpha: 3.0,
             seed: 42,
             threads: 2,
+            cg_steps: 3,
         }
     }
 }
@@ -141,8 +151,17 @@ pub fn train_als(
         .collect();
     let mut items = vec![0.0f32; data.num_items() * k];
     for iteration in 1..=params.iterations {
-        solve_side(data.by_item(), &users, &mut items, params)?;
-        solve_side(data.by_member(), &items, &mut users, params)?;
+        let cg_steps = params.cg_steps;
+        solve_side(data.by_item(), &users, &mut items, params, cg_steps)?;
+        // The last user solve is exact: fold-in then reproduces it.
+        let last = iteration == params.iterations;
+        solve_side(
+            data.by_member(),
+            &items,
+            &mut users,
+            params,
+            if last { 0 } else { cg_steps },
+        )?;
         progress(&Progress {
             iteration,
             iterations: params.iterations,
@@ -183,15 +202,21 @@ fn validate(params: &AlsParams) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Solves every row of `rows` against the fixed `other` factors into `out`.
+/// Solves every row of `rows` against the fixed `other` factors into `out`:
+/// exactly when `cg_steps` is 0, else with `cg_steps` CG steps from the
+/// row's current value.
 fn solve_side(
     rows: &Csr,
     other: &[f32],
     out: &mut [f32],
     params: &AlsParams,
+    cg_steps: usize,
 ) -> Result<(), TrainError> {
     let k = params.factors;
     let g = gram(other, k);
+    if cg_steps > 0 {
+        return solve_side_cg(rows, other, out, params, &g, cg_steps);
+    }
     let blocks = Mutex::new(out.chunks_mut(BLOCK_ROWS * k).enumerate());
     let failed = AtomicUsize::new(0);
     let work = || {
@@ -206,6 +231,50 @@ fn solve_side(
                     .map(|&c| c as usize)
                     .zip(weights.iter().copied());
                 if !solver.solve(&g, params.reg, params.alpha, other, entries, x) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..params.threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    match failed.into_inner() {
+        0 => Ok(()),
+        failed => Err(TrainError::Numerical { failed }),
+    }
+}
+
+fn solve_side_cg(
+    rows: &Csr,
+    other: &[f32],
+    out: &mut [f32],
+    params: &AlsParams,
+    g: &[f64],
+    steps: usize,
+) -> Result<(), TrainError> {
+    let k = params.factors;
+    let rg = regularised_gram(g, k, params.reg);
+    let blocks = Mutex::new(out.chunks_mut(BLOCK_ROWS * k).enumerate());
+    let failed = AtomicUsize::new(0);
+    let work = || {
+        let mut solver = CgSolver::new(k);
+        let mut entries = Vec::new();
+        loop {
+            let next = blocks.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((block, chunk)) = next else { break };
+            for (offset, x) in chunk.chunks_exact_mut(k).enumerate() {
+                let (cols, weights) = rows.row(block * BLOCK_ROWS + offset);
+                entries.clear();
+                entries.extend(
+                    cols.iter()
+                        .map(|&c| c as usize)
+                        .zip(weights.iter().copied()),
+                );
+                if !solver.solve(&rg, params.alpha, other, &entries, steps, x) {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -251,6 +320,7 @@ mod tests {
             alpha: 10.0,
             seed: 7,
             threads,
+            cg_steps: 0,
         }
     }
 
@@ -308,6 +378,28 @@ mod tests {
                 assert!((a - b).abs() < 1e-3, "{member}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn cg_training_ends_with_exact_user_vectors_that_fold_in_reproduces() {
+        let data = clustered();
+        let cg = AlsParams {
+            cg_steps: 3,
+            ..params(2)
+        };
+        let model = train_als(&data, &cg, "v".into(), |_| {}).unwrap();
+        for &member in data.members() {
+            let folded = model
+                .item_factors
+                .fold_in(&data.member_items(member))
+                .unwrap();
+            let trained = model.user_factors.get(member).unwrap();
+            for (a, b) in folded.iter().zip(trained) {
+                assert!((a - b).abs() < 1e-3, "{member}: {a} vs {b}");
+            }
+        }
+        let again = train_als(&data, &AlsParams { threads: 1, ..cg }, "v".into(), |_| {}).unwrap();
+        assert_eq!(again.item_factors, model.item_factors, "deterministic");
     }
 
     #[test]

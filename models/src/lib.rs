@@ -29,12 +29,15 @@
 //!   (precision, recall, NDCG, hit rate at k).
 //! - [`tiers`]: [`TierMetrics`], the quality of every serving tier (model,
 //!   nearline fold-in, precomputed, popular) on the same held-out ratings.
+//! - `cg` (private): conjugate-gradient row solves, the fast default of
+//!   training.
 //! - `linalg` (private): dot products, Gram matrices and the shared
 //!   regularised least-squares solve used by both training and fold-in, so
 //!   that a folded-in vector equals the trained one.
 
 pub mod als;
 pub mod artifact;
+mod cg;
 pub mod eval;
 pub mod factors;
 pub mod interactions;

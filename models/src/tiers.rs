@@ -121,6 +121,7 @@ mod tests {
             alpha: 10.0,
             seed: 7,
             threads: 1,
+            cg_steps: 0,
         };
         let model = train_als(&data, &params, "v".into(), |_| {}).unwrap();
         let lists = PrecomputedLists {

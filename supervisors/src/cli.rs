@@ -125,6 +125,10 @@ struct TrainArgs {
     /// Random seed of the factor initialisation.
     #[arg(long, default_value_t = AlsParams::default().seed)]
     seed: u64,
+    /// Conjugate-gradient steps per row solve; 0 solves rows exactly
+    /// (Cholesky, several times slower, same quality).
+    #[arg(long, default_value_t = AlsParams::default().cg_steps)]
+    cg_steps: usize,
     /// Training threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -260,6 +264,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             alpha: args.alpha,
             seed: args.seed,
             threads,
+            cg_steps: args.cg_steps,
         },
         top_n: args.top_n,
         popular_n: args.popular_n,

@@ -5,11 +5,12 @@
 //! iterations.
 //!
 //! Measured on the 100,004-rating release in `../shared/data` (reco
-//! defaults reg 30, alpha 3): model P@10 0.2943, NDCG@10 0.3425; nearline
-//! fold-in identical; popular 0.1492 / 0.1726. `implicit` 0.7.2 tuned on the
-//! same split (bench/compare_implicit.sh) is the peer figure to beat. The
-//! floors sit a little below the measured values so that only a real
-//! regression fails.
+//! defaults: reg 30, alpha 3, 3 CG steps per row): model P@10 0.2930,
+//! NDCG@10 0.3413; nearline fold-in identical; popular 0.1492 / 0.1726.
+//! `implicit` 0.7.2 tuned on the same split (alpha 5, reg 30; see
+//! bench/compare_implicit.sh) reaches P@10 0.2869, NDCG@10 0.3370: the floors
+//! sit above that and a little below reco's own figures (training is
+//! deterministic, so only a real change can move them).
 
 use reco_models::AlsParams;
 use reco_supervisors::train::{self, Holdout, TrainOptions};
@@ -47,7 +48,7 @@ fn training_on_the_movielens_split_reaches_the_peer_figures_in_every_tier() {
     let tiers = outcome.tiers.expect("a holdout was given");
     assert_eq!(tiers.model.members, 671);
     assert!(
-        tiers.model.precision >= 0.29 && tiers.model.ndcg >= 0.337,
+        tiers.model.precision >= 0.29 && tiers.model.ndcg >= 0.338,
         "model regressed: {:?}",
         tiers.model
     );
