@@ -49,8 +49,13 @@ impl CgSolver {
         v: &[f32],
         out: &mut [f32],
     ) {
-        for (o, row) in out.iter_mut().zip(g.chunks_exact(dim)) {
-            *o = dot(row, v);
+        // G is symmetric: G v = sum_j v_j G[j, :], a chain of axpys that
+        // vectorises without horizontal reductions.
+        out.fill(0.0);
+        for (&vj, row) in v.iter().zip(g.chunks_exact(dim)) {
+            for (o, &gv) in out.iter_mut().zip(row) {
+                *o += vj * gv;
+            }
         }
         for &(row, w) in entries {
             let y = &other[row * dim..(row + 1) * dim];
@@ -76,18 +81,21 @@ impl CgSolver {
         x: &mut [f32],
     ) -> bool {
         let dim = self.dim;
-        // r = b - A x, with b = sum c y (p = 1).
-        Self::apply(dim, g, alpha, other, entries, x, &mut self.ap);
+        // r = b - A x with b = sum c y (p = 1), in one pass over the
+        // entries: r = sum (c - (c - 1) y.x) y - (G + reg I) x.
         self.r.fill(0.0);
-        for &(row, w) in entries {
-            let y = &other[row * dim..(row + 1) * dim];
-            let c = 1.0 + alpha * w;
-            for (r, &yv) in self.r.iter_mut().zip(y) {
-                *r += c * yv;
+        for (&xj, row) in x.iter().zip(g.chunks_exact(dim)) {
+            for (r, &gv) in self.r.iter_mut().zip(row) {
+                *r -= xj * gv;
             }
         }
-        for (r, &ax) in self.r.iter_mut().zip(&self.ap) {
-            *r -= ax;
+        for &(row, w) in entries {
+            let y = &other[row * dim..(row + 1) * dim];
+            let extra = alpha * w;
+            let s = 1.0 + extra - extra * dot(y, x);
+            for (r, &yv) in self.r.iter_mut().zip(y) {
+                *r += s * yv;
+            }
         }
         self.p.copy_from_slice(&self.r);
         let mut rs_old = dot(&self.r, &self.r);
