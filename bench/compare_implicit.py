@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--regs", default="1,10,30,50,100")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--time-only", nargs=2, type=float, metavar=("ALPHA", "REG"),
+                    help="fit once with conjugate gradient at ALPHA/REG and print the seconds")
     args = ap.parse_args()
 
     import implicit
@@ -115,6 +117,16 @@ def main():
         recs = {u: [items[j] for j in row if j >= 0] for u, row in zip(test_users, ids)}
         m = metrics(lambda u: recs.get(u, []), test, k)
         return {"alpha": alpha, "reg": reg, "use_cg": use_cg, "seconds": seconds, **m}
+
+    if args.time_only:
+        model = AlternatingLeastSquares(factors=args.factors, iterations=args.iterations,
+                                        regularization=args.time_only[1], alpha=args.time_only[0],
+                                        use_gpu=False, num_threads=args.threads,
+                                        calculate_training_loss=False, random_state=42)
+        start = time.perf_counter()
+        model.fit(ui, show_progress=False)
+        print(f"{time.perf_counter() - start:.4f}")
+        return
 
     for a in [float(x) for x in args.alphas.split(",")]:
         for r in [float(x) for x in args.regs.split(",")]:

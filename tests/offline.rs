@@ -236,3 +236,31 @@ async fn published_versions_are_immutable_pruned_beyond_the_kept_count_and_annou
         "a refused publication announces nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_from_an_empty_event_log_fails_at_once_with_a_clear_error() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(50, 4, 0, "fixture-v1");
+    let mut node = Node::start(&nats.url(), Some(fixture.path()), "");
+    node.terminate();
+    assert!(node.wait_exit(Duration::from_secs(30)).success());
+    let started = Instant::now();
+    let output = Command::new(reco_binary())
+        .args(["train", "--from-stream", "--holdout-fraction", "0.2"])
+        .arg("--nats")
+        .arg(nats.url())
+        .env_remove("RECO_NATS_URL")
+        .output()
+        .expect("reco train runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Read 0 events from stream RECO_EVENTS"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no ratings to train on"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it did not wait for events"
+    );
+}

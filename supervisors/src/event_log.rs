@@ -192,14 +192,17 @@ pub async fn read_interactions(
         .get_stream(stream_name)
         .await
         .map_err(|e| read(e.into()))?;
-    let last = stream
+    let state = stream
         .info()
         .await
         .map_err(|e| read(e.into()))?
         .state
-        .last_sequence;
+        .clone();
+    let last = state.last_sequence;
     let mut out = LoggedInteractions::default();
-    if last == 0 {
+    // An empty stream (never written, or every event aged out or purged)
+    // has nothing to deliver: do not wait for it.
+    if state.messages == 0 {
         return Ok(out);
     }
     let consumer = stream

@@ -124,7 +124,10 @@ pub fn write_ratings(path: &Path, ratings: &[Rating]) -> anyhow::Result<()> {
 /// directory, reporting progress on stderr.
 pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOutcome> {
     let started = Instant::now();
-    anyhow::ensure!(!ratings.is_empty(), "there are no ratings to train on");
+    anyhow::ensure!(
+        !ratings.is_empty(),
+        "there are no ratings to train on: check the --ratings file, or that reco serve records events (events_log.enabled) and producers have sent some"
+    );
     let (train, test) = match &options.holdout {
         Holdout::None => (ratings.to_vec(), Vec::new()),
         Holdout::Given(test) => (ratings.to_vec(), test.clone()),
