@@ -103,8 +103,20 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
     node.terminate();
     assert!(node.wait_exit(Duration::from_secs(30)).success());
 
-    // The restarted node reuses the stream and its events.
-    let mut node = Node::start(&nats.url(), Some(fixture.path()), "");
+    // The restarted node reuses the stream and its events, and applies a
+    // changed retention to it.
+    let mut node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[events_log]\nmax_age_secs = 86400\n",
+    );
+    let mut stream = async_nats::jetstream::new(client.clone())
+        .get_stream(STREAM)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.max_age, Duration::from_secs(86_400));
+    assert_eq!(info.state.messages, first.len() as u64 + 1);
     let second = batch(20..40, 8);
     pairs.extend(publish_events(&client, &second).await);
     let total = (first.len() + second.len() + 1) as u64;
@@ -262,5 +274,22 @@ async fn training_from_an_empty_event_log_fails_at_once_with_a_clear_error() {
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "it did not wait for events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_the_event_log_disabled_records_nothing() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(50, 4, 0, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[events_log]\nenabled = false\n",
+    );
+    assert!(node.log().contains("Event log disabled"), "{}", node.log());
+    let js = async_nats::jetstream::new(nats.client().await);
+    assert!(
+        js.get_stream(STREAM).await.is_err(),
+        "no stream was created"
     );
 }
