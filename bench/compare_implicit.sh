@@ -6,6 +6,9 @@
 #
 #   bench/compare_implicit.sh [ratings.csv]
 #
+# EASE on the same split: python bench/ease.py --split DIR (DIR from
+# `reco train --write-split DIR`; about a minute per lambda).
+#
 # Environment: VENV (default bench/.venv), RECO_BIN (default: a release build
 # of this checkout), IMPLICIT_VERSION (default 0.7.2), THREADS (default 2),
 # ALPHAS / REGS (implicit's tuning grid).
