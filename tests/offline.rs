@@ -293,3 +293,55 @@ async fn a_node_with_the_event_log_disabled_records_nothing() {
         "no stream was created"
     );
 }
+
+/// Runs `reco train` with `args` and returns its `--json` report.
+fn train_json(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(reco_binary())
+        .arg("train")
+        .args(args)
+        .arg("--json")
+        .env_remove("RECO_NATS_URL")
+        .output()
+        .expect("reco train runs");
+    assert!(
+        output.status.success(),
+        "reco train failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON on stdout")
+}
+
+#[test]
+fn a_written_split_trained_with_test_file_reproduces_the_holdout_figures() {
+    let ratings = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/ml-latest-small/ratings.csv"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split");
+    let split = split.to_str().unwrap();
+    let held = train_json(&[
+        "--ratings",
+        ratings,
+        "--holdout-fraction",
+        "0.2",
+        "--split-seed",
+        "42",
+        "--write-split",
+        split,
+        "--version",
+        "v",
+    ]);
+    for tier in ["model", "nearline", "precomputed", "popular"] {
+        let m = &held["tiers"][tier];
+        for key in ["precision", "recall", "ndcg", "hit_rate"] {
+            assert!(m[key].as_f64().unwrap() > 0.0, "{tier}.{key}: {held:#}");
+        }
+        assert_eq!(m["members"], 671, "{held:#}");
+    }
+    let train = format!("{split}/train.csv");
+    let test = format!("{split}/test.csv");
+    let given = train_json(&["--ratings", &train, "--test", &test, "--version", "v"]);
+    assert_eq!(given["tiers"], held["tiers"], "same split, same figures");
+    assert_eq!(given["interactions"], held["interactions"]);
+}
