@@ -10,7 +10,7 @@
 //!
 //! Everything is f32 and in a fixed order, so training stays deterministic.
 
-use crate::linalg::dot;
+use crate::linalg::{dot, Penalty};
 
 /// Scratch space for one thread's CG solves (no allocation per row).
 pub(crate) struct CgSolver {
@@ -20,13 +20,9 @@ pub(crate) struct CgSolver {
     ap: Vec<f32>,
 }
 
-/// `YtY + reg I` in f32, row-major, shared by every row of a half-iteration.
-pub(crate) fn regularised_gram(gram: &[f64], dim: usize, reg: f32) -> Vec<f32> {
-    let mut a: Vec<f32> = gram.iter().map(|&g| g as f32).collect();
-    for d in 0..dim {
-        a[d * dim + d] += reg;
-    }
-    a
+/// `YtY` in f32, row-major, shared by every row of a half-iteration.
+pub(crate) fn gram_f32(gram: &[f64]) -> Vec<f32> {
+    gram.iter().map(|&g| g as f32).collect()
 }
 
 impl CgSolver {
@@ -40,9 +36,11 @@ impl CgSolver {
     }
 
     /// `out = (G + reg I) v + sum (c - 1)(y.v) y` over `entries`.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         dim: usize,
         g: &[f32],
+        reg: f32,
         alpha: f32,
         other: &[f32],
         entries: &[(usize, f32)],
@@ -51,7 +49,9 @@ impl CgSolver {
     ) {
         // G is symmetric: G v = sum_j v_j G[j, :], a chain of axpys that
         // vectorises without horizontal reductions.
-        out.fill(0.0);
+        for (o, &vj) in out.iter_mut().zip(v) {
+            *o = reg * vj;
+        }
         for (&vj, row) in v.iter().zip(g.chunks_exact(dim)) {
             for (o, &gv) in out.iter_mut().zip(row) {
                 *o += vj * gv;
@@ -68,12 +68,14 @@ impl CgSolver {
 
     /// Improves `x` (the row's current value, used as the starting point)
     /// towards the solution of the implicit-ALS normal equations with
-    /// `steps` CG iterations; `g` is [`regularised_gram`]. Returns `false`
-    /// (leaving `x` zeroed) if the result is not finite.
+    /// `steps` CG iterations; `g` is [`gram_f32`], the row's penalty is
+    /// `penalty.for_row(entries.len())`. Returns `false` (leaving `x` zeroed)
+    /// if the result is not finite.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn solve(
         &mut self,
         g: &[f32],
+        penalty: Penalty,
         alpha: f32,
         other: &[f32],
         entries: &[(usize, f32)],
@@ -81,9 +83,12 @@ impl CgSolver {
         x: &mut [f32],
     ) -> bool {
         let dim = self.dim;
+        let reg = penalty.for_row(entries.len()) as f32;
         // r = b - A x with b = sum c y (p = 1), in one pass over the
         // entries: r = sum (c - (c - 1) y.x) y - (G + reg I) x.
-        self.r.fill(0.0);
+        for (r, &xj) in self.r.iter_mut().zip(x.iter()) {
+            *r = -reg * xj;
+        }
         for (&xj, row) in x.iter().zip(g.chunks_exact(dim)) {
             for (r, &gv) in self.r.iter_mut().zip(row) {
                 *r -= xj * gv;
@@ -103,7 +108,7 @@ impl CgSolver {
             if rs_old < 1e-20 {
                 break;
             }
-            Self::apply(dim, g, alpha, other, entries, &self.p, &mut self.ap);
+            Self::apply(dim, g, reg, alpha, other, entries, &self.p, &mut self.ap);
             let p_ap = dot(&self.p, &self.ap);
             if p_ap <= 0.0 || !p_ap.is_finite() {
                 break;
@@ -140,6 +145,12 @@ mod tests {
 
     #[test]
     fn enough_steps_reach_the_exact_solution() {
+        for exponent in [0.0, 0.5] {
+            enough_steps_reach_the_exact_solution_with(Penalty { reg: 0.3, exponent });
+        }
+    }
+
+    fn enough_steps_reach_the_exact_solution_with(penalty: Penalty) {
         let dim = 4;
         let other: Vec<f32> = (0..6 * dim)
             .map(|i| ((i * 7 % 11) as f32 - 5.0) / 7.0)
@@ -147,10 +158,10 @@ mod tests {
         let entries = [(0usize, 1.0f32), (2, 2.0), (5, 0.5)];
         let g = gram(&other, dim);
         let mut exact = vec![0.0f32; dim];
-        assert!(Solver::new(dim).solve(&g, 0.3, 3.0, &other, entries.into_iter(), &mut exact));
+        assert!(Solver::new(dim).solve(&g, penalty, 3.0, &other, entries.into_iter(), &mut exact));
         let mut x = vec![0.0f32; dim];
-        let rg = regularised_gram(&g, dim, 0.3);
-        assert!(CgSolver::new(dim).solve(&rg, 3.0, &other, &entries, dim, &mut x));
+        let g32 = gram_f32(&g);
+        assert!(CgSolver::new(dim).solve(&g32, penalty, 3.0, &other, &entries, dim, &mut x));
         for (a, b) in x.iter().zip(&exact) {
             assert!((a - b).abs() < 1e-3, "{x:?} vs {exact:?}");
         }

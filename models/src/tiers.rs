@@ -119,6 +119,7 @@ mod tests {
             iterations: 10,
             reg: 1.0,
             alpha: 10.0,
+            reg_exponent: 0.0,
             seed: 7,
             threads: 1,
             cg_steps: 0,

@@ -122,6 +122,10 @@ struct TrainArgs {
     /// Confidence scaling: c = 1 + alpha * weight.
     #[arg(long, default_value_t = AlsParams::default().alpha)]
     alpha: f32,
+    /// Frequency scaling of the regularisation: a row with n interactions
+    /// gets reg * n^reg_exponent (0: constant reg).
+    #[arg(long, default_value_t = AlsParams::default().reg_exponent)]
+    reg_exponent: f32,
     /// Random seed of the factor initialisation.
     #[arg(long, default_value_t = AlsParams::default().seed)]
     seed: u64,
@@ -262,6 +266,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             iterations: args.iterations,
             reg: args.reg,
             alpha: args.alpha,
+            reg_exponent: args.reg_exponent,
             seed: args.seed,
             threads,
             cg_steps: args.cg_steps,

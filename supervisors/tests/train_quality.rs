@@ -5,15 +5,13 @@
 //! iterations.
 //!
 //! Measured on the 100,004-rating release in `../shared/data` (reco
-//! defaults: reg 30, alpha 3, 3 CG steps per row): model P@10 0.2930,
-//! NDCG@10 0.3413; nearline fold-in identical; popular 0.1492 / 0.1726.
-//! `implicit` 0.7.2 tuned on the same split (best of alpha 1..20 x reg
-//! 1..100: alpha 2, reg 20; see bench/compare_implicit.sh) reaches P@10
-//! 0.2887, NDCG@10 0.3378 (EASE, bench/ease.py, lambda 250: 0.2912 /
-//! 0.3459, so reco leads on P@10 and trails by 0.005 on NDCG@10 here):
-//! the floors sit above implicit's figures and a little below
-//! reco's own figures (training is deterministic, so only a real change can
-//! move them).
+//! defaults: reg 5 scaled by n^0.4 per row, alpha 3, 3 CG steps per row):
+//! model P@10 0.2999, NDCG@10 0.3503; nearline fold-in identical; popular
+//! 0.1492 / 0.1726. Peers on the same split (bench/compare_implicit.sh,
+//! bench/ease.py), each tuned on it: `implicit` 0.7.2 ALS (alpha 2, reg 20)
+//! P@10 0.2887, NDCG@10 0.3378; EASE (lambda 250) 0.2912 / 0.3459. The
+//! floors sit above every peer and a little below reco's own figures
+//! (training is deterministic, so only a real change can move them).
 
 use reco_models::AlsParams;
 use reco_supervisors::train::{self, Holdout, TrainOptions};
@@ -51,7 +49,7 @@ fn training_on_the_movielens_split_reaches_the_peer_figures_in_every_tier() {
     let tiers = outcome.tiers.expect("a holdout was given");
     assert_eq!(tiers.model.members, 671);
     assert!(
-        tiers.model.precision >= 0.29 && tiers.model.ndcg >= 0.338,
+        tiers.model.precision >= 0.296 && tiers.model.ndcg >= 0.347,
         "model regressed: {:?}",
         tiers.model
     );
