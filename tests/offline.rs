@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 const STREAM: &str = "RECO_EVENTS";
 
+/// Returns once the server has processed everything `client` sent (so a
+/// subscription made before is registered).
+async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), echo.next())
+        .await
+        .expect("the server echoes within 10 s");
+}
+
 /// Publishes one event per (member, item, kind) and returns the pairs that
 /// count as interactions.
 async fn publish_events(
@@ -128,7 +139,7 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
         .subscribe(Subjects::default().published_model())
         .await
         .unwrap();
-    reco_supervisors::node::round_trip(&client).await.unwrap();
+    round_trip(&client).await;
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(reco_binary())
         .args([
@@ -189,7 +200,7 @@ async fn published_versions_are_immutable_pruned_beyond_the_kept_count_and_annou
     let client = nats.client().await;
     let subjects = Subjects::default();
     let mut announcements = client.subscribe(subjects.published_model()).await.unwrap();
-    reco_supervisors::node::round_trip(&client).await.unwrap();
+    round_trip(&client).await;
     let config = PublishConfig {
         bucket: "models_test".into(),
         keep_versions: 2,

@@ -266,10 +266,22 @@ async fn publish_inner(
         .publish(subject.clone(), reco_messages::encode(&notice).into())
         .await
         .map_err(|e| notify(e.into()))?;
-    crate::node::round_trip(client)
-        .await
-        .map_err(|e| notify(e.into()))?;
+    confirm(client).await.map_err(notify)?;
     Ok(Published { manifest, deleted })
+}
+
+/// Waits until the server has processed everything this client sent
+/// (`Client::flush` only writes to the socket): a message to our own inbox
+/// comes back only after the notification went out.
+async fn confirm(client: &async_nats::Client) -> Result<(), async_nats::Error> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    match tokio::time::timeout(READ_TIMEOUT, echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the NATS connection closed before the notification was confirmed".into()),
+        Err(elapsed) => Err(elapsed.into()),
+    }
 }
 
 async fn put(
