@@ -11,17 +11,21 @@
 //!   `ErrorReply`) and their enums.
 //! - [`subjects`]: every NATS subject, built from one prefix.
 //! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
+//! - [`published`]: notifications of the offline job
+//!   (`<prefix>.published.…`).
 //! - [`codec`]: encoding, size-limited decoding and validation with clear
 //!   errors.
 
 pub mod admin;
 pub mod codec;
 pub mod ids;
+pub mod published;
 pub mod subjects;
 pub mod wire;
 
 pub use codec::{decode, decode_event, decode_request, encode, DecodeError, ValidRequest};
 pub use ids::{ItemId, MemberId};
+pub use published::ModelPublished;
 pub use subjects::Subjects;
 pub use wire::{
     ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,

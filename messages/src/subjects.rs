@@ -128,6 +128,12 @@ impl Subjects {
         format!("{}.admin.tree", self.prefix)
     }
 
+    /// Where `reco train --publish` announces a new model version
+    /// ([`crate::ModelPublished`]).
+    pub fn published_model(&self) -> String {
+        format!("{}.published.model", self.prefix)
+    }
+
     /// The member named by an events subject.
     pub fn member_of_event(&self, subject: &str) -> Result<MemberId, BadSubject> {
         member_after(subject, &self.events)
@@ -177,6 +183,7 @@ mod tests {
         assert_eq!(s.recommend(MemberId(7)), "prod.reco.recommend.7");
         assert_eq!(s.events_wildcard(), "prod.reco.events.*");
         assert_eq!(s.dlq_events(), "prod.reco.dlq.events");
+        assert_eq!(s.published_model(), "prod.reco.published.model");
     }
 
     #[test]

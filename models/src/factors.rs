@@ -4,7 +4,7 @@
 mod top_k;
 
 use crate::artifact::{self, ArtifactError, Cursor};
-use crate::linalg::{self, Solver};
+use crate::linalg::{self, Penalty, Solver};
 use crate::Scored;
 use reco_messages::{ItemId, MemberId};
 use std::collections::HashMap;
@@ -79,6 +79,7 @@ pub struct ItemFactors {
     gram: Vec<f64>,
     reg: f32,
     alpha: f32,
+    reg_exponent: f32,
 }
 
 impl PartialEq for ItemFactors {
@@ -90,6 +91,7 @@ impl PartialEq for ItemFactors {
             && self.items == other.items
             && self.reg.to_bits() == other.reg.to_bits()
             && self.alpha.to_bits() == other.alpha.to_bits()
+            && self.reg_exponent.to_bits() == other.reg_exponent.to_bits()
             && self.factors.len() == other.factors.len()
             && self
                 .factors
@@ -154,7 +156,29 @@ impl ItemFactors {
             gram,
             reg,
             alpha,
+            reg_exponent: 0.0,
         })
+    }
+
+    /// Sets the frequency scaling of the regularisation training used (see
+    /// [`crate::AlsParams::reg_exponent`]); fold-in applies the same.
+    ///
+    /// # Errors
+    /// [`ModelError::Params`] unless `0 <= exponent <= 2`.
+    pub fn with_reg_exponent(mut self, exponent: f32) -> Result<Self, ModelError> {
+        if !(exponent.is_finite() && (0.0..=2.0).contains(&exponent)) {
+            return Err(ModelError::Params {
+                reg: self.reg,
+                alpha: self.alpha,
+            });
+        }
+        self.reg_exponent = exponent;
+        Ok(self)
+    }
+
+    /// Frequency scaling of the regularisation (0: constant `reg`).
+    pub fn reg_exponent(&self) -> f32 {
+        self.reg_exponent
     }
 
     /// The version string given at training, to tag replies and artifacts.
@@ -262,9 +286,13 @@ impl ItemFactors {
             }
         });
         let mut out = vec![0.0f32; self.dim];
+        let penalty = Penalty {
+            reg: self.reg,
+            exponent: self.reg_exponent,
+        };
         let solved = Solver::new(self.dim).solve(
             &self.gram,
-            self.reg,
+            penalty,
             self.alpha,
             &self.factors,
             known.into_iter(),
@@ -316,8 +344,12 @@ impl ItemFactors {
     ///
     /// ```text
     /// dim u32 | len u64 | reg f32 | alpha f32 | version_len u32 | version utf-8
-    /// | len x item id u64 | len*dim x f32 (row-major)
+    /// | len x item id u64 | len*dim x f32 (row-major) [| reg_exponent f32]
     /// ```
+    ///
+    /// The trailing `reg_exponent` is written only when it is not 0, so a
+    /// model without frequency-scaled regularisation is byte-identical to
+    /// what earlier builds wrote, and their artifacts still load.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(
             24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4,
@@ -333,6 +365,9 @@ impl ItemFactors {
         }
         for v in &self.factors {
             body.extend_from_slice(&v.to_le_bytes());
+        }
+        if self.reg_exponent != 0.0 {
+            body.extend_from_slice(&self.reg_exponent.to_le_bytes());
         }
         artifact::seal(MAGIC, &body)
     }
@@ -361,11 +396,15 @@ impl ItemFactors {
         let need = len
             .checked_mul(8 + 4 * dim)
             .ok_or(ArtifactError::Malformed("len"))?;
-        if need != cur.remaining() {
-            return Err(ArtifactError::Malformed(
-                "ids and factors do not match len x dim",
-            ));
-        }
+        let has_exponent = match cur.remaining().checked_sub(need) {
+            Some(0) => false,
+            Some(4) => true,
+            _ => {
+                return Err(ArtifactError::Malformed(
+                    "ids and factors do not match len x dim",
+                ))
+            }
+        };
         let ids = cur.take(len * 8, "ids")?;
         let items = ids
             .chunks_exact(8)
@@ -376,7 +415,12 @@ impl ItemFactors {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
-        Ok(Self::new(version, dim, items, factors, reg, alpha)?)
+        let reg_exponent = if has_exponent {
+            cur.f32("reg exponent")?
+        } else {
+            0.0
+        };
+        Ok(Self::new(version, dim, items, factors, reg, alpha)?.with_reg_exponent(reg_exponent)?)
     }
 }
 

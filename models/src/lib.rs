@@ -27,18 +27,24 @@
 //!   artifact, and [`ArtifactError`].
 //! - [`eval`]: per-member train/test split and ranking metrics
 //!   (precision, recall, NDCG, hit rate at k).
+//! - [`tiers`]: [`TierMetrics`], the quality of every serving tier (model,
+//!   nearline fold-in, precomputed, popular) on the same held-out ratings.
+//! - `cg` (private): conjugate-gradient row solves, the fast default of
+//!   training.
 //! - `linalg` (private): dot products, Gram matrices and the shared
 //!   regularised least-squares solve used by both training and fold-in, so
 //!   that a folded-in vector equals the trained one.
 
 pub mod als;
 pub mod artifact;
+mod cg;
 pub mod eval;
 pub mod factors;
 pub mod interactions;
 mod linalg;
 pub mod lists;
 pub mod ratings;
+pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
@@ -46,6 +52,7 @@ pub use factors::{ItemFactors, ModelError, UserFactors};
 pub use interactions::Interactions;
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};
+pub use tiers::{evaluate_tiers, TierMetrics};
 
 use reco_messages::ItemId;
 use serde::{Deserialize, Serialize};

@@ -81,6 +81,30 @@ pub(crate) fn gram(factors: &[f32], dim: usize) -> Vec<f64> {
     g
 }
 
+/// The L2 penalty of one row solve: `reg * n^exponent` for a row with `n`
+/// interactions (at least 1). Exponent 0 is the classic constant `reg`;
+/// a positive exponent (frequency-scaled regularisation, as in ALS-WR)
+/// shrinks heavy rows more and light rows less.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Penalty {
+    /// Base regularisation (> 0).
+    pub(crate) reg: f32,
+    /// Exponent of the row's interaction count (>= 0).
+    pub(crate) exponent: f32,
+}
+
+impl Penalty {
+    /// The penalty of a row with `n` interactions.
+    pub(crate) fn for_row(self, n: usize) -> f64 {
+        let reg = f64::from(self.reg);
+        if self.exponent == 0.0 {
+            reg
+        } else {
+            reg * (n.max(1) as f64).powf(f64::from(self.exponent))
+        }
+    }
+}
+
 /// Scratch space for one thread's solves (no allocation per row).
 pub(crate) struct Solver {
     dim: usize,
@@ -101,7 +125,8 @@ impl Solver {
 
     /// Solves the implicit-ALS normal equations for one row:
     /// `x = (G + Yu^T (Cu - I) Yu + reg I)^-1 Yu^T Cu p` with `c = 1 + alpha w`
-    /// and `p = 1` for every entry, where `G = Y^T Y` of the `other` factors.
+    /// and `p = 1` for every entry, where `G = Y^T Y` of the `other` factors
+    /// and `reg = penalty.for_row(entries)`.
     ///
     /// `entries` are (row of `other`, weight). Writes `out` and returns
     /// `false` (leaving `out` zeroed) when the system is not positive
@@ -109,20 +134,19 @@ impl Solver {
     pub(crate) fn solve(
         &mut self,
         gram: &[f64],
-        reg: f32,
+        penalty: Penalty,
         alpha: f32,
         other: &[f32],
         entries: impl Iterator<Item = (usize, f32)>,
         out: &mut [f32],
     ) -> bool {
         let dim = self.dim;
-        let (alpha, reg) = (f64::from(alpha), f64::from(reg));
+        let alpha = f64::from(alpha);
         self.a.copy_from_slice(gram);
-        for r in 0..dim {
-            self.a[r * dim + r] += reg;
-        }
         self.b.fill(0.0);
+        let mut n = 0usize;
         for (row, w) in entries {
+            n += 1;
             let extra = alpha * f64::from(w); // c - 1
             let confidence = 1.0 + extra;
             for (d, &s) in self.y.iter_mut().zip(&other[row * dim..(row + 1) * dim]) {
@@ -137,6 +161,10 @@ impl Solver {
                 }
                 self.b[r] += confidence * self.y[r];
             }
+        }
+        let reg = penalty.for_row(n);
+        for r in 0..dim {
+            self.a[r * dim + r] += reg;
         }
         if !self.cholesky_solve() {
             out.fill(0.0);
@@ -208,7 +236,10 @@ mod tests {
         let mut x = [0.0f32; 2];
         assert!(solver.solve(
             &g,
-            0.5,
+            Penalty {
+                reg: 0.5,
+                exponent: 0.0
+            },
             2.0,
             &other,
             [(0, 1.0), (1, 0.5)].into_iter(),
@@ -231,7 +262,11 @@ mod tests {
         let other = [f32::NAN, 1.0];
         let g = gram(&other, 2);
         let mut x = [1.0f32; 2];
-        assert!(!Solver::new(2).solve(&g, 1.0, 1.0, &other, [(0, 1.0)].into_iter(), &mut x));
+        let penalty = Penalty {
+            reg: 1.0,
+            exponent: 0.0,
+        };
+        assert!(!Solver::new(2).solve(&g, penalty, 1.0, &other, [(0, 1.0)].into_iter(), &mut x));
         assert_eq!(x, [0.0, 0.0]);
     }
 }

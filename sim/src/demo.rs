@@ -112,18 +112,24 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
     log(&format!("NATS at {url}"));
     let model = tempfile::tempdir()?;
     log(&format!("Training on {}", options.ratings.display()));
-    let summary = reco_supervisors::train::run(&reco_supervisors::train::TrainOptions {
-        ratings: options.ratings.clone(),
-        out: model.path().to_owned(),
-        params: AlsParams::default(),
-        top_n: 200,
-        popular_n: 1_000,
-        version: Some("demo-movielens".into()),
-    })
+    let ratings = reco_supervisors::train::read_ratings(&options.ratings)?;
+    let trained = reco_supervisors::train::run(
+        &ratings,
+        &reco_supervisors::train::TrainOptions {
+            params: AlsParams::default(),
+            top_n: 200,
+            popular_n: 1_000,
+            version: Some("demo-movielens".into()),
+            holdout: reco_supervisors::train::Holdout::None,
+            k: 10,
+            write_split: None,
+            out: Some(model.path().to_owned()),
+        },
+    )
     .with_context(|| format!("cannot train on {}", options.ratings.display()))?;
     log(&format!(
         "Trained {} items in {:.1} s; starting reco serve",
-        summary.items, summary.total_seconds
+        trained.summary.items, trained.summary.total_seconds
     ));
     let node = Node::start(&url, Some(model.path()), &node_toml(50))?;
     let (factors, _) = reco_supervisors::artifacts::load(model.path())?;

@@ -63,6 +63,7 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         alpha: 5.0,
         seed: world.config().seed,
         threads: 2,
+        ..AlsParams::default()
     };
     let model = train_als(&data, &params, plan.version.clone(), |_| {})
         .context("cannot train the world's model")?;

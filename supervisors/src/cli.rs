@@ -1,9 +1,11 @@
 //! The `reco` command line: a thin shell over the library.
 
 use crate::config::{Config, ENV_NATS_URL};
-use crate::train::{self, TrainOptions};
-use crate::{artifacts, client, node, telemetry};
+use crate::train::{self, Holdout, TrainOptions};
+use crate::{artifacts, client, event_log, node, publish, telemetry};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use reco_messages::Subjects;
 use reco_models::{AlsParams, PrecomputedLists};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +22,9 @@ struct Cli {
 enum Command {
     /// Serve recommendations over NATS until SIGINT/SIGTERM.
     Serve(ServeArgs),
-    /// Train a model and batch-compute the fallback lists from a ratings CSV.
-    Train(TrainArgs),
+    /// Train a model and batch-compute the fallback lists from a ratings CSV
+    /// or the event log; measure, write and publish them.
+    Train(Box<TrainArgs>),
     /// Ask a running node for recommendations and print the reply as JSON.
     Recommend(client::RecommendArgs),
     /// Publish one member event to a running node.
@@ -52,11 +55,63 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct TrainArgs {
     /// Ratings CSV in the MovieLens format (userId,movieId,rating,timestamp).
+    #[arg(
+        long,
+        conflicts_with = "from_stream",
+        required_unless_present = "from_stream"
+    )]
+    ratings: Option<PathBuf>,
+    /// Train on the events recorded in JetStream by `reco serve` (plays,
+    /// ratings and list adds become interactions) instead of a file.
     #[arg(long)]
-    ratings: PathBuf,
+    from_stream: bool,
+    /// TOML configuration file: NATS URL, prefix, event stream and publish
+    /// bucket (the same file `reco serve` reads).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NATS server URL for --from-stream and --publish (overrides the file).
+    #[arg(long, env = ENV_NATS_URL)]
+    nats: Option<String>,
+    /// Event stream to read with --from-stream (overrides events_log.stream).
+    #[arg(long)]
+    stream: Option<String>,
     /// Output model directory.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Publish the model and lists as a new version in JetStream and announce
+    /// it on <prefix>.published.model.
+    #[arg(long)]
+    publish: bool,
+    /// Object-store bucket to publish into (overrides publish.bucket).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Versions to keep in the bucket (overrides publish.keep_versions).
+    #[arg(long)]
+    keep_versions: Option<usize>,
+    /// Held-out ratings (MovieLens CSV) to measure quality on; the model
+    /// trains on all of --ratings.
+    #[arg(long, conflicts_with = "holdout_fraction")]
+    test: Option<PathBuf>,
+    /// Hold out this share of each member's ratings to measure quality on;
+    /// the model trains on the rest.
+    #[arg(long)]
+    holdout_fraction: Option<f64>,
+    /// Seed of the holdout split.
+    #[arg(long, default_value_t = 42)]
+    split_seed: u64,
+    /// Members with fewer ratings than this are not held out from.
+    #[arg(long, default_value_t = 5)]
+    min_ratings: usize,
+    /// Write the train/test split as train.csv and test.csv into this
+    /// directory (to evaluate other tools on identical data).
+    #[arg(long)]
+    write_split: Option<PathBuf>,
+    /// Cut-off of the quality metrics.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
     /// Latent factors.
     #[arg(long, default_value_t = AlsParams::default().factors)]
     factors: usize,
@@ -69,9 +124,17 @@ struct TrainArgs {
     /// Confidence scaling: c = 1 + alpha * weight.
     #[arg(long, default_value_t = AlsParams::default().alpha)]
     alpha: f32,
+    /// Frequency scaling of the regularisation: a row with n interactions
+    /// gets reg * n^reg_exponent (0: constant reg).
+    #[arg(long, default_value_t = AlsParams::default().reg_exponent)]
+    reg_exponent: f32,
     /// Random seed of the factor initialisation.
     #[arg(long, default_value_t = AlsParams::default().seed)]
     seed: u64,
+    /// Conjugate-gradient steps per row solve; 0 solves rows exactly
+    /// (Cholesky, several times slower, same quality).
+    #[arg(long, default_value_t = AlsParams::default().cg_steps)]
+    cg_steps: usize,
     /// Training threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -91,7 +154,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Train(args) => train_command(args),
+        Command::Train(args) => train_command(*args),
         Command::Recommend(args) => block_on(client::recommend(args)),
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
@@ -164,24 +227,170 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.nats {
+        config.nats.url = url.clone();
+    }
+    if let Some(stream) = &args.stream {
+        config.events_log.stream = stream.clone();
+    }
+    if let Some(bucket) = &args.bucket {
+        config.publish.bucket = bucket.clone();
+    }
+    if let Some(keep) = args.keep_versions {
+        config.publish.keep_versions = keep;
+    }
+    config.validate()?;
+    anyhow::ensure!(
+        args.out.is_some()
+            || args.publish
+            || args.test.is_some()
+            || args.holdout_fraction.is_some(),
+        "nothing to do: give --out DIR, --publish, --test FILE or --holdout-fraction F"
+    );
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let (ratings, logged) = match &args.ratings {
+        Some(path) => (train::read_ratings(path)?, None),
+        None => {
+            let logged = block_on_value(read_stream(&config))?;
+            (logged.ratings.clone(), Some(logged))
+        }
+    };
+    let holdout = match (&args.test, args.holdout_fraction) {
+        (Some(path), _) => Holdout::Given(train::read_ratings(path)?),
+        (None, Some(fraction)) => Holdout::Split {
+            fraction,
+            seed: args.split_seed,
+            min_ratings: args.min_ratings,
+        },
+        (None, None) => Holdout::None,
+    };
     let options = TrainOptions {
-        ratings: args.ratings,
-        out: args.out,
         params: AlsParams {
             factors: args.factors,
             iterations: args.iterations,
             reg: args.reg,
             alpha: args.alpha,
+            reg_exponent: args.reg_exponent,
             seed: args.seed,
             threads,
+            cg_steps: args.cg_steps,
         },
         top_n: args.top_n,
         popular_n: args.popular_n,
         version: args.version,
+        holdout,
+        k: args.k,
+        write_split: args.write_split,
+        out: args.out,
     };
-    train::run(&options)?;
+    let outcome = train::run(&ratings, &options)?;
+    let published = if args.publish {
+        Some(block_on_value(publish_outcome(&config, &outcome))?)
+    } else {
+        None
+    };
+    if args.json {
+        let mut json = train::render_json(&outcome, options.k);
+        if let Some(logged) = &logged {
+            json["stream"] = serde_json::json!({
+                "name": config.events_log.stream,
+                "events": logged.events,
+                "interactions": logged.ratings.len(),
+                "ignored": logged.ignored,
+                "bad": logged.bad,
+            });
+        }
+        if let Some(p) = &published {
+            json["published"] = serde_json::json!({
+                "version": p.manifest.version,
+                "bucket": config.publish.bucket,
+                "deleted": p.deleted,
+            });
+        }
+        println!("{json:#}");
+    } else {
+        print!("{}", train::render_text(&outcome, options.k));
+        if let Some(p) = &published {
+            println!(
+                "published {} to bucket {} (deleted: {:?})",
+                p.manifest.version, config.publish.bucket, p.deleted
+            );
+        }
+    }
     Ok(())
+}
+
+fn block_on_value<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}
+
+async fn connect_for_train(config: &Config) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name("reco-train")
+        .connection_timeout(std::time::Duration::from_millis(config.nats.connect_timeout_ms))
+        .connect(config.nats.url.as_str())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to NATS at {}: is nats-server running? (set --nats or {ENV_NATS_URL})",
+                config.nats.url
+            )
+        })
+}
+
+async fn read_stream(config: &Config) -> anyhow::Result<event_log::LoggedInteractions> {
+    let subjects = Subjects::new(&config.nats.prefix)?;
+    let client = connect_for_train(config).await?;
+    let js = async_nats::jetstream::new(client);
+    let logged = event_log::read_interactions(
+        &js,
+        &config.events_log.stream,
+        &subjects,
+        config.limits.max_payload_bytes,
+    )
+    .await?;
+    eprintln!(
+        "Read {} events from stream {}: {} interactions, {} ignored, {} bad (skipped).",
+        logged.events,
+        config.events_log.stream,
+        logged.ratings.len(),
+        logged.ignored,
+        logged.bad
+    );
+    Ok(logged)
+}
+
+async fn publish_outcome(
+    config: &Config,
+    outcome: &train::TrainOutcome,
+) -> anyhow::Result<publish::Published> {
+    let subjects = Subjects::new(&config.nats.prefix)?;
+    let client = connect_for_train(config).await?;
+    let published = publish::publish(
+        &client,
+        &subjects,
+        &config.publish,
+        &outcome.model,
+        &outcome.lists,
+        outcome.summary.total_seconds,
+    )
+    .await?;
+    eprintln!(
+        "Published model {} to bucket {} and announced it on {}.",
+        published.manifest.version,
+        config.publish.bucket,
+        subjects.published_model()
+    );
+    Ok(published)
 }

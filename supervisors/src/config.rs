@@ -38,6 +38,11 @@ pub struct Config {
     pub nearline: NearlineConfig,
     /// Restart strategies, limits and backoff per subtree.
     pub supervision: SupervisionConfig,
+    /// Recording of ingested events in JetStream (what `reco train
+    /// --from-stream` learns from).
+    pub events_log: EventsLogConfig,
+    /// Where `reco train --publish` puts model versions.
+    pub publish: PublishConfig,
 }
 
 /// Nearline: after a play, rate or list_add, a member's list is recomputed
@@ -378,6 +383,66 @@ impl Default for ModelConfig {
     }
 }
 
+/// Recording of ingested events: at start-up a node creates (or reuses) a
+/// JetStream stream over `<prefix>.events.*`, so the server itself keeps every
+/// event producers publish, with no extra work on the ingress path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsLogConfig {
+    /// Record events. Off, the node serves as before but `reco train
+    /// --from-stream` has nothing new to learn from.
+    pub enabled: bool,
+    /// Name of the JetStream stream (letters, digits, '-', '_').
+    pub stream: String,
+    /// Events older than this are dropped by the server, in seconds: the
+    /// training window.
+    pub max_age_secs: u64,
+    /// The stream's size cap in bytes; beyond it the oldest events go.
+    pub max_bytes: u64,
+}
+
+impl Default for EventsLogConfig {
+    fn default() -> Self {
+        EventsLogConfig {
+            enabled: true,
+            stream: "RECO_EVENTS".into(),
+            max_age_secs: 30 * 24 * 3600,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Published model versions: a JetStream object store holding
+/// `<version>/model.bin`, `<version>/lists.bin` and `<version>/manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Object-store bucket of the versions (letters, digits, '-', '_').
+    pub bucket: String,
+    /// Versions kept; publishing deletes the oldest beyond this count, so a
+    /// node can still roll back to a recent one.
+    pub keep_versions: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            bucket: "reco_models".into(),
+            keep_versions: 5,
+        }
+    }
+}
+
+/// Whether `name` is a valid JetStream stream or bucket name as reco uses
+/// them: 1 to 64 letters, digits, '-' or '_'.
+pub fn is_valid_jetstream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -624,6 +689,41 @@ impl Config {
             60_000,
             "0 to 60000",
         )?;
+        if !is_valid_jetstream_name(&self.events_log.stream) {
+            return Err(ConfigError::Range {
+                key: "events_log.stream",
+                value: format!("{:?}", self.events_log.stream),
+                expected: "1 to 64 letters, digits, '-' or '_'",
+            });
+        }
+        range(
+            "events_log.max_age_secs",
+            self.events_log.max_age_secs,
+            60,
+            10 * 365 * 24 * 3600,
+            "60 s to 10 years",
+        )?;
+        range(
+            "events_log.max_bytes",
+            self.events_log.max_bytes,
+            1 << 20,
+            1 << 50,
+            "1 MiB to 1 PiB",
+        )?;
+        if !is_valid_jetstream_name(&self.publish.bucket) {
+            return Err(ConfigError::Range {
+                key: "publish.bucket",
+                value: format!("{:?}", self.publish.bucket),
+                expected: "1 to 64 letters, digits, '-' or '_'",
+            });
+        }
+        range(
+            "publish.keep_versions",
+            self.publish.keep_versions,
+            1,
+            1000,
+            "1 to 1000",
+        )?;
         Ok(())
     }
 
@@ -674,6 +774,10 @@ mod tests {
             "[recommend]\ndefault_deadline_ms = 0",
             "[node]\nmetrics_addr = \"nowhere\"",
             "[limits]\nmax_payload_bytes = 18446744073709551615",
+            "[events_log]\nstream = \"a.b\"",
+            "[events_log]\nmax_age_secs = 1",
+            "[publish]\nbucket = \"\"",
+            "[publish]\nkeep_versions = 0",
         ] {
             let config = Config::from_toml(text).unwrap();
             let err = config.validate().unwrap_err().to_string();

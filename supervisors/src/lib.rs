@@ -11,6 +11,10 @@
 //! - [`node`]: starts the actors of a serving node and drains them.
 //! - [`train`]: `reco train`, the offline job.
 //! - [`artifacts`]: the model directory (`model.bin`, `lists.bin`).
+//! - [`event_log`]: the JetStream stream recording events, and reading it
+//!   back for training.
+//! - [`publish`]: model versions in a JetStream object store, retention and
+//!   the `<prefix>.published.model` notification.
 //! - [`telemetry`]: logging and the Prometheus exporter.
 //! - [`metrics`]: names of this crate's metrics.
 //! - [`cli`]: the `reco` binary's arguments.
@@ -20,8 +24,10 @@ pub mod artifacts;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod event_log;
 pub mod metrics;
 pub mod node;
+pub mod publish;
 pub mod supervision;
 pub mod telemetry;
 pub mod train;

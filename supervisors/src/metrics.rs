@@ -10,6 +10,21 @@ pub const SUPERVISOR_RESTARTS_TOTAL: &str = "reco_supervisor_restarts_total";
 pub const SUPERVISOR_ESCALATIONS_TOTAL: &str = "reco_supervisor_escalations_total";
 /// Counter: requests still in flight when a drain timed out.
 pub const DRAIN_ABANDONED_TOTAL: &str = "reco_node_drain_abandoned_total";
+/// Gauge: seconds the last `reco train` run spent in ALS.
+pub const TRAIN_ALS_SECONDS: &str = "reco_train_als_seconds";
+/// Gauge: seconds the last `reco train` run took in total (read, train,
+/// lists, evaluation, write, publish).
+pub const TRAIN_DURATION_SECONDS: &str = "reco_train_duration_seconds";
+/// Counter: events read by `reco train --from-stream`, by `outcome` (`used`,
+/// `ignored`, `bad`).
+pub const TRAIN_STREAM_EVENTS_TOTAL: &str = "reco_train_stream_events_total";
+/// Counter: model publications, by `outcome` (`ok`, `failed`).
+pub const PUBLISH_TOTAL: &str = "reco_publish_total";
+/// Counter: old model versions deleted by publication retention.
+pub const PUBLISH_VERSIONS_DELETED_TOTAL: &str = "reco_publish_versions_deleted_total";
+/// Counter: node start-ups where the event log could not be set up (events
+/// are then not recorded).
+pub const EVENTS_LOG_SETUP_FAILED_TOTAL: &str = "reco_events_log_setup_failed_total";
 
 /// Registers a description for every metric of this crate.
 pub fn describe() {
@@ -22,5 +37,26 @@ pub fn describe() {
     describe_counter!(
         DRAIN_ABANDONED_TOTAL,
         "Requests still in flight when a drain timed out."
+    );
+    describe_gauge!(
+        TRAIN_ALS_SECONDS,
+        "Seconds the last training run spent in ALS."
+    );
+    describe_gauge!(
+        TRAIN_DURATION_SECONDS,
+        "Seconds the last training run took in total."
+    );
+    describe_counter!(
+        TRAIN_STREAM_EVENTS_TOTAL,
+        "Events read from the event log for training, by outcome."
+    );
+    describe_counter!(PUBLISH_TOTAL, "Model publications, by outcome.");
+    describe_counter!(
+        PUBLISH_VERSIONS_DELETED_TOTAL,
+        "Old model versions deleted by publication retention."
+    );
+    describe_counter!(
+        EVENTS_LOG_SETUP_FAILED_TOTAL,
+        "Node start-ups where the event log could not be set up."
     );
 }

@@ -156,6 +156,31 @@ fn artifact_round_trip_is_exact() {
 }
 
 #[test]
+fn reg_exponent_survives_the_artifact_and_zero_keeps_the_old_layout() {
+    let plain = model(20, 4, 3);
+    let scaled = plain.clone().with_reg_exponent(0.4).unwrap();
+    assert_ne!(plain, scaled);
+    assert_eq!(scaled.to_bytes().len(), plain.to_bytes().len() + 4);
+    let back = ItemFactors::from_bytes(&scaled.to_bytes()).unwrap();
+    assert_eq!(back, scaled);
+    assert_eq!(back.reg_exponent(), 0.4);
+    assert_eq!(
+        ItemFactors::from_bytes(&plain.to_bytes())
+            .unwrap()
+            .reg_exponent(),
+        0.0
+    );
+    assert!(plain.clone().with_reg_exponent(-0.1).is_err());
+    assert!(plain.with_reg_exponent(f32::NAN).is_err());
+    // Fold-in applies the stored exponent: a different penalty, a different vector.
+    let items = [(scaled.item_at(0), 1.0), (scaled.item_at(1), 2.0)];
+    assert_ne!(
+        back.fold_in(&items).unwrap(),
+        model(20, 4, 3).fold_in(&items).unwrap()
+    );
+}
+
+#[test]
 fn artifact_errors_are_specific() {
     let bytes = model(4, 2, 5).to_bytes();
     assert!(matches!(

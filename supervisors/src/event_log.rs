@@ -1,0 +1,290 @@
+//! The event log: a JetStream stream over `<prefix>.events.*` that the NATS
+//! server fills by itself with every event producers publish, and that
+//! `reco train --from-stream` reads back as training interactions.
+//!
+//! ```text
+//!  producers ──publish──▶ <prefix>.events.<member> ──▶ node ingress (online)
+//!                                    │
+//!                                    └──▶ stream RECO_EVENTS (server-side, retention by age/bytes)
+//!                                                │
+//!                         reco train --from-stream (ordered pull consumer)
+//! ```
+//!
+//! Recording costs the ingress path nothing: the node only makes sure the
+//! stream exists at start-up ([`ensure_stream`]). Events outlive node
+//! restarts because they live in the server's store.
+
+use crate::config::EventsLogConfig;
+use crate::metrics as nm;
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use reco_messages::{EventKind, ItemId, MemberId, Subjects};
+use reco_models::Rating;
+use std::collections::HashSet;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long the reader waits for the next stored event before it gives up:
+/// every event it waits for is already in the stream, so only a stuck server
+/// makes it wait this long.
+const READ_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The event log could not be set up or read.
+#[derive(Debug, Error)]
+pub enum EventLogError {
+    /// JetStream refused to create or update the stream (is the server
+    /// started with `-js`?).
+    #[error("cannot create or update JetStream stream {stream}: {source}; is nats-server running with JetStream (-js)?")]
+    Create {
+        /// The stream.
+        stream: String,
+        /// What the server said.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A stream of that name exists but records other subjects; reco will
+    /// not take it over.
+    #[error("JetStream stream {stream} exists but records {found:?}, not {wanted:?}; set events_log.stream to another name or delete the stream")]
+    Incompatible {
+        /// The stream.
+        stream: String,
+        /// Its subjects.
+        found: Vec<String>,
+        /// The subject reco records.
+        wanted: String,
+    },
+    /// The stream could not be read.
+    #[error("cannot read JetStream stream {stream}: {source}")]
+    Read {
+        /// The stream.
+        stream: String,
+        /// Why.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// The stream configuration reco wants for `config` under `subjects`.
+pub fn stream_config(config: &EventsLogConfig, subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        description: Some("reco member events, recorded for training".into()),
+        subjects: vec![subjects.events_wildcard()],
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(config.max_age_secs),
+        max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
+        ..Default::default()
+    }
+}
+
+/// Creates the event stream, or reuses an existing one that records the same
+/// subject (updating its retention limits to the configured ones).
+///
+/// # Errors
+/// [`EventLogError`] when JetStream is unavailable or the name is taken by a
+/// stream over other subjects.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &EventsLogConfig,
+    subjects: &Subjects,
+) -> Result<stream::Info, EventLogError> {
+    let wanted = stream_config(config, subjects);
+    let create = |source: async_nats::Error| EventLogError::Create {
+        stream: config.stream.clone(),
+        source,
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| create(e.into()))?;
+    let info = stream.info().await.map_err(|e| create(e.into()))?.clone();
+    let existing = &info.config;
+    if existing.subjects != wanted.subjects {
+        return Err(EventLogError::Incompatible {
+            stream: config.stream.clone(),
+            found: existing.subjects.clone(),
+            wanted: subjects.events_wildcard(),
+        });
+    }
+    if existing.max_age != wanted.max_age || existing.max_bytes != wanted.max_bytes {
+        let updated = stream::Config {
+            max_age: wanted.max_age,
+            max_bytes: wanted.max_bytes,
+            ..existing.clone()
+        };
+        return js
+            .update_stream(updated)
+            .await
+            .map_err(|e| create(e.into()));
+    }
+    Ok(info)
+}
+
+/// At node start-up: makes sure events are recorded when
+/// `events_log.enabled`. A failure is logged (ERROR: events are not being
+/// kept) and counted, and the node serves anyway: answering requests matters
+/// more than recording them.
+pub async fn start_recording(
+    client: &async_nats::Client,
+    config: &crate::config::Config,
+    subjects: &Subjects,
+) {
+    if !config.events_log.enabled {
+        tracing::info!("Event log disabled (events_log.enabled = false): events are not recorded.");
+        return;
+    }
+    let js = jetstream::new(client.clone());
+    match ensure_stream(&js, &config.events_log, subjects).await {
+        Ok(info) => tracing::info!(
+            stream = %config.events_log.stream,
+            stored = info.state.messages,
+            "Recording events in JetStream."
+        ),
+        Err(error) => {
+            metrics::counter!(nm::EVENTS_LOG_SETUP_FAILED_TOTAL).increment(1);
+            tracing::error!(%error, "Events are not recorded for training.");
+        }
+    }
+}
+
+/// What reading the event log produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoggedInteractions {
+    /// One interaction per distinct (member, item) with a play, rating or
+    /// list add, weight 1 (`value` 1.0), at the time of its first event.
+    pub ratings: Vec<Rating>,
+    /// Events read.
+    pub events: u64,
+    /// Records that did not decode (or named another member than their
+    /// subject); skipped.
+    pub bad: u64,
+    /// Valid events of kinds that are not interactions (clicks, stops,
+    /// impressions).
+    pub ignored: u64,
+}
+
+/// Whether an event kind says the member chose the item (and so is a
+/// training interaction): plays, ratings and list adds.
+pub fn is_interaction(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Play | EventKind::Rate | EventKind::ListAdd)
+}
+
+/// Reads every event stored in `stream` when the call starts (events arriving
+/// meanwhile are left for the next run) and turns plays, ratings and list
+/// adds into weight-1 interactions. Bad records are counted and skipped.
+///
+/// # Errors
+/// [`EventLogError::Read`] when the stream is missing or the server stops
+/// answering.
+pub async fn read_interactions(
+    js: &jetstream::Context,
+    stream_name: &str,
+    subjects: &Subjects,
+    max_payload: usize,
+) -> Result<LoggedInteractions, EventLogError> {
+    let read = |source: async_nats::Error| EventLogError::Read {
+        stream: stream_name.to_owned(),
+        source,
+    };
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| read(e.into()))?;
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| read(e.into()))?
+        .state
+        .clone();
+    let last = state.last_sequence;
+    let mut out = LoggedInteractions::default();
+    // An empty stream (never written, or every event aged out or purged)
+    // has nothing to deliver: do not wait for it.
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            description: Some("reco train --from-stream".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| read(e.into()))?;
+    let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
+    let mut seen: HashSet<(MemberId, ItemId)> = HashSet::new();
+    loop {
+        let next = tokio::time::timeout(READ_STALL_TIMEOUT, messages.next())
+            .await
+            .map_err(|e| read(Box::new(e)))?;
+        let Some(message) = next else { break };
+        let message = message.map_err(|e| read(e.into()))?;
+        let (sequence, pending) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.pending),
+            Err(e) => return Err(read(e)),
+        };
+        out.events += 1;
+        let event = subjects
+            .member_of_event(&message.subject)
+            .ok()
+            .and_then(|member| {
+                reco_messages::decode_event(&message.payload, member, max_payload).ok()
+            });
+        match event {
+            None => out.bad += 1,
+            Some(event) if !is_interaction(event.kind) => out.ignored += 1,
+            Some(event) => {
+                if seen.insert((event.member, event.item)) {
+                    out.ratings.push(Rating {
+                        member: event.member,
+                        item: event.item,
+                        value: 1.0,
+                        at_ms: event.at_ms.unwrap_or(0),
+                    });
+                }
+            }
+        }
+        if sequence >= last || pending == 0 {
+            break;
+        }
+    }
+    metrics::counter!(nm::TRAIN_STREAM_EVENTS_TOTAL, "outcome" => "bad").increment(out.bad);
+    metrics::counter!(nm::TRAIN_STREAM_EVENTS_TOTAL, "outcome" => "ignored").increment(out.ignored);
+    metrics::counter!(nm::TRAIN_STREAM_EVENTS_TOTAL, "outcome" => "used")
+        .increment(out.events - out.bad - out.ignored);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_choices_are_interactions() {
+        let chosen: Vec<_> = EventKind::ALL
+            .into_iter()
+            .filter(|&k| is_interaction(k))
+            .collect();
+        assert_eq!(
+            chosen,
+            vec![EventKind::Play, EventKind::Rate, EventKind::ListAdd]
+        );
+    }
+
+    #[test]
+    fn the_stream_records_the_events_subject_with_the_configured_limits() {
+        let config = EventsLogConfig {
+            stream: "EV".into(),
+            max_age_secs: 3600,
+            max_bytes: 1 << 20,
+            ..EventsLogConfig::default()
+        };
+        let c = stream_config(&config, &Subjects::new("prod.reco").unwrap());
+        assert_eq!(c.name, "EV");
+        assert_eq!(c.subjects, vec!["prod.reco.events.*".to_owned()]);
+        assert_eq!(c.max_age, Duration::from_secs(3600));
+        assert_eq!(c.max_bytes, 1 << 20);
+    }
+}
