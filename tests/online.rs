@@ -551,3 +551,14 @@ async fn fault_injection_is_refused_unless_enabled() {
     let reply = ok(ask(&client, 1, &RecommendRequest::default()).await.0);
     assert_eq!(reply.reason, Some(Reason::ColdStart));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_node_even_when_the_nats_server_is_gone() {
+    let nats = NatsServer::start();
+    let mut node = Node::start(&nats.url(), None, "[node]\ndrain_timeout_ms = 1000\n");
+    drop(nats); // kills the server
+    node.terminate();
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}\n{}", node.log());
+    assert!(node.log().contains("Node drained."), "{}", node.log());
+}

@@ -38,6 +38,9 @@ pub struct IngressSettings {
     pub max_payload: usize,
     /// Deadline of a request that names none.
     pub default_deadline: Duration,
+    /// How long a drain may wait for the server to end the subscriptions
+    /// (it never does when the server is gone).
+    pub drain_timeout: Duration,
 }
 
 /// The NATS front of a node.
@@ -86,6 +89,10 @@ impl Ingress {
         let runtime = tokio::runtime::Handle::current();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut draining = false;
+        // Armed when the drain starts: without a server the subscriptions
+        // never end, and a node must still stop.
+        let give_up = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        let mut give_up = std::pin::pin!(give_up);
         let (mut events_open, mut requests_open) = (true, true);
         while events_open || requests_open {
             tokio::select! {
@@ -93,11 +100,19 @@ impl Ingress {
                 () = &mut shutdown, if !draining => {
                     draining = true;
                     tracing::info!("Draining subscriptions.");
+                    let limit = self.settings.drain_timeout;
+                    give_up.as_mut().reset(tokio::time::Instant::now() + limit);
                     for sub in [&mut events, &mut requests] {
-                        if let Err(error) = sub.drain().await {
-                            tracing::warn!(%error, "Subscription could not be drained.");
+                        match tokio::time::timeout(limit, sub.drain()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => tracing::warn!(%error, "Subscription could not be drained."),
+                            Err(_) => tracing::warn!("Subscription drain did not go through (is the NATS server gone?)."),
                         }
                     }
+                }
+                () = &mut give_up, if draining => {
+                    tracing::warn!("The NATS server did not end the subscriptions in time; stopping without it.");
+                    break;
                 }
                 message = events.next(), if events_open => match message {
                     Some(message) => self.on_event(message).await,

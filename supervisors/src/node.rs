@@ -184,6 +184,7 @@ pub async fn run(
             settings: IngressSettings {
                 max_payload: config.limits.max_payload_bytes,
                 default_deadline: Duration::from_millis(config.recommend.default_deadline_ms),
+                drain_timeout: Duration::from_millis(config.node.drain_timeout_ms),
             },
             in_flight: in_flight.clone(),
             drain: drain_rx,
@@ -258,10 +259,13 @@ pub async fn run(
         metrics::counter!(nm::DRAIN_ABANDONED_TOTAL).increment(left as u64);
         tracing::error!(left, "Drain timed out with requests still in flight.");
     }
-    if let Err(error) = client.flush().await {
-        tracing::warn!(%error, "Final NATS flush failed.");
+    // Bounded: without a server neither would return.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "Final NATS flush failed."),
+        Err(_) => tracing::warn!("Final NATS flush timed out (is the server gone?)."),
     }
-    round_trip(&client).await.ok();
+    let _ = tokio::time::timeout(Duration::from_secs(2), round_trip(&client)).await;
     // Everything holding a subscription ends inside the runtime: async-nats
     // unsubscribes from `Drop` by spawning a task.
     let _ = telemetry_stop_tx.send(true);
