@@ -53,6 +53,14 @@ impl ListsReader {
         self.current.load_full()
     }
 
+    /// Puts `lists` in service (one atomic store; readers of the old lists
+    /// finish with them) and returns the old ones.
+    pub fn replace(&self, lists: Arc<PrecomputedLists>) -> Arc<PrecomputedLists> {
+        let old = self.current.swap(lists);
+        metrics::gauge!(m::LISTS_MEMBERS).set(self.current.load().members.len() as f64);
+        old
+    }
+
     /// The best fallback for `member`: its own precomputed list, padded from
     /// the popular list, without the items of `exclude` (sorted) and without
     /// duplicates, at most `k` items.
@@ -126,9 +134,8 @@ impl Handler<ReplaceLists> for Precomputed {
     type Result = ();
 
     fn handle(&mut self, msg: ReplaceLists, _ctx: &mut Self::Context) {
-        let old = self.reader.current.swap(msg.0);
+        let old = self.reader.replace(msg.0);
         let new = self.reader.load();
-        publish_gauges(&new);
         tracing::info!(old = %old.version, new = %new.version, members = new.members.len(), "Precomputed lists replaced.");
     }
 }

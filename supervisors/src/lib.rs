@@ -16,6 +16,7 @@
 //! - [`publish`]: model versions in a JetStream object store, retention and
 //!   the `<prefix>.published.model` notification.
 //! - [`telemetry`]: logging and the Prometheus exporter.
+//! - [`loader`]: hot swap of published model versions.
 //! - [`metrics`]: names of this crate's metrics.
 //! - [`cli`]: the `reco` binary's arguments.
 //! - [`client`]: `reco recommend` and `reco event`, a caller and a producer.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod event_log;
+pub mod loader;
 pub mod metrics;
 pub mod node;
 pub mod publish;

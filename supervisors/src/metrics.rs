@@ -8,6 +8,10 @@ pub const PROCESS_RSS_BYTES: &str = "reco_process_resident_memory_bytes";
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "reco_supervisor_restarts_total";
 /// Counter: supervisors that exceeded their restart intensity, by `supervisor`.
 pub const SUPERVISOR_ESCALATIONS_TOTAL: &str = "reco_supervisor_escalations_total";
+/// Counter: hot swaps of published model versions, by `outcome`.
+pub const MODEL_SWAPS_TOTAL: &str = "reco_model_swaps_total";
+/// Gauge: when the model in service was swapped in (Unix seconds).
+pub const MODEL_LOADED_TIMESTAMP_SECONDS: &str = "reco_model_version_loaded_timestamp_seconds";
 /// Counter: requests still in flight when a drain timed out.
 pub const DRAIN_ABANDONED_TOTAL: &str = "reco_node_drain_abandoned_total";
 /// Gauge: seconds the last `reco train` run spent in ALS.

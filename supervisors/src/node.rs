@@ -16,6 +16,7 @@
 //! answered (or the drain timeout passed).
 
 use crate::config::Config;
+use crate::loader::Loader;
 use crate::metrics as nm;
 use crate::supervision::{
     subtree, ChildSpec, GetTree, Reconfigure, Restart, RunningChild, Shutdown, Supervisor,
@@ -169,7 +170,8 @@ pub async fn run(
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
-    let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(false);
+    // Tasks holding subscriptions that must end inside the runtime.
+    let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -194,7 +196,7 @@ pub async fn run(
             admin: Admin {
                 client: client.clone(),
                 subjects: subjects.clone(),
-                model: handle,
+                model: handle.clone(),
                 lists: reader.clone(),
                 in_flight: in_flight.clone(),
                 shards: shards.clone(),
@@ -204,6 +206,13 @@ pub async fn run(
             },
             stop: telemetry_stop_rx,
             running: Arc::new(telemetry_tx),
+        },
+        loader: Loader {
+            client: client.clone(),
+            subjects: subjects.clone(),
+            bucket: config.publish.bucket.clone(),
+            model: handle.clone(),
+            lists: reader.clone(),
         },
     };
     let root = tree.root(root_hook).start_now();
@@ -269,7 +278,11 @@ pub async fn run(
     // Everything holding a subscription ends inside the runtime: async-nats
     // unsubscribes from `Drop` by spawning a task.
     let _ = telemetry_stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), telemetry_rx.wait_for(|r| !*r)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        telemetry_rx.wait_for(|running| *running == 0),
+    )
+    .await;
     tree_view.abort();
     let _ = tree_view.await;
     if let Some(reloader) = reloader {
@@ -340,6 +353,7 @@ struct TreeParts {
     dead_letter: DeadLetter,
     ingress: IngressWiring,
     telemetry: TelemetryWiring,
+    loader: Loader,
 }
 
 /// A supervised actix actor that stops on [`Stop`].
@@ -388,6 +402,14 @@ impl TreeParts {
             .as_ref()
             .map(|n| workers_subtree("nearline", n.pool.clone(), sup.nearline.settings()));
         let telemetry = self.telemetry.clone();
+        let loader = {
+            let (wiring, loader) = (self.telemetry.clone(), self.loader.clone());
+            ChildSpec {
+                name: "loader".into(),
+                restart: Restart::Permanent,
+                start: Box::new(move |exit| start_loader(loader.clone(), wiring.clone(), exit)),
+            }
+        };
         let parts = Arc::new(self);
         let sessions = {
             let settings = sup.sessions.settings();
@@ -428,6 +450,7 @@ impl TreeParts {
                 Some(sessions),
                 Some(ingress),
                 Some(telemetry),
+                Some(loader),
             ]
             .into_iter()
             .flatten()
@@ -528,19 +551,19 @@ struct TelemetryWiring {
     stop: tokio::sync::watch::Receiver<bool>,
     /// True while an admin surface runs (its subscriptions must be dropped
     /// inside the runtime, so the node waits for this to fall).
-    running: Arc<tokio::sync::watch::Sender<bool>>,
+    running: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// Starts the admin surface and the process gauges.
 fn start_telemetry(wiring: TelemetryWiring, exit: ExitHook) -> Box<dyn RunningChild> {
     let admin = actix::spawn(async move {
-        wiring.running.send_replace(true);
+        wiring.running.send_modify(|n| *n += 1);
         let mut stop = wiring.stop.clone();
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
         let result = wiring.admin.run(stopped).await;
-        wiring.running.send_replace(false);
+        wiring.running.send_modify(|n| *n -= 1);
         if let Err(error) = result {
             exit(ExitReason::Failed(format!(
                 "admin surface cannot subscribe: {error}"
@@ -574,6 +597,26 @@ fn workers_subtree(name: &'static str, pool: ModelPool, settings: SupervisorSett
             .collect();
         Supervisor::new(name, settings.clone(), workers, exit)
     })
+}
+
+/// Starts the hot-swap loader (stopped, like telemetry, by the node's stop
+/// signal so that its subscription ends inside the runtime).
+fn start_loader(loader: Loader, wiring: TelemetryWiring, exit: ExitHook) -> Box<dyn RunningChild> {
+    let task = actix::spawn(async move {
+        wiring.running.send_modify(|n| *n += 1);
+        let mut stop = wiring.stop.clone();
+        match loader.subscribe().await {
+            Ok(serve) => tokio::select! {
+                () = serve => exit(ExitReason::Failed("model notifications closed".into())),
+                _ = stop.wait_for(|s| *s) => {}
+            },
+            Err(error) => exit(ExitReason::Failed(format!(
+                "cannot subscribe to model notifications: {error}"
+            ))),
+        }
+        wiring.running.send_modify(|n| *n -= 1);
+    });
+    Box::new(TelemetryChild(vec![task]))
 }
 
 /// Publishes quarantined events to the dead-letter subject with the reason.
