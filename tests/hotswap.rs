@@ -4,7 +4,7 @@
 
 use futures::stream::{self, StreamExt};
 use reco_e2e::{metric_sum, Fixture, NatsServer, Node};
-use reco_messages::admin::Health;
+use reco_messages::admin::{Health, ModelCommand, ModelStatus};
 use reco_messages::{
     decode, encode, Event, EventKind, MemberId, ModelPublished, RecommendReply, RecommendRequest,
     Source, Subjects,
@@ -176,4 +176,75 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
         RecommendReply::Ok(r) => assert_eq!(r.model_version.as_deref(), Some("v2")),
         RecommendReply::Error(e) => panic!("{e:?}"),
     }
+
+    // Pinning: a publication is not swapped in while pinned; unpinned, the
+    // next one is; pinning an older version rolls back.
+    let command = |command: ModelCommand| {
+        let client = client.clone();
+        async move {
+            let reply = client
+                .request(Subjects::default().admin_model(), encode(&command).into())
+                .await
+                .unwrap();
+            decode::<ModelStatus>(&reply.payload, LIMIT).unwrap()
+        }
+    };
+    let status = command(ModelCommand {
+        pin: Some("v2".into()),
+        unpin: false,
+    })
+    .await;
+    assert_eq!(
+        (status.version.as_deref(), status.pinned),
+        (Some("v2"), true)
+    );
+    assert_eq!(status.available, vec!["v2"]);
+    let publish_fixture = |version: &'static str| {
+        let (client, subjects, config) = (client.clone(), subjects.clone(), config.clone());
+        async move {
+            let fixture = Fixture::write(1_000, 8, 50, version);
+            let (model, lists) = artifacts::load(fixture.path()).unwrap();
+            publish::publish(&client, &subjects, &config, &model, &lists, 0.1)
+                .await
+                .unwrap();
+        }
+    };
+    publish_fixture("v4").await;
+    node.wait_metric(Duration::from_secs(20), "v4 ignored while pinned", |m| {
+        metric_sum(m, "reco_model_swaps_total", &["outcome=\"pinned\""]) >= 1.0
+    })
+    .await;
+    assert_eq!(version_in_service(&client).await.as_deref(), Some("v2"));
+    command(ModelCommand {
+        pin: None,
+        unpin: true,
+    })
+    .await;
+    publish_fixture("v5").await;
+    node.wait_metric(Duration::from_secs(20), "v5 swapped in", |m| {
+        metric_sum(m, "reco_model_swaps_total", &["outcome=\"ok\""]) >= 2.0
+    })
+    .await;
+    assert_eq!(version_in_service(&client).await.as_deref(), Some("v5"));
+    // Roll back with the CLI.
+    let output = std::process::Command::new(reco_e2e::reco_binary())
+        .args(["model", "--nats", &nats.url(), "--pin", "v4"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["version"], "v4");
+    assert_eq!(status["pinned"], true);
+    assert_eq!(version_in_service(&client).await.as_deref(), Some("v4"));
+    let refused = command(ModelCommand {
+        pin: Some("v9".into()),
+        unpin: false,
+    })
+    .await;
+    assert!(refused.error.unwrap().contains("v9"));
+    assert_eq!(refused.version.as_deref(), Some("v4"));
 }

@@ -96,3 +96,34 @@ pub struct Reloaded {
     #[serde(default)]
     pub error: Option<String>,
 }
+
+/// Request on `<prefix>.admin.model`: pin the node to a published version
+/// (also how an operator rolls back: pin the previous one), or unpin it so
+/// that it follows new publications again. An empty request only asks for
+/// the status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCommand {
+    /// Load this published version, serve it, and ignore new publications.
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// Follow new publications again.
+    #[serde(default)]
+    pub unpin: bool,
+}
+
+/// Reply to a [`ModelCommand`]: what the node serves now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// The model version in service.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Whether the node is pinned to it.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Versions available in the bucket, oldest first.
+    #[serde(default)]
+    pub available: Vec<String>,
+    /// Why the command was refused (nothing changed).
+    #[serde(default)]
+    pub error: Option<String>,
+}

@@ -123,6 +123,11 @@ impl Subjects {
         format!("{}.admin.reload", self.prefix)
     }
 
+    /// Where an operator pins, rolls back or unpins the model version.
+    pub fn admin_model(&self) -> String {
+        format!("{}.admin.model", self.prefix)
+    }
+
     /// Where a node answers with its live supervision tree.
     pub fn admin_tree(&self) -> String {
         format!("{}.admin.tree", self.prefix)

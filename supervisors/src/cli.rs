@@ -31,6 +31,8 @@ enum Command {
     Event(client::EventArgs),
     /// Print a running node's live supervision tree.
     Tree(client::TreeArgs),
+    /// Show, pin (roll back) or unpin a running node's model version.
+    Model(client::ModelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Recommend(args) => block_on(client::recommend(args)),
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
+        Command::Model(args) => block_on(client::model(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -237,3 +237,40 @@ mod tests {
         );
     }
 }
+
+/// Arguments of `reco model`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Serve this published version and ignore new ones (to roll back, pin
+    /// the previous version).
+    #[arg(long, conflicts_with = "unpin")]
+    pin: Option<String>,
+    /// Follow new publications again.
+    #[arg(long)]
+    unpin: bool,
+}
+
+/// Pins, rolls back or unpins a node's model version, or shows it, and
+/// prints the node's model status as JSON.
+pub async fn model(args: ModelArgs) -> anyhow::Result<()> {
+    let (client, subjects) = connect(&args.target).await?;
+    let command = reco_messages::admin::ModelCommand {
+        pin: args.pin,
+        unpin: args.unpin,
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(subjects.admin_model(), encode(&command).into()),
+    )
+    .await
+    .context("no reply within 30 s")?
+    .context("request failed: is a reco node serving this prefix?")?;
+    let status: reco_messages::admin::ModelStatus = decode(&reply.payload, usize::MAX)?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    if let Some(error) = status.error {
+        anyhow::bail!("the node refused: {error}");
+    }
+    Ok(())
+}

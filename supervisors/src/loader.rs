@@ -10,7 +10,11 @@
 //! the version that produced it. A version that fails any check is rejected
 //! with a logged reason and the old one keeps serving.
 //!
-//! Emits: `reco_model_swaps_total{outcome}` (`ok`, `rejected`, `same`),
+//! Operators pin a version (or roll back by pinning an older one) and unpin
+//! on `<prefix>.admin.model` (`reco model --pin VERSION`, `--unpin`); while
+//! pinned, publications are logged and not swapped in.
+//!
+//! Emits: `reco_model_swaps_total{outcome}` (`ok`, `rejected`, `same`, `pinned`),
 //! `reco_model_version_loaded_timestamp_seconds`.
 
 use crate::metrics as nm;
@@ -18,7 +22,9 @@ use crate::publish;
 use futures::StreamExt;
 use reco_actors::model::ModelHandle;
 use reco_actors::precomputed::ListsReader;
-use reco_messages::{decode, ModelPublished, Subjects};
+use reco_messages::admin::{ModelCommand, ModelStatus};
+use reco_messages::{decode, encode, ModelPublished, Subjects};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Largest notification accepted, in bytes.
@@ -27,6 +33,9 @@ const MAX_NOTICE: usize = 64 * 1024;
 /// What the loader swaps.
 #[derive(Clone, Debug)]
 pub struct Loader {
+    /// Set while an operator has pinned a version: publications are then
+    /// not swapped in.
+    pub pinned: Arc<AtomicBool>,
     /// NATS connection (notifications and the object store).
     pub client: async_nats::Client,
     /// Subjects of the deployment.
@@ -49,25 +58,92 @@ impl Loader {
             .client
             .subscribe(self.subjects.published_model())
             .await?;
+        let mut commands = self.client.subscribe(self.subjects.admin_model()).await?;
         Ok(async move {
-            while let Some(message) = notices.next().await {
-                match decode::<ModelPublished>(&message.payload, MAX_NOTICE) {
-                    Ok(notice) => self.load(notice).await,
-                    Err(error) => {
-                        metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "rejected")
-                            .increment(1);
-                        tracing::warn!(%error, "Model notification is not a ModelPublished; ignored.");
-                    }
+            loop {
+                tokio::select! {
+                    Some(message) = notices.next() => self.on_notice(message).await,
+                    Some(message) = commands.next() => self.command(message).await,
+                    else => return,
                 }
             }
         })
     }
 
-    async fn load(&self, notice: ModelPublished) {
+    async fn on_notice(&self, message: async_nats::Message) {
+        match decode::<ModelPublished>(&message.payload, MAX_NOTICE) {
+            Ok(notice) if self.pinned.load(Ordering::Acquire) => {
+                metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "pinned").increment(1);
+                tracing::info!(version = %notice.version, "Model version published; not swapped in while pinned.");
+            }
+            Ok(notice) => {
+                let _ = self.load(notice).await;
+            }
+            Err(error) => {
+                metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "rejected").increment(1);
+                tracing::warn!(%error, "Model notification is not a ModelPublished; ignored.");
+            }
+        }
+    }
+
+    /// Pin, roll back (pin an older version) or unpin, and say what is
+    /// served.
+    async fn command(&self, message: async_nats::Message) {
+        let error = match decode::<ModelCommand>(&message.payload, MAX_NOTICE) {
+            Err(_) if message.payload.is_empty() => None, // a status request
+            Err(error) => Some(error.to_string()),
+            Ok(command) => {
+                if let Some(version) = command.pin {
+                    let notice = ModelPublished {
+                        version: version.clone(),
+                        bucket: String::new(),
+                        published_at_ms: 0,
+                    };
+                    match self.load(notice).await {
+                        Ok(()) => {
+                            self.pinned.store(true, Ordering::Release);
+                            tracing::warn!(%version, "Model version pinned by an operator.");
+                            None
+                        }
+                        Err(why) => Some(why),
+                    }
+                } else if command.unpin {
+                    self.pinned.store(false, Ordering::Release);
+                    tracing::info!(
+                        "Model version unpinned: new publications are swapped in again."
+                    );
+                    None
+                } else {
+                    None
+                }
+            }
+        };
+        let js = async_nats::jetstream::new(self.client.clone());
+        let available = match js.get_object_store(&self.bucket).await {
+            Ok(store) => publish::published_versions(&store, &self.bucket)
+                .await
+                .map(|manifests| manifests.into_iter().map(|m| m.version).collect())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let status = ModelStatus {
+            version: self.model.load().map(|m| m.version().to_owned()),
+            pinned: self.pinned.load(Ordering::Acquire),
+            available,
+            error,
+        };
+        if let Some(reply) = message.reply {
+            if let Err(error) = self.client.publish(reply, encode(&status).into()).await {
+                tracing::warn!(%error, "Model status reply could not be published.");
+            }
+        }
+    }
+
+    async fn load(&self, notice: ModelPublished) -> Result<(), String> {
         let current = self.model.load().map(|m| m.version().to_owned());
         if current.as_deref() == Some(notice.version.as_str()) {
             metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "same").increment(1);
-            return;
+            return Ok(());
         }
         let bucket = if notice.bucket.is_empty() {
             self.bucket.clone()
@@ -93,6 +169,7 @@ impl Loader {
                     bucket,
                     "Model version swapped in."
                 );
+                Ok(())
             }
             Err(error) => {
                 metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "rejected").increment(1);
@@ -103,6 +180,7 @@ impl Loader {
                     serving = current.as_deref().unwrap_or("none"),
                     "Published model version rejected; the current one keeps serving."
                 );
+                Err(format!("version {} rejected: {error}", notice.version))
             }
         }
     }

@@ -208,6 +208,7 @@ pub async fn run(
             running: Arc::new(telemetry_tx),
         },
         loader: Loader {
+            pinned: Arc::new(AtomicBool::new(false)),
             client: client.clone(),
             subjects: subjects.clone(),
             bucket: config.publish.bucket.clone(),

@@ -42,7 +42,8 @@
 //! │                                  `quarantine_after` times is dead-lettered
 //! ├── ingress          transient     NATS subscriptions: restarted (resubscribed)
 //! │                                    if they break; drained, it stays down
-//! └── telemetry        permanent     admin surface (health, faults), gauges
+//! ├── telemetry        permanent     admin surface (health, faults), gauges
+//! └── loader           permanent     hot swap of published versions, pin/rollback
 //! ```
 //!
 //! Children start in this order, so on a node shutdown the ingress drains
