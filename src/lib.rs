@@ -272,3 +272,40 @@ impl Fixture {
         self.dir.path()
     }
 }
+
+/// Publishes a play of `item` by `member` (600 s watched) on the default
+/// prefix.
+pub async fn play(client: &async_nats::Client, member: u64, item: ItemId) {
+    let event = reco_messages::Event {
+        member: MemberId(member),
+        item,
+        kind: reco_messages::EventKind::Play,
+        value: 600.0,
+        at_ms: None,
+        device: None,
+    };
+    let subject = reco_messages::Subjects::default().events(MemberId(member));
+    client
+        .publish(subject, reco_messages::encode(&event).into())
+        .await
+        .expect("cannot publish an event");
+}
+
+/// Asks for `member`'s recommendations with `deadline_ms` on the default
+/// prefix and decodes the reply.
+pub async fn ask(
+    client: &async_nats::Client,
+    member: u64,
+    deadline_ms: u64,
+) -> reco_messages::RecommendReply {
+    let request = reco_messages::RecommendRequest {
+        deadline_ms: Some(deadline_ms),
+        ..Default::default()
+    };
+    let subject = reco_messages::Subjects::default().recommend(MemberId(member));
+    let reply = client
+        .request(subject, reco_messages::encode(&request).into())
+        .await
+        .expect("every request gets a reply");
+    reco_messages::decode(&reply.payload, 1 << 20).expect("replies decode")
+}

@@ -2,42 +2,12 @@
 //! between requests, the list is the first fallback tier, and a stale list
 //! is not served.
 
-use reco_e2e::{metric_sum, Fixture, NatsServer, Node};
-use reco_messages::{
-    decode, encode, Event, EventKind, ItemId, MemberId, Reason, RecommendReply, RecommendRequest,
-    Recommendations, Source, Subjects,
-};
+use reco_e2e::{metric_sum, play, Fixture, NatsServer, Node};
+use reco_messages::{Reason, RecommendReply, Recommendations, Source};
 use std::time::Duration;
 
-const LIMIT: usize = 1 << 20;
-
-async fn play(client: &async_nats::Client, member: u64, item: ItemId) {
-    let event = Event {
-        member: MemberId(member),
-        item,
-        kind: EventKind::Play,
-        value: 600.0,
-        at_ms: None,
-        device: None,
-    };
-    let subject = Subjects::default().events(MemberId(member));
-    client
-        .publish(subject, encode(&event).into())
-        .await
-        .unwrap();
-}
-
 async fn ask(client: &async_nats::Client, member: u64, deadline_ms: u64) -> Recommendations {
-    let request = RecommendRequest {
-        deadline_ms: Some(deadline_ms),
-        ..Default::default()
-    };
-    let subject = Subjects::default().recommend(MemberId(member));
-    let reply = client
-        .request(subject, encode(&request).into())
-        .await
-        .unwrap();
-    match decode(&reply.payload, LIMIT).unwrap() {
+    match reco_e2e::ask(client, member, deadline_ms).await {
         RecommendReply::Ok(r) => r,
         RecommendReply::Error(e) => panic!("{e:?}"),
     }

@@ -3,44 +3,12 @@
 //! root giving up stops the node cleanly; operators read and retune the tree.
 
 use futures::stream::{self, StreamExt};
-use reco_e2e::{metric_sum, Fixture, NatsServer, Node};
+use reco_e2e::{ask, metric_sum, play, Fixture, NatsServer, Node};
 use reco_messages::admin::{SetFaults, TreeNode};
-use reco_messages::{
-    decode, encode, Event, EventKind, ItemId, MemberId, Reason, RecommendReply, RecommendRequest,
-    Source, Subjects,
-};
+use reco_messages::{decode, encode, Event, MemberId, Reason, RecommendReply, Source, Subjects};
 use std::time::Duration;
 
 const LIMIT: usize = 1 << 20;
-
-async fn play(client: &async_nats::Client, member: u64, item: ItemId) {
-    let event = Event {
-        member: MemberId(member),
-        item,
-        kind: EventKind::Play,
-        value: 600.0,
-        at_ms: None,
-        device: None,
-    };
-    let subject = Subjects::default().events(MemberId(member));
-    client
-        .publish(subject, encode(&event).into())
-        .await
-        .unwrap();
-}
-
-async fn ask(client: &async_nats::Client, member: u64, deadline_ms: u64) -> RecommendReply {
-    let request = RecommendRequest {
-        deadline_ms: Some(deadline_ms),
-        ..Default::default()
-    };
-    let subject = Subjects::default().recommend(MemberId(member));
-    let reply = client
-        .request(subject, encode(&request).into())
-        .await
-        .expect("a reply");
-    decode(&reply.payload, LIMIT).unwrap()
-}
 
 async fn set_faults(client: &async_nats::Client, faults: SetFaults) {
     let reply = client
