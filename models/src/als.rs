@@ -229,22 +229,67 @@ fn solve_side(
     let k = params.factors;
     let g = gram(other, k);
     if cg_steps > 0 {
-        return solve_side_cg(rows, other, out, params, &g, cg_steps);
+        let g32 = gram_f32(&g);
+        return for_each_row(
+            out,
+            params,
+            || (CgSolver::new(k), Vec::new()),
+            |(solver, entries), row, x| {
+                let (cols, weights) = rows.row(row);
+                entries.clear();
+                entries.extend(
+                    cols.iter()
+                        .map(|&c| c as usize)
+                        .zip(weights.iter().copied()),
+                );
+                solver.solve(
+                    &g32,
+                    penalty(params),
+                    params.alpha,
+                    other,
+                    entries,
+                    cg_steps,
+                    x,
+                )
+            },
+        );
     }
+    for_each_row(
+        out,
+        params,
+        || Solver::new(k),
+        |solver, row, x| {
+            let (cols, weights) = rows.row(row);
+            let entries = cols
+                .iter()
+                .map(|&c| c as usize)
+                .zip(weights.iter().copied());
+            solver.solve(&g, penalty(params), params.alpha, other, entries, x)
+        },
+    )
+}
+
+/// Runs `solve(state, row, x)` for every row `x` of `out` (`params.factors`
+/// wide), in blocks of rows handed out to `params.threads` threads, each
+/// with its own `state`. A row whose solve fails counts as a numerical
+/// failure. The result does not depend on the thread count: every row is
+/// solved from the same inputs, whichever thread takes it.
+fn for_each_row<S>(
+    out: &mut [f32],
+    params: &AlsParams,
+    state: impl Fn() -> S + Sync,
+    solve: impl Fn(&mut S, usize, &mut [f32]) -> bool + Sync,
+) -> Result<(), TrainError> {
+    let k = params.factors;
     let blocks = Mutex::new(out.chunks_mut(BLOCK_ROWS * k).enumerate());
     let failed = AtomicUsize::new(0);
     let work = || {
-        let mut solver = Solver::new(k);
+        let mut state = state();
         loop {
             let next = blocks.lock().unwrap_or_else(|e| e.into_inner()).next();
             let Some((block, chunk)) = next else { break };
             for (offset, x) in chunk.chunks_exact_mut(k).enumerate() {
-                let (cols, weights) = rows.row(block * BLOCK_ROWS + offset);
-                let entries = cols
-                    .iter()
-                    .map(|&c| c as usize)
-                    .zip(weights.iter().copied());
-                if !solver.solve(&g, penalty(params), params.alpha, other, entries, x) {
+                if !solve(&mut state, block * BLOCK_ROWS + offset, x) {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -266,58 +311,6 @@ fn penalty(params: &AlsParams) -> Penalty {
     Penalty {
         reg: params.reg,
         exponent: params.reg_exponent,
-    }
-}
-
-fn solve_side_cg(
-    rows: &Csr,
-    other: &[f32],
-    out: &mut [f32],
-    params: &AlsParams,
-    g: &[f64],
-    steps: usize,
-) -> Result<(), TrainError> {
-    let k = params.factors;
-    let g32 = gram_f32(g);
-    let blocks = Mutex::new(out.chunks_mut(BLOCK_ROWS * k).enumerate());
-    let failed = AtomicUsize::new(0);
-    let work = || {
-        let mut solver = CgSolver::new(k);
-        let mut entries = Vec::new();
-        loop {
-            let next = blocks.lock().unwrap_or_else(|e| e.into_inner()).next();
-            let Some((block, chunk)) = next else { break };
-            for (offset, x) in chunk.chunks_exact_mut(k).enumerate() {
-                let (cols, weights) = rows.row(block * BLOCK_ROWS + offset);
-                entries.clear();
-                entries.extend(
-                    cols.iter()
-                        .map(|&c| c as usize)
-                        .zip(weights.iter().copied()),
-                );
-                if !solver.solve(
-                    &g32,
-                    penalty(params),
-                    params.alpha,
-                    other,
-                    &entries,
-                    steps,
-                    x,
-                ) {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..params.threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    match failed.into_inner() {
-        0 => Ok(()),
-        failed => Err(TrainError::Numerical { failed }),
     }
 }
 
