@@ -156,12 +156,7 @@ impl Ingress {
     async fn reject_event(&self, message: &Message, why: &'static str, reason: &str) {
         metrics::counter!(m::EVENTS_REJECTED_TOTAL, "why" => why).increment(1);
         tracing::warn!(subject = %message.subject, bytes = message.payload.len(), why, reason, "Event rejected.");
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_DLQ_REASON, sanitize_header(reason).as_str());
-        headers.insert(
-            HEADER_DLQ_SUBJECT,
-            sanitize_header(&message.subject).as_str(),
-        );
+        let headers = dlq_headers(reason, &message.subject);
         match self
             .client
             .publish_with_headers(self.subjects.dlq_events(), headers, message.payload.clone())
@@ -228,6 +223,15 @@ impl Ingress {
 }
 
 /// Header values must be one line of visible ASCII; keep them short too.
+/// The headers of a dead-lettered event: why it was refused and the subject
+/// it came on (shared by rejections here and quarantines in sessions).
+pub fn dlq_headers(reason: &str, subject: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_DLQ_REASON, sanitize_header(reason).as_str());
+    headers.insert(HEADER_DLQ_SUBJECT, sanitize_header(subject).as_str());
+    headers
+}
+
 fn sanitize_header(value: &str) -> String {
     value
         .chars()

@@ -26,7 +26,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use futures::StreamExt;
 use reco_actors::admin::Admin;
-use reco_actors::ingress::{Ingress, IngressSettings};
+use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
@@ -36,7 +36,6 @@ use reco_actors::responder::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::admin::Reloaded;
-use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
 use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use reco_models::{ItemFactors, PrecomputedLists};
 use std::future::Future;
@@ -624,17 +623,7 @@ fn start_loader(loader: Loader, wiring: TelemetryWiring, exit: ExitHook) -> Box<
 fn dead_letter(client: async_nats::Client, subjects: Subjects) -> DeadLetter {
     let runtime = tokio::runtime::Handle::current();
     Arc::new(move |event, reason| {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            HEADER_DLQ_REASON,
-            reason
-                .chars()
-                .take(512)
-                .collect::<String>()
-                .replace(['\r', '\n'], " ")
-                .as_str(),
-        );
-        headers.insert(HEADER_DLQ_SUBJECT, subjects.events(event.member).as_str());
+        let headers = dlq_headers(reason, &subjects.events(event.member));
         let (client, subject, payload) = (client.clone(), subjects.dlq_events(), encode(event));
         runtime.spawn(async move {
             if let Err(error) = client
