@@ -62,10 +62,21 @@ pub enum ModelError {
     },
 }
 
+/// One member's part of [`ItemFactors::top_k_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// The member's vector (as [`ItemFactors::fold_in`] returns it).
+    pub user: &'a [f32],
+    /// How many items to return.
+    pub k: usize,
+    /// Items to leave out (any order; unknown ids are ignored).
+    pub exclude: &'a [ItemId],
+}
+
 /// Frozen item factors as served: the model a serving node scores with.
 ///
-/// Dense row-major f32 `[len x dim]` so scoring is one linear scan, the item
-/// ids of the rows, and the `dim x dim` Gram matrix `Y^T Y` that fold-in
+/// Dense row-major f32 `[len x dim]` (and a copy in the scoring kernel's
+/// blocked layout, so scoring is one linear scan), the item ids of the rows, and the `dim x dim` Gram matrix `Y^T Y` that fold-in
 /// needs (recomputed on load, never stored, so it cannot disagree with the
 /// factors). Also keeps the `reg` and `alpha` of training, since fold-in must
 /// use the same, and a version string to tag replies with.
@@ -76,6 +87,8 @@ pub struct ItemFactors {
     items: Vec<ItemId>,
     index: HashMap<ItemId, u32>,
     factors: Vec<f32>,
+    /// The same values in the scan's blocked layout (see `top_k.rs`).
+    blocked: Vec<f32>,
     gram: Vec<f64>,
     reg: f32,
     alpha: f32,
@@ -147,12 +160,14 @@ impl ItemFactors {
             }
         }
         let gram = linalg::gram(&factors, dim);
+        let blocked = top_k::blocked(&factors, dim);
         Ok(Self {
             version,
             dim,
             items,
             index,
             factors,
+            blocked,
             gram,
             reg,
             alpha,
@@ -250,7 +265,8 @@ impl ItemFactors {
         if user.len() != self.dim {
             return None;
         }
-        self.index_of(item).map(|i| linalg::dot(user, self.row(i)))
+        self.index_of(item)
+            .map(|i| top_k::score_dot(user, self.row(i)))
     }
 
     /// Fold-in: the user vector ALS would compute for a member with these
@@ -319,6 +335,42 @@ impl ItemFactors {
         self.top_k_excluding(user, k, &excluded)
     }
 
+    /// [`top_k`](Self::top_k) for several members in one pass over the
+    /// factor matrix: each block of rows is scored for every query while it
+    /// is in the core's cache, so a batch of B members reads the matrix once
+    /// instead of B times. Each answer is exactly what `top_k` gives for
+    /// that query alone.
+    ///
+    /// This is how a model worker serves the requests that queued up while
+    /// it was busy: throughput rises with load instead of latency.
+    pub fn top_k_batch(&self, queries: &[Query<'_>]) -> Vec<Vec<Scored>> {
+        let mut answers = vec![Vec::new(); queries.len()];
+        let mut live = Vec::with_capacity(queries.len());
+        let mut scan_queries = Vec::with_capacity(queries.len());
+        for (at, q) in queries.iter().enumerate() {
+            if q.user.len() != self.dim || q.k == 0 {
+                continue;
+            }
+            let mut excluded: Vec<usize> =
+                q.exclude.iter().filter_map(|&i| self.index_of(i)).collect();
+            excluded.sort_unstable();
+            excluded.dedup();
+            live.push(at);
+            scan_queries.push((q.user, q.k, excluded));
+        }
+        let found = top_k::scan_batch(&self.blocked, self.items.len(), self.dim, &scan_queries);
+        for (at, best) in live.into_iter().zip(found) {
+            answers[at] = best
+                .into_iter()
+                .map(|(index, score)| Scored {
+                    item: self.items[index],
+                    score,
+                })
+                .collect();
+        }
+        answers
+    }
+
     /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
     /// row indices (batch paths already have indices).
     pub(crate) fn top_k_excluding(
@@ -330,7 +382,7 @@ impl ItemFactors {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        top_k::scan(&self.factors, self.dim, user, k, excluded)
+        top_k::scan(&self.blocked, self.items.len(), self.dim, user, k, excluded)
             .into_iter()
             .map(|(index, score)| Scored {
                 item: self.items[index],

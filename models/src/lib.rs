@@ -48,7 +48,7 @@ pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
-pub use factors::{ItemFactors, ModelError, UserFactors};
+pub use factors::{ItemFactors, ModelError, Query, UserFactors};
 pub use interactions::Interactions;
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};

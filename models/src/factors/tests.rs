@@ -22,7 +22,7 @@ fn model(len: usize, dim: usize, seed: u64) -> ItemFactors {
 fn naive_top_k(m: &ItemFactors, user: &[f32], k: usize, exclude: &[ItemId]) -> Vec<Scored> {
     let mut all: Vec<(usize, f32)> = (0..m.len())
         .filter(|&i| !exclude.contains(&m.item_at(i)))
-        .map(|i| (i, linalg::dot(user, m.row(i))))
+        .map(|i| (i, top_k::score_dot(user, m.row(i))))
         .filter(|(_, s)| !s.is_nan())
         .collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -90,7 +90,7 @@ fn accessors_describe_the_rows() {
     let user = [1.0, 0.5, -0.5];
     assert_eq!(
         m.score(&user, ItemId(7)),
-        Some(linalg::dot(&user, m.row(2)))
+        Some(top_k::score_dot(&user, m.row(2)))
     );
     assert_eq!(m.score(&user, ItemId(8)), None);
     assert_eq!(m.score(&[1.0], ItemId(7)), None);
@@ -225,6 +225,34 @@ fn artifact_errors_are_specific() {
 }
 
 proptest! {
+    #[test]
+    fn a_batch_answers_each_query_as_top_k_alone(
+        len in 1usize..90,
+        dim in 1usize..20,
+        seed in any::<u64>(),
+        users in proptest::collection::vec((proptest::collection::vec(-1.0f32..1.0, 20), 0usize..12, proptest::collection::vec(0u64..300, 0..6)), 0..7),
+    ) {
+        let m = model(len, dim, seed);
+        let owned: Vec<(Vec<f32>, usize, Vec<ItemId>)> = users
+            .into_iter()
+            .enumerate()
+            .map(|(n, (u, k, ex))| {
+                // One query in five has the wrong length: it scores nothing.
+                let width = if n % 5 == 4 { dim + 1 } else { dim };
+                (u[..width.min(20)].to_vec(), k, ex.into_iter().map(ItemId).collect())
+            })
+            .collect();
+        let queries: Vec<Query<'_>> = owned
+            .iter()
+            .map(|(user, k, exclude)| Query { user, k: *k, exclude })
+            .collect();
+        let batch = m.top_k_batch(&queries);
+        prop_assert_eq!(batch.len(), queries.len());
+        for (q, got) in queries.iter().zip(&batch) {
+            prop_assert_eq!(got, &m.top_k(q.user, q.k, q.exclude));
+        }
+    }
+
     #[test]
     fn top_k_matches_a_naive_sort(
         len in 0usize..200,

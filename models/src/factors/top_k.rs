@@ -3,8 +3,15 @@
 //! Once the heap is full, a row only costs its dot product and one compare
 //! with the current threshold (the k-th best score); exclusions are checked
 //! (by binary search) only for the rare rows that beat it.
+//!
+//! The scan reads the matrix in a layout of its own ([`blocked`]): blocks
+//! of `BLOCK` items stored dimension-major, so the scores of a block are
+//! plain vertical multiply-adds into `BLOCK` lanes, with `SPLIT`
+//! independent partial sums to hide the add latency and no horizontal
+//! reduction per item (measured in `benches/score.rs` against scoring one
+//! row at a time). [`score_dot`] does the same arithmetic for one row-major
+//! item, so a score never depends on which path computed it.
 
-use crate::linalg::dot;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -39,40 +46,171 @@ impl PartialEq for Entry {
 
 impl Eq for Entry {}
 
-/// The best `k >= 1` rows of `factors` (row-major, `dim` wide) by
-/// `dot(user, row)`, best first, as (row index, score); NaN scores and the
-/// rows in `excluded` (sorted ascending) are skipped.
+/// Items per block of the scoring layout (two SSE registers, one AVX one,
+/// of scores).
+pub(super) const BLOCK: usize = 8;
+/// Independent partial sums per score: dimension `d` is added to partial
+/// `d % SPLIT`, so consecutive multiply-adds do not wait on each other.
+const SPLIT: usize = 4;
+
+/// The factor matrix re-laid for scoring: blocks of [`BLOCK`] items, each
+/// stored dimension-major (`dim x BLOCK`: the values of dimension 0 for the
+/// block's items, then dimension 1, …); the last block is padded with
+/// zeros. A block's scores are then `BLOCK` lanes that accumulate
+/// `user[d] * column[d]` with no horizontal reduction.
+pub(super) fn blocked(factors: &[f32], dim: usize) -> Vec<f32> {
+    let rows = factors.len() / dim;
+    let blocks = rows.div_ceil(BLOCK);
+    let mut out = vec![0.0f32; blocks * BLOCK * dim];
+    for (i, row) in factors.chunks_exact(dim).enumerate() {
+        let (b, r) = (i / BLOCK, i % BLOCK);
+        let base = b * BLOCK * dim;
+        for (d, &v) in row.iter().enumerate() {
+            out[base + d * BLOCK + r] = v;
+        }
+    }
+    out
+}
+
+/// `dot(user, item)` for the [`BLOCK`] items of one block of the
+/// [`blocked`] layout. Per item: `SPLIT` partial sums over the dimensions
+/// `d ≡ j (mod SPLIT)` in increasing `d`, then `(p0 + p1) + (p2 + p3)` —
+/// the same arithmetic as [`score_dot`].
+#[inline(always)]
+fn block_scores(user: &[f32], block: &[f32]) -> [f32; BLOCK] {
+    let mut acc = [[0.0f32; BLOCK]; SPLIT];
+    let columns = block.chunks_exact(BLOCK * SPLIT);
+    let users = user.chunks_exact(SPLIT);
+    let (tail_columns, tail_users) = (columns.remainder(), users.remainder());
+    for (columns, users) in columns.zip(users) {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let u = users[j];
+            let column: &[f32; BLOCK] = columns[j * BLOCK..(j + 1) * BLOCK]
+                .try_into()
+                .expect("a column is BLOCK wide");
+            for r in 0..BLOCK {
+                acc[r] += u * column[r];
+            }
+        }
+    }
+    for (j, (&u, column)) in tail_users
+        .iter()
+        .zip(tail_columns.chunks_exact(BLOCK))
+        .enumerate()
+    {
+        for r in 0..BLOCK {
+            acc[j][r] += u * column[r];
+        }
+    }
+    let mut out = [0.0f32; BLOCK];
+    for (r, score) in out.iter_mut().enumerate() {
+        *score = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
+    }
+    out
+}
+
+/// The scoring dot product of one row-major item: exactly the score
+/// [`scan`] gives it.
+pub(crate) fn score_dot(user: &[f32], row: &[f32]) -> f32 {
+    debug_assert_eq!(user.len(), row.len());
+    let mut acc = [0.0f32; SPLIT];
+    for (d, (u, v)) in user.iter().zip(row).enumerate() {
+        acc[d % SPLIT] += u * v;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// The best `k >= 1` items of `blocked` (the [`blocked`] layout of `rows`
+/// items, `dim` wide) by `dot(user, item)`, best first, as (row index,
+/// score); NaN scores and the rows in `excluded` (sorted ascending) are
+/// skipped.
 pub(super) fn scan(
-    factors: &[f32],
+    blocked: &[f32],
+    rows: usize,
     dim: usize,
     user: &[f32],
     k: usize,
     excluded: &[usize],
 ) -> Vec<(usize, f32)> {
-    let rows = factors.len() / dim;
-    let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k.min(rows) + 1);
-    // Score of the worst kept entry once the heap is full; a row must beat
-    // it strictly (a tie loses to the lower index already kept).
-    let mut threshold = f32::NEG_INFINITY;
-    for (index, row) in factors.chunks_exact(dim).enumerate() {
-        let score = dot(user, row);
-        let full = heap.len() == k;
-        if full && (score <= threshold || score.is_nan()) {
-            continue;
-        }
-        if score.is_nan() || excluded.binary_search(&index).is_ok() {
-            continue;
-        }
-        if full {
-            heap.pop();
-        }
-        heap.push(Entry { score, index });
-        if heap.len() == k {
-            threshold = heap.peek().map_or(f32::NEG_INFINITY, |e| e.score);
+    let mut top = Top::new(k, rows, excluded);
+    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
+        let first = b * BLOCK;
+        let scores = block_scores(user, block);
+        for (r, &score) in scores.iter().enumerate().take(rows - first) {
+            top.offer(first + r, score);
         }
     }
-    heap.into_sorted_vec()
-        .into_iter()
-        .map(|e| (e.index, e.score))
-        .collect()
+    top.into_sorted()
+}
+
+/// [`scan`] for several (user, k, excluded) queries in one pass: each block
+/// is scored for every query while it is in cache. Answers are the same as
+/// one `scan` per query (the same per-item arithmetic).
+pub(super) fn scan_batch(
+    blocked: &[f32],
+    rows: usize,
+    dim: usize,
+    queries: &[(&[f32], usize, Vec<usize>)],
+) -> Vec<Vec<(usize, f32)>> {
+    let mut tops: Vec<Top<'_>> = queries
+        .iter()
+        .map(|(_, k, excluded)| Top::new(*k, rows, excluded))
+        .collect();
+    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
+        let first = b * BLOCK;
+        for ((user, _, _), top) in queries.iter().zip(&mut tops) {
+            let scores = block_scores(user, block);
+            for (r, &score) in scores.iter().enumerate().take(rows - first) {
+                top.offer(first + r, score);
+            }
+        }
+    }
+    tops.into_iter().map(Top::into_sorted).collect()
+}
+
+/// The bounded heap of the best `k` rows seen so far.
+struct Top<'a> {
+    heap: BinaryHeap<Entry>,
+    k: usize,
+    excluded: &'a [usize],
+    /// Score of the worst kept entry once the heap is full; a row must
+    /// beat it strictly (a tie loses to the lower index already kept).
+    threshold: f32,
+}
+
+impl<'a> Top<'a> {
+    fn new(k: usize, rows: usize, excluded: &'a [usize]) -> Self {
+        Top {
+            heap: BinaryHeap::with_capacity(k.min(rows) + 1),
+            k,
+            excluded,
+            threshold: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, index: usize, score: f32) {
+        let full = self.heap.len() == self.k;
+        if full && (score <= self.threshold || score.is_nan()) {
+            return;
+        }
+        if score.is_nan() || self.excluded.binary_search(&index).is_ok() {
+            return;
+        }
+        if full {
+            self.heap.pop();
+        }
+        self.heap.push(Entry { score, index });
+        if self.heap.len() == self.k {
+            self.threshold = self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score);
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(usize, f32)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.index, e.score))
+            .collect()
+    }
 }
