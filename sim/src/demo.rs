@@ -51,6 +51,19 @@ pub fn nats_or_private(nats: Option<&str>) -> Result<(Option<Arc<Mutex<NatsServe
 
 /// A server (unless given), a model trained on the world's past, a node.
 pub fn world_stack(world: &World, nats: Option<&str>, deadline_ms: u64) -> Result<Stack> {
+    world_stack_with(world, nats, deadline_ms, "")
+}
+
+/// [`world_stack`] with `extra_toml` appended to the node's configuration:
+/// whole tables that [`node_toml`] does not write (e.g. `[nearline]`), for
+/// runs that need the node tuned (the quality test pins the nearline
+/// debounce).
+pub fn world_stack_with(
+    world: &World,
+    nats: Option<&str>,
+    deadline_ms: u64,
+    extra_toml: &str,
+) -> Result<Stack> {
     let (server, url) = nats_or_private(nats)?;
     let model = tempfile::tempdir()?;
     let members = world.config().members;
@@ -67,7 +80,8 @@ pub fn world_stack(world: &World, nats: Option<&str>, deadline_ms: u64) -> Resul
             version: format!("world-{}", world.config().seed),
         },
     )?;
-    let node = Node::start(&url, Some(model.path()), &node_toml(deadline_ms))?;
+    let config = node_toml(deadline_ms) + extra_toml;
+    let node = Node::start(&url, Some(model.path()), &config)?;
     Ok(Stack {
         nats: server,
         url,

@@ -53,6 +53,11 @@ pub struct DriveConfig {
     pub events_per_sec: f64,
     /// Request generation.
     pub load: Load,
+    /// Stop sending after this many requests (then the run ends). Without
+    /// session openings to follow, a request's member is a function of its
+    /// place in the run, so two such runs with the same budget ask the same
+    /// members (nearly: closed-loop workers interleave by timing).
+    pub max_requests: Option<u64>,
     /// `k` of each request.
     pub k: u32,
     /// `deadline_ms` of each request.
@@ -63,6 +68,11 @@ pub struct DriveConfig {
     pub no_reply_after: Duration,
     /// Judge the quality of replies for members whose id is a multiple of this (0 = never).
     pub quality_every: u64,
+    /// Items members consumed before this run (e.g. in an earlier
+    /// ingest-only run against the same node): the node leaves them out of
+    /// its lists, so the judge leaves them out of the relevant items too,
+    /// like the plays this run publishes itself.
+    pub seen: Arc<HashMap<MemberId, Vec<ItemId>>>,
     /// Probe freshness after every n-th model reply (0 = never).
     pub probe_every: u64,
     /// Open loop: most requests in flight before the simulator sheds (and counts) them.
@@ -87,11 +97,13 @@ impl Default for DriveConfig {
             max_events: None,
             events_per_sec: 0.0,
             load: Load::Closed { concurrency: 16 },
+            max_requests: None,
             k: 10,
             deadline_ms: 50,
             late_margin: Duration::from_millis(1),
             no_reply_after: Duration::from_secs(1),
             quality_every: 10,
+            seen: Arc::default(),
             probe_every: 50,
             max_in_flight: 4_096,
             faults: Vec::new(),
@@ -161,6 +173,8 @@ struct Shared {
     stop: AtomicBool,
     started: Instant,
     sent: AtomicU64,
+    /// Requests taken from [`DriveConfig::max_requests`].
+    issued: AtomicU64,
     published: AtomicU64,
     shed: AtomicU64,
     in_flight: AtomicUsize,
@@ -171,7 +185,8 @@ struct Shared {
     spike: AtomicU32,
     /// Members that just opened a session: who the next requests are for.
     sessions: Mutex<VecDeque<(MemberId, &'static str)>>,
-    /// Items played by members whose quality is judged (to exclude as seen).
+    /// Items played by members whose quality is judged (to exclude as
+    /// seen), starting from [`DriveConfig::seen`].
     played: Mutex<HashMap<MemberId, Vec<ItemId>>>,
     quality_tx: Mutex<Option<mpsc::SyncSender<Served>>>,
     slow_consumers: Arc<AtomicU64>,
@@ -239,6 +254,7 @@ pub async fn drive(
         stop: AtomicBool::new(false),
         started: Instant::now(),
         sent: AtomicU64::new(0),
+        issued: AtomicU64::new(0),
         published: AtomicU64::new(0),
         shed: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
@@ -248,7 +264,7 @@ pub async fn drive(
         model_replies: AtomicU64::new(0),
         spike: AtomicU32::new(1),
         sessions: Mutex::new(VecDeque::new()),
-        played: Mutex::new(HashMap::new()),
+        played: Mutex::new((*config.seen).clone()),
         quality_tx: Mutex::new(Some(quality_tx)),
         slow_consumers,
     });
@@ -498,8 +514,35 @@ fn next_member(shared: &Shared, counter: u64) -> (MemberId, &'static str) {
         return next;
     }
     let members = shared.world.config().members.max(1);
-    let id = 1 + counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) % members;
+    let id = 1 + spread(counter) % members;
     (MemberId(id), crate::world::DEVICES[(id % 3) as usize])
+}
+
+/// The splitmix64 finaliser: every bit of `counter` moves every bit of the
+/// result. (A bare multiply keeps the low bits of the counter in the low
+/// bits of the result, so a closed-loop worker, whose counters step by
+/// twice the concurrency, only ever asked the members of one residue class.)
+fn spread(counter: u64) -> u64 {
+    let mut z = counter.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Takes one request from the run's budget; false once it is spent.
+fn take_request(shared: &Shared) -> bool {
+    shared
+        .config
+        .max_requests
+        .is_none_or(|max| shared.issued.fetch_add(1, Ordering::Relaxed) < max)
+}
+
+/// Whether the run's request budget is spent.
+fn spent(shared: &Shared) -> bool {
+    shared
+        .config
+        .max_requests
+        .is_some_and(|max| shared.issued.load(Ordering::Relaxed) >= max)
 }
 
 async fn generate_requests(shared: Arc<Shared>) {
@@ -519,7 +562,7 @@ async fn generate_requests(shared: Arc<Shared>) {
             let mut counter = 0u64;
             let mut tick = tokio::time::interval(Duration::from_millis(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            while running(&shared) {
+            while running(&shared) && !spent(&shared) {
                 tick.tick().await;
                 let now = Instant::now();
                 credit +=
@@ -531,6 +574,9 @@ async fn generate_requests(shared: Arc<Shared>) {
                     if shared.in_flight.load(Ordering::Relaxed) >= config.max_in_flight {
                         shared.shed.fetch_add(1, Ordering::Relaxed);
                         continue;
+                    }
+                    if !take_request(&shared) {
+                        break;
                     }
                     let (member, device) = next_member(&shared, counter);
                     let shared = shared.clone();
@@ -552,12 +598,16 @@ async fn generate_requests(shared: Arc<Shared>) {
                         let mut counter = w as u64;
                         while !shared.stop.load(Ordering::Relaxed)
                             && shared.started.elapsed() < config.duration
+                            && !spent(&shared)
                         {
                             if w >= concurrency
                                 && w >= concurrency * shared.spike.load(Ordering::Relaxed) as usize
                             {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                                 continue;
+                            }
+                            if !take_request(&shared) {
+                                break;
                             }
                             counter += (concurrency * 2) as u64;
                             let (member, device) = next_member(&shared, counter);

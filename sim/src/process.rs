@@ -296,6 +296,9 @@ pub mod node_metrics {
     pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
     /// NATS slow-consumer events of the node's subscriptions.
     pub const NATS_SLOW_CONSUMER: &str = "reco_nats_slow_consumer_total";
+    /// Nearline refreshes of members' lists, by `outcome` (`stored`,
+    /// `cold`, `failed`, `shed`).
+    pub const NEARLINE_REFRESHES: &str = "reco_nearline_refreshes_total";
 }
 
 /// Fetches Prometheus text from `addr` (HTTP/1.0 GET /metrics).

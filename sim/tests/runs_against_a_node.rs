@@ -1,18 +1,22 @@
 //! The simulator against a real node: determinism of what it publishes,
-//! faults, and quality per source.
+//! faults, and quality per source (model > nearline > precomputed >
+//! popular on a world with strong tastes).
 //!
 //! Each test stands up its own private nats-server and a debug `reco serve`
 //! (build it first: `cargo build -p reco-supervisors`, which
 //! `cargo test --workspace` does), with tiny worlds so the suite stays fast.
 
-use reco_sim::demo::world_stack;
+use reco_messages::{EventKind, ItemId, MemberId};
+use reco_sim::demo::{world_stack, world_stack_with};
 use reco_sim::driver::{connect, drive, DriveConfig, Load};
 use reco_sim::faults::{Fault, FaultKind};
+use reco_sim::process::{metric_sum, node_metrics, scrape};
 use reco_sim::report::Report;
-use reco_sim::world::{World, WorldConfig};
+use reco_sim::world::{Action, World, WorldConfig};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn tiny(seed: u64) -> WorldConfig {
     WorldConfig {
@@ -31,13 +35,22 @@ async fn run(
     config: DriveConfig,
     actions: bool,
 ) -> Report {
-    let slow = Arc::new(AtomicU64::new(0));
-    let client = connect(&stack.url, slow.clone()).await.unwrap();
-    let actions: Box<dyn Iterator<Item = _> + Send> = if actions {
+    let actions: Box<dyn Iterator<Item = Action> + Send> = if actions {
         Box::new(world.actions())
     } else {
         Box::new(std::iter::empty())
     };
+    run_actions(world, stack, config, actions).await
+}
+
+async fn run_actions(
+    world: &Arc<World>,
+    stack: &reco_sim::demo::Stack,
+    config: DriveConfig,
+    actions: Box<dyn Iterator<Item = Action> + Send>,
+) -> Report {
+    let slow = Arc::new(AtomicU64::new(0));
+    let client = connect(&stack.url, slow.clone()).await.unwrap();
     drive(
         client,
         slow,
@@ -153,50 +166,213 @@ async fn faults_are_injected_in_their_windows_and_reported() {
     assert!(reco_sim::plot::svg(&report).contains("model_slow"));
 }
 
+/// The world's live stream for `members` only, cut in two phases: phase A
+/// holds each member's first `first` choices, phase B its next `then`
+/// (a choice: one play, with the impression and click before it and the
+/// stop, rating and list add after it). Later choices are left out; both
+/// phases keep the stream's order, so members interleave as they do live.
+fn two_phases(
+    world: &World,
+    members: &HashSet<MemberId>,
+    first: usize,
+    then: usize,
+) -> (Vec<Action>, Vec<Action>) {
+    let mut plays: HashMap<MemberId, usize> = HashMap::new();
+    let mut complete = 0;
+    let (mut phase_a, mut phase_b) = (Vec::new(), Vec::new());
+    for action in world.actions() {
+        if complete == members.len() {
+            break;
+        }
+        let Action::Event(event) = &action else {
+            continue;
+        };
+        if !members.contains(&event.member) {
+            continue;
+        }
+        let played = plays.entry(event.member).or_default();
+        let opens_choice = matches!(
+            event.kind,
+            EventKind::Impression | EventKind::Click | EventKind::Play
+        );
+        let choice = *played + opens_choice as usize;
+        if event.kind == EventKind::Play {
+            *played += 1;
+            complete += (*played == first + then) as usize;
+        }
+        if choice <= first {
+            phase_a.push(action);
+        } else if choice <= first + then {
+            phase_b.push(action);
+        }
+    }
+    (phase_a, phase_b)
+}
+
+/// The items each member played in `actions`.
+fn plays(actions: &[Action]) -> HashMap<MemberId, Vec<ItemId>> {
+    let mut plays: HashMap<MemberId, Vec<ItemId>> = HashMap::new();
+    for action in actions {
+        if let Action::Event(e) = action {
+            if e.kind == EventKind::Play {
+                plays.entry(e.member).or_default().push(e.item);
+            }
+        }
+    }
+    plays
+}
+
+/// Publishes `phase` (events only, no requests); returns how many events.
+async fn ingest(world: &Arc<World>, stack: &reco_sim::demo::Stack, phase: Vec<Action>) -> f64 {
+    let events = phase
+        .iter()
+        .filter(|a| matches!(a, Action::Event(_)))
+        .count() as u64;
+    let config = DriveConfig {
+        duration: Duration::from_secs(30),
+        max_events: Some(events),
+        load: Load::None,
+        ..DriveConfig::default()
+    };
+    run_actions(world, stack, config, Box::new(phase.into_iter())).await;
+    events as f64
+}
+
+/// The node's metric `name`, summed over its series.
+fn metric(stack: &reco_sim::demo::Stack, name: &str) -> f64 {
+    metric_sum(&scrape(stack.node.metrics_addr()).unwrap(), name, &[])
+}
+
+/// Polls the node's metric `name` until it reaches `at_least` (panics after
+/// `within`); returns its value.
+async fn wait_for(
+    stack: &reco_sim::demo::Stack,
+    name: &str,
+    at_least: f64,
+    within: Duration,
+) -> f64 {
+    let give_up = Instant::now() + within;
+    loop {
+        let value = metric(stack, name);
+        if value >= at_least {
+            return value;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{name} is {value} after {within:?}, not {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quality_ranks_model_above_precomputed_above_popular() {
-    // Strong tastes; a thin offline past (2 plays) behind the precomputed
-    // lists; a richer live session behind the model. Nearline is pending
-    // (nodes do not produce it yet), so its row is absent.
+async fn quality_ranks_model_above_nearline_above_precomputed_above_popular() {
+    // Strong tastes; precomputed lists from a thin offline past (2 plays);
+    // live members (even ids) play 5 choices (phase A), get a nearline
+    // list from them, then play 15 more (phase B) that the list does not
+    // reflect because the next refresh waits out a long debounce. Asked
+    // inside that window, the model folds in all 20 plays; made to miss its
+    // deadline, the node serves the 5-play nearline list; the other members
+    // get their precomputed list (odd ids up to 200) or the popular list
+    // (odd ids above). Model and nearline are judged on the same requests,
+    // so without phase B their rows are equal and the test fails.
+    let debounce = Duration::from_secs(10);
     let world = Arc::new(World::synthetic(WorldConfig {
         items: 1_000,
         members: 400,
         taste_strength: 12.0,
         ..tiny(11)
     }));
-    let stack = world_stack(&world, None, 500).unwrap();
-    // Live events for part of the members, no requests.
-    let ingest = DriveConfig {
+    // Lists served for an hour; every refresh admitted (a burst of 200
+    // members refreshes at once); sessions that remember every event of both
+    // phases, so the model folds them all in and the node's seen items are
+    // the judge's.
+    let node = format!(
+        "[nearline]\ndebounce_ms = {}\nmax_age_ms = 3600000\nmax_in_flight = 1024\n\
+         [sessions]\nrecent_events = 200\n",
+        debounce.as_millis()
+    );
+    let stack = world_stack_with(&world, None, 500, &node).unwrap();
+    let live: HashSet<MemberId> = (2..=400).step_by(2).map(MemberId).collect();
+    let (phase_a, phase_b) = two_phases(&world, &live, 5, 15);
+    let mut seen = plays(&phase_a);
+    for (member, items) in plays(&phase_b) {
+        seen.entry(member).or_default().extend(items);
+    }
+    let seen = Arc::new(seen);
+    // Phase A, then one refresh per live member, a debounce later.
+    let ingested = node_metrics::EVENTS_INGESTED;
+    let events_a = ingest(&world, &stack, phase_a).await;
+    wait_for(&stack, ingested, events_a, Duration::from_secs(30)).await;
+    let refreshes = node_metrics::NEARLINE_REFRESHES;
+    let refreshed = wait_for(
+        &stack,
+        refreshes,
+        live.len() as f64,
+        debounce + Duration::from_secs(60),
+    )
+    .await;
+    // Phase B schedules the next refreshes; every question is asked before
+    // they fire, once the node has applied every event.
+    let events_b = ingest(&world, &stack, phase_b).await;
+    wait_for(
+        &stack,
+        ingested,
+        events_a + events_b,
+        Duration::from_secs(30),
+    )
+    .await;
+    // Both rounds ask the same members in the same order (one requester, the
+    // same budget, members by place in the run), so model and nearline are
+    // judged on the very same sample.
+    let ask = |deadline_ms| DriveConfig {
         duration: Duration::from_secs(30),
-        max_events: Some(2_500),
-        load: Load::None,
+        max_requests: Some(1_000),
+        load: Load::Closed { concurrency: 1 },
+        deadline_ms,
         quality_every: 1,
-        ..DriveConfig::default()
-    };
-    run(&world, &stack, ingest, true).await;
-    // Requests only: members with live events get the model, the others
-    // their precomputed list (members 1..=200) or the popular list.
-    let ask = DriveConfig {
-        duration: Duration::from_secs(3),
-        load: Load::Closed { concurrency: 4 },
-        deadline_ms: 500,
-        quality_every: 1,
+        seen: seen.clone(),
         probe_every: 0,
         ..DriveConfig::default()
     };
-    let report = run(&world, &stack, ask, false).await;
-    let table = report.table();
-    eprintln!("{table}");
-    let ndcg = |s: &str| {
-        report
-            .quality
-            .get(s)
-            .unwrap_or_else(|| panic!("no {s} row:\n{table}"))
-            .ndcg
-    };
-    for s in ["model", "precomputed", "popular"] {
-        assert!(report.quality[s].replies >= 20, "{table}");
+    // 1 ms: the model never answers (its workers skip expired requests).
+    let fallbacks = run(&world, &stack, ask(1), false).await;
+    assert_eq!(
+        metric(&stack, refreshes),
+        refreshed,
+        "phase B's refreshes fired before the fallback requests were done \
+         (a {debounce:?} debounce is too short for this machine): \
+         the nearline row would not be the 5-play list"
+    );
+    let answers = run(&world, &stack, ask(500), false).await;
+    // The model from the second round; the fallbacks from the first (the
+    // precomputed and popular replies of the second are the same lists).
+    let row =
+        |report: &Report, source: &str| report.quality.get(source).cloned().unwrap_or_default();
+    let rows = [
+        ("model", row(&answers, "model")),
+        ("nearline", row(&fallbacks, "nearline")),
+        ("precomputed", row(&fallbacks, "precomputed")),
+        ("popular", row(&fallbacks, "popular")),
+    ];
+    let mut table = format!(
+        "fallbacks (deadline 1 ms):\n{}\nanswers (deadline 500 ms):\n{}\n\
+         source        replies  hit@k   ndcg@k\n",
+        fallbacks.table(),
+        answers.table()
+    );
+    for (source, q) in &rows {
+        table += &format!(
+            "{source:<12} {:>8}  {:.3}   {:.3}\n",
+            q.replies, q.hit_rate, q.ndcg
+        );
     }
-    assert!(ndcg("model") > ndcg("precomputed"), "{table}");
-    assert!(ndcg("precomputed") > ndcg("popular"), "{table}");
+    eprintln!("{table}");
+    for (source, q) in &rows {
+        assert!(q.replies >= 20, "too few {source} replies:\n{table}");
+    }
+    for pair in rows.windows(2) {
+        let ((better, b), (worse, w)) = (&pair[0], &pair[1]);
+        assert!(b.ndcg > w.ndcg, "{better} is not above {worse}:\n{table}");
+    }
 }
