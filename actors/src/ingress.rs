@@ -14,6 +14,13 @@
 //! an event published before a request by the same connection is routed
 //! before that request (NATS keeps the order on one connection).
 //!
+//! Batching: when an event arrives, the loop also takes the events the
+//! client already holds (up to [`MAX_EVENT_BATCH`]) and hands each shard its
+//! members' events as one message, in arrival order: a hand-off between
+//! threads costs far more than routing an event, so under load one hand-off
+//! carries many events, and at low rates a batch is a single event with no
+//! added wait.
+//!
 //! Emits: `reco_events_rejected_total{why}`, `reco_dlq_published_total`,
 //! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
 
@@ -21,15 +28,20 @@ use crate::metrics as m;
 use crate::precomputed::ListsReader;
 use crate::responder::{InFlight, Responder};
 use crate::session::{fallback_reply, Recommend};
-use crate::shard::{RouteEvent, RouteRecommend, ShardTable};
+use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
+use reco_messages::Event;
 use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Reason, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Most events taken off the subscription before they are handed to the
+/// shards.
+pub const MAX_EVENT_BATCH: usize = 512;
 
 /// Settings of the ingress, from the node's configuration.
 #[derive(Clone, Debug)]
@@ -115,7 +127,22 @@ impl Ingress {
                     break;
                 }
                 message = events.next(), if events_open => match message {
-                    Some(message) => self.on_event(message).await,
+                    Some(message) => {
+                        let mut batch = vec![Vec::new(); self.shards.len()];
+                        self.on_event(message, &mut batch).await;
+                        // What the client already holds joins this batch.
+                        for _ in 1..MAX_EVENT_BATCH {
+                            match events.next().now_or_never() {
+                                Some(Some(message)) => self.on_event(message, &mut batch).await,
+                                Some(None) => {
+                                    events_open = false;
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        self.route_events(batch);
+                    }
                     None => events_open = false,
                 },
                 message = requests.next(), if requests_open => match message {
@@ -127,7 +154,8 @@ impl Ingress {
         tracing::info!("Ingress stopped.");
     }
 
-    async fn on_event(&self, message: Message) {
+    /// Decodes one event into the batch of its shard (or rejects it).
+    async fn on_event(&self, message: Message, batch: &mut [Vec<Event>]) {
         let member = match self.subjects.member_of_event(&message.subject) {
             Ok(member) => member,
             Err(error) => {
@@ -144,12 +172,24 @@ impl Ingress {
                     .await
             }
         };
-        let routed = match self.shards.for_member(member) {
-            Some(shard) => shard.try_send(RouteEvent(event)).is_ok(),
-            None => false, // the shard is restarting
-        };
-        if !routed {
-            metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "shard").increment(1);
+        batch[self.shards.index_of(member)].push(event);
+    }
+
+    /// Hands each shard its events; a shard restarting or with a full
+    /// mailbox loses its part (counted).
+    fn route_events(&self, batch: Vec<Vec<Event>>) {
+        for (index, events) in batch.into_iter().enumerate() {
+            if events.is_empty() {
+                continue;
+            }
+            let count = events.len() as u64;
+            let routed = match self.shards.get(index) {
+                Some(shard) => shard.try_send(RouteEvents(events)).is_ok(),
+                None => false, // the shard is restarting
+            };
+            if !routed {
+                metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "shard").increment(count);
+            }
         }
     }
 

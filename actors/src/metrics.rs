@@ -25,8 +25,11 @@ pub const SESSION_ACTIVE: &str = "reco_session_active";
 pub const SESSION_PASSIVATIONS_TOTAL: &str = "reco_session_passivations_total";
 /// Counter: scoring requests offered to the model pool, by `outcome`.
 pub const MODEL_REQUESTS_TOTAL: &str = "reco_model_requests_total";
-/// Histogram: time a model worker spent folding in and scoring one request.
+/// Histogram: time a model worker spent folding in and scoring one request
+/// (a batched pass's time divided by the requests it scored).
 pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
+/// Histogram: requests a model worker scored in one pass over the matrix.
+pub const MODEL_BATCH_SIZE: &str = "reco_model_batch_size";
 /// Gauge: scoring requests admitted to the model pool and not finished.
 pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
 /// Counter: NATS slow-consumer events (messages the client dropped).
@@ -91,7 +94,12 @@ pub fn describe() {
     describe_histogram!(
         MODEL_SCORE_SECONDS,
         Unit::Seconds,
-        "Time a model worker spent on one request."
+        "Time a model worker spent on one request (a batched pass shared out)."
+    );
+    describe_histogram!(
+        MODEL_BATCH_SIZE,
+        Unit::Count,
+        "Requests a model worker scored in one pass over the factor matrix."
     );
     describe_gauge!(
         MODEL_IN_FLIGHT,

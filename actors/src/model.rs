@@ -4,12 +4,18 @@
 //! frozen item factors and return the top k items, within the request's
 //! deadline or not at all.
 //!
-//! Mailbox: [`Score`] → [`ScoreOutcome`]. Each worker is a `SyncArbiter` of
-//! one dedicated thread with its own queue, so scoring never blocks an
-//! arbiter that serves sessions, and a supervisor can replace one worker
-//! without touching the others. actix's `SyncArbiter` queue is unbounded and
-//! `send()` ignores capacity, so admission is bounded here instead:
-//! [`ModelPool::try_score`] sends to the least loaded worker that is up and
+//! Mailbox: `Drain` → `()`, a wake-up. Each worker is a `SyncArbiter` of
+//! one dedicated thread with its own inbox of [`Score`] jobs, so scoring
+//! never blocks an arbiter that serves sessions, and a supervisor can
+//! replace one worker without touching the others. [`ModelPool::try_score`]
+//! puts a job in the least loaded worker's inbox and wakes the worker only
+//! when the inbox was empty; the worker takes everything queued and serves
+//! it in one pass over the factor matrix
+//! ([`ItemFactors::top_k_batch`](reco_models::ItemFactors::top_k_batch)).
+//! Under load, requests that queued up while a pass ran are batched
+//! together: the matrix is read once per batch instead of once per request,
+//! and one thread hand-off serves many requests. actix's `SyncArbiter`
+//! queue is unbounded, so admission is bounded here instead: the pool
 //! refuses work (`Refusal::Overloaded`) once every worker has its share of
 //! `max_in_flight`; with no worker up it refuses with
 //! `Refusal::Unavailable`.
@@ -18,27 +24,29 @@
 //! shared by every worker. A request reads the handle once, so it finishes
 //! on the version it started with even if a new one is swapped in.
 //!
-//! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`,
-//! `reco_model_in_flight`, `reco_model_items`.
+//! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`
+//! (a pass's time shared out over the requests it scored),
+//! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`.
 //!
 //! Fails: a worker skips a request whose deadline has passed (`Expired`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
-//! member's items is in the model. A panic while scoring is caught: that
-//! request is answered `Unavailable` (the session falls back with `reason:
-//! model_unavailable`), the worker leaves the pool, answers what was queued
-//! to it at once, and reports the panic through its exit hook; its
-//! supervisor starts a new worker thread after a backoff. A restart loses
-//! nothing: the model is in the shared handle.
+//! member's items is in the model. A panic while scoring is caught: the
+//! requests of that pass are answered `Unavailable` (the sessions fall back
+//! with `reason: model_unavailable`), the worker leaves the pool, answers
+//! what was queued to it at once, and reports the panic through its exit
+//! hook; its supervisor starts a new worker thread (with a new inbox) after
+//! a backoff. A restart loses nothing: the model is in the shared handle.
 
 use crate::lifecycle::{isolate, ExitHook, ExitReason};
 use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
+use futures::channel::oneshot;
 use reco_messages::ItemId;
-use reco_models::{ItemFactors, Scored};
+use reco_models::{ItemFactors, Query, Scored};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The item-factor model in service, shared by the workers; empty until one
@@ -150,9 +158,8 @@ impl InjectedFaults {
     }
 }
 
-/// Score items for a member.
-#[derive(Debug, Message)]
-#[rtype(result = "ScoreOutcome")]
+/// Score items for a member (a job for a model worker).
+#[derive(Debug)]
 pub struct Score {
     /// The member's recent (item, weight) interactions.
     pub interactions: Vec<(ItemId, f32)>,
@@ -201,11 +208,48 @@ pub enum ScoreOutcome {
     Unavailable,
 }
 
+/// A scoring job in a worker's inbox: the request and where its outcome
+/// goes.
+#[derive(Debug)]
+struct Job {
+    score: Score,
+    reply: oneshot::Sender<ScoreOutcome>,
+}
+
+/// The jobs waiting for one worker (one per worker incarnation, so a
+/// restarted worker never inherits what its failed predecessor must answer).
+#[derive(Debug, Default)]
+struct Inbox {
+    jobs: Mutex<Vec<Job>>,
+}
+
+impl Inbox {
+    /// Queues `job`; true when the inbox was empty (the worker must be
+    /// woken).
+    fn push(&self, job: Job) -> bool {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.push(job);
+        jobs.len() == 1
+    }
+
+    fn take(&self) -> Vec<Job> {
+        std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Wakes a worker: serve everything in the inbox.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Drain;
+
 /// A model actor: one per worker thread (a `SyncArbiter` of one).
 pub struct ModelWorker {
     model: ModelHandle,
     faults: InjectedFaults,
     slot: Arc<WorkerSlot>,
+    inbox: Arc<Inbox>,
+    /// Which incarnation of its slot this worker is.
+    generation: u64,
     exit: ExitHook,
     failed: bool,
 }
@@ -224,65 +268,117 @@ impl Actor for ModelWorker {
 }
 
 impl ModelWorker {
-    fn score(&self, msg: &Score) -> ScoreOutcome {
+    fn count(&self, outcome: &'static str, n: usize) {
+        if n > 0 {
+            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => outcome)
+                .increment(n as u64);
+        }
+    }
+
+    /// One pass: fold every live request in, then score them all in one
+    /// scan of the factor matrix.
+    fn score(&self, jobs: &[Job]) -> Vec<ScoreOutcome> {
         let delay = self.faults.model_delay();
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
         let started = Instant::now();
-        if started >= msg.deadline {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "expired").increment(1);
-            return ScoreOutcome::Expired;
-        }
+        let mut outcomes = vec![ScoreOutcome::Expired; jobs.len()];
         let Some(model) = self.model.load() else {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "unavailable").increment(1);
-            return ScoreOutcome::Unavailable;
+            self.count("unavailable", jobs.len());
+            outcomes.fill(ScoreOutcome::Unavailable);
+            return outcomes;
         };
-        self.faults.maybe_panic();
-        let Some(user) = model.fold_in(&msg.interactions) else {
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "cold").increment(1);
-            return ScoreOutcome::Cold;
-        };
-        let items = model.top_k(&user, msg.k, &msg.exclude);
-        metrics::histogram!(m::MODEL_SCORE_SECONDS, "pool" => self.slot.pool)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "scored")
-            .increment(1);
-        ScoreOutcome::Scored {
-            items,
-            version: model.version().to_owned(),
+        let mut users: Vec<(usize, Vec<f32>)> = Vec::with_capacity(jobs.len());
+        let (mut expired, mut cold) = (0, 0);
+        for (at, job) in jobs.iter().enumerate() {
+            if started >= job.score.deadline {
+                expired += 1;
+                continue;
+            }
+            self.faults.maybe_panic();
+            match model.fold_in(&job.score.interactions) {
+                Some(user) => users.push((at, user)),
+                None => {
+                    cold += 1;
+                    outcomes[at] = ScoreOutcome::Cold;
+                }
+            }
         }
+        self.count("expired", expired);
+        self.count("cold", cold);
+        if users.is_empty() {
+            return outcomes;
+        }
+        let queries: Vec<Query<'_>> = users
+            .iter()
+            .map(|(at, user)| Query {
+                user,
+                k: jobs[*at].score.k,
+                exclude: &jobs[*at].score.exclude,
+            })
+            .collect();
+        let answers = model.top_k_batch(&queries);
+        let per_request = started.elapsed().as_secs_f64() / users.len() as f64;
+        let histogram = metrics::histogram!(m::MODEL_SCORE_SECONDS, "pool" => self.slot.pool);
+        for ((at, _), items) in users.iter().zip(answers) {
+            histogram.record(per_request);
+            outcomes[*at] = ScoreOutcome::Scored {
+                items,
+                version: model.version().to_owned(),
+            };
+        }
+        metrics::histogram!(m::MODEL_BATCH_SIZE, "pool" => self.slot.pool)
+            .record(users.len() as f64);
+        self.count("scored", users.len());
+        outcomes
     }
 }
 
-impl Handler<Score> for ModelWorker {
-    type Result = MessageResult<Score>;
+impl Handler<Drain> for ModelWorker {
+    type Result = ();
 
-    fn handle(&mut self, msg: Score, _ctx: &mut Self::Context) -> Self::Result {
-        if self.failed {
-            // Down: answer what was already queued at once, so the sessions
-            // fall back instead of waiting for their deadline.
-            metrics::counter!(m::MODEL_REQUESTS_TOTAL, "pool" => self.slot.pool, "outcome" => "worker_down").increment(1);
-            return MessageResult(ScoreOutcome::Unavailable);
-        }
-        match isolate("model_worker", "Score", || self.score(&msg)) {
-            Ok(outcome) => MessageResult(outcome),
-            Err(why) => {
-                // Stop taking work; the supervisor starts a fresh worker
-                // (a new thread) after its backoff. This thread ends once
-                // its queue is drained and its address dropped.
-                self.failed = true;
-                self.slot.clear_if(self.slot_generation());
-                (self.exit)(ExitReason::Panicked(why));
-                MessageResult(ScoreOutcome::Unavailable)
+    fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) {
+        loop {
+            let jobs = self.inbox.take();
+            if jobs.is_empty() {
+                return;
+            }
+            if self.failed {
+                // Down: answer what was already queued at once, so the
+                // sessions fall back instead of waiting for their deadline.
+                self.count("worker_down", jobs.len());
+                answer(jobs, |_| ScoreOutcome::Unavailable);
+                continue;
+            }
+            match isolate("model_worker", "Score", || self.score(&jobs)) {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    answer(jobs, |_| {
+                        outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
+                    });
+                }
+                Err(why) => {
+                    // Stop taking work; the supervisor starts a fresh worker
+                    // (a new thread and inbox) after its backoff. This thread
+                    // ends once its queue is answered and its address
+                    // dropped.
+                    self.failed = true;
+                    self.slot.clear_if(self.generation);
+                    (self.exit)(ExitReason::Panicked(why));
+                    answer(jobs, |_| ScoreOutcome::Unavailable);
+                }
             }
         }
     }
 }
 
-impl ModelWorker {
-    fn slot_generation(&self) -> u64 {
-        self.slot.generation.load(Ordering::Acquire)
+/// Sends each job its outcome (a caller that gave up is simply gone) and
+/// releases its admission permit.
+fn answer(jobs: Vec<Job>, mut outcome: impl FnMut(&Job) -> ScoreOutcome) {
+    for job in jobs {
+        let o = outcome(&job);
+        let _ = job.reply.send(o);
     }
 }
 
@@ -292,17 +388,26 @@ impl ModelWorker {
 pub struct WorkerSlot {
     pool: &'static str,
     index: usize,
-    addr: ArcSwapOption<Addr<ModelWorker>>,
+    running: ArcSwapOption<Running>,
     generation: AtomicU64,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl WorkerSlot {
     fn clear_if(&self, generation: u64) {
-        if self.generation.load(Ordering::Acquire) == generation && self.addr.swap(None).is_some() {
+        if self.generation.load(Ordering::Acquire) == generation
+            && self.running.swap(None).is_some()
+        {
             metrics::gauge!(m::MODEL_WORKERS_UP, "pool" => self.pool).decrement(1.0);
         }
     }
+}
+
+/// A worker in service: its address and its inbox.
+#[derive(Debug)]
+struct Running {
+    addr: Addr<ModelWorker>,
+    inbox: Arc<Inbox>,
 }
 
 /// A started worker, as its supervisor holds it.
@@ -380,7 +485,7 @@ impl ModelPool {
                 Arc::new(WorkerSlot {
                     pool: name,
                     index,
-                    addr: ArcSwapOption::empty(),
+                    running: ArcSwapOption::empty(),
                     generation: AtomicU64::new(0),
                     in_flight: Arc::new(AtomicUsize::new(0)),
                 })
@@ -406,14 +511,22 @@ impl ModelPool {
         let slot = self.slots[index].clone();
         let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let (model, faults, for_worker) = (self.model.clone(), self.faults.clone(), slot.clone());
+        let inbox = Arc::new(Inbox::default());
+        let for_inbox = inbox.clone();
         let addr = SyncArbiter::start(1, move || ModelWorker {
             model: model.clone(),
             faults: faults.clone(),
             slot: for_worker.clone(),
+            inbox: for_inbox.clone(),
+            generation,
             exit: exit.clone(),
             failed: false,
         });
-        if slot.addr.swap(Some(Arc::new(addr))).is_none() {
+        if slot
+            .running
+            .swap(Some(Arc::new(Running { addr, inbox })))
+            .is_none()
+        {
             metrics::gauge!(m::MODEL_WORKERS_UP, "pool" => self.name).increment(1.0);
         }
         WorkerChild { slot, generation }
@@ -446,7 +559,7 @@ impl ModelPool {
         let mut any_up = false;
         let mut best: Option<(usize, usize)> = None; // (slot, load)
         for (index, slot) in self.slots.iter().enumerate() {
-            if slot.addr.load().is_none() {
+            if slot.running.load().is_none() {
                 continue;
             }
             any_up = true;
@@ -457,9 +570,9 @@ impl ModelPool {
         }
         let chosen = best.and_then(|(index, _)| {
             let slot = &self.slots[index];
-            slot.addr.load_full().map(|addr| (slot, addr))
+            slot.running.load_full().map(|running| (slot, running))
         });
-        let Some((slot, addr)) = chosen else {
+        let Some((slot, running)) = chosen else {
             let (outcome, refusal) = if any_up {
                 ("refused_overloaded", Refusal::Overloaded)
             } else {
@@ -475,7 +588,13 @@ impl ModelPool {
             in_flight: slot.in_flight.clone(),
             pool: self.name,
         });
-        Ok(addr.send(score))
+        let (reply, outcome) = oneshot::channel();
+        if running.inbox.push(Job { score, reply }) {
+            running.addr.do_send(Drain);
+        }
+        // A job dropped unanswered (its worker gone) reads as a closed
+        // mailbox, as a refused actix `send` would.
+        Ok(async move { outcome.await.map_err(|_| MailboxError::Closed) })
     }
 
     /// The injectable faults the workers read.

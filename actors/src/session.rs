@@ -85,12 +85,13 @@ pub struct SessionSettings {
 pub struct Session {
     member: MemberId,
     signals: RecentSignals,
-    deps: SessionDeps,
+    /// Shared by every session of the node (one pointer per member).
+    deps: Arc<SessionDeps>,
     /// Events applied so far (to tell whether a nearline list reflects
     /// them all).
     applied: u64,
     /// The member's nearline list, once one was computed.
-    nearline: Option<NearlineList>,
+    nearline: Option<Box<NearlineList>>,
     /// When the first event of a refresh batch arrived, while a refresh is
     /// scheduled.
     refresh_due: Option<Instant>,
@@ -101,7 +102,7 @@ const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl Session {
     /// A session for `member` with no history.
-    pub fn new(member: MemberId, deps: SessionDeps) -> Self {
+    pub fn new(member: MemberId, deps: Arc<SessionDeps>) -> Self {
         Session {
             member,
             signals: RecentSignals::new(deps.settings.recent_events),
@@ -154,12 +155,12 @@ impl Session {
                         .record(now.duration_since(started).as_secs_f64());
                     metrics::histogram!(m::NEARLINE_FRESHNESS_SECONDS)
                         .record(now.duration_since(since).as_secs_f64());
-                    session.nearline = Some(NearlineList {
+                    session.nearline = Some(Box::new(NearlineList {
                         items,
                         version,
                         computed_at: now,
                         reflects,
-                    });
+                    }));
                     "stored"
                 }
                 Ok(ScoreOutcome::Cold) => "cold",
@@ -172,7 +173,9 @@ impl Session {
     /// The nearline list if it may be served (not older than the bound).
     fn servable_nearline(&self) -> Option<&NearlineList> {
         let max_age = self.deps.nearline.as_ref()?.max_age;
-        self.nearline.as_ref().filter(|list| list.age() <= max_age)
+        self.nearline
+            .as_deref()
+            .filter(|list| list.age() <= max_age)
     }
 
     fn apply(&mut self, event: &Event) {
@@ -445,7 +448,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_data_mailbox_sheds_data_but_a_stop_still_gets_through() {
-        let session = Session::new(MemberId(1), deps(4)).start();
+        let session = Session::new(MemberId(1), Arc::new(deps(4))).start();
         tokio::task::yield_now().await; // let `started` set the capacity
         let mut accepted = 0;
         let mut shed = 0;
@@ -474,7 +477,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_cold_member_is_answered_by_the_fallback_at_once() {
-        let session = Session::new(MemberId(1), deps(16)).start();
+        let session = Session::new(MemberId(1), Arc::new(deps(16))).start();
         let in_flight = crate::responder::InFlight::new();
         let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
         session.do_send(Recommend {

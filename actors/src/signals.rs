@@ -38,7 +38,8 @@ impl RecentSignals {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         RecentSignals {
-            ring: VecDeque::with_capacity(capacity.min(16)),
+            // Grows on demand: most resident members have a few events.
+            ring: VecDeque::new(),
             capacity,
         }
     }

@@ -314,7 +314,8 @@ pub struct SessionsConfig {
     pub recent_events: usize,
     /// Data mailbox capacity of one session.
     pub mailbox: usize,
-    /// Data mailbox capacity of one shard.
+    /// Data mailbox capacity of one shard, in messages (a batch of events
+    /// taken off NATS together, or one request).
     pub shard_mailbox: usize,
     /// Times an event may crash its member's session (each crash restarts
     /// the session) before it is quarantined: dropped and dead-lettered.
