@@ -466,6 +466,7 @@ pub struct ModelPool {
     model: ModelHandle,
     faults: InjectedFaults,
     per_worker: usize,
+    nice: i32,
 }
 
 impl ModelPool {
@@ -497,7 +498,18 @@ impl ModelPool {
             model,
             faults,
             per_worker: max_in_flight.div_ceil(workers).max(1),
+            nice: 0,
         }
+    }
+
+    /// The same pool whose worker threads run at this niceness (0 to 19,
+    /// clamped; higher yields the processor more readily). Nearline workers
+    /// are background work: niced, they use what the online path leaves
+    /// instead of competing with it. Where the system refuses, the worker
+    /// logs it and runs at the default.
+    pub fn with_nice(mut self, nice: i32) -> Self {
+        self.nice = nice.clamp(0, 19);
+        self
     }
 
     /// Number of worker slots.
@@ -513,14 +525,25 @@ impl ModelPool {
         let (model, faults, for_worker) = (self.model.clone(), self.faults.clone(), slot.clone());
         let inbox = Arc::new(Inbox::default());
         let for_inbox = inbox.clone();
-        let addr = SyncArbiter::start(1, move || ModelWorker {
-            model: model.clone(),
-            faults: faults.clone(),
-            slot: for_worker.clone(),
-            inbox: for_inbox.clone(),
-            generation,
-            exit: exit.clone(),
-            failed: false,
+        let (nice, pool) = (self.nice, self.name);
+        let addr = SyncArbiter::start(1, move || {
+            // Runs on the worker's own thread; on Linux a thread's niceness
+            // is its own.
+            if nice > 0 {
+                let thread = rustix::thread::gettid();
+                if let Err(error) = rustix::process::setpriority_process(Some(thread), nice) {
+                    tracing::warn!(pool, nice, %error, "Could not lower the priority of a worker thread.");
+                }
+            }
+            ModelWorker {
+                model: model.clone(),
+                faults: faults.clone(),
+                slot: for_worker.clone(),
+                inbox: for_inbox.clone(),
+                generation,
+                exit: exit.clone(),
+                failed: false,
+            }
         });
         if slot
             .running

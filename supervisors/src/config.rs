@@ -54,6 +54,9 @@ pub struct NearlineConfig {
     pub enabled: bool,
     /// Refresh worker threads (separate from the online model workers).
     pub workers: usize,
+    /// Niceness of the refresh threads (0 to 19): background work that
+    /// uses what the online path leaves instead of competing with it.
+    pub nice: i32,
     /// Refreshes admitted at once; beyond it a refresh is skipped (counted).
     pub max_in_flight: usize,
     /// Wait this long after the first important event before refreshing,
@@ -73,6 +76,7 @@ impl Default for NearlineConfig {
         NearlineConfig {
             enabled: true,
             workers: 1,
+            nice: 10,
             max_in_flight: 64,
             debounce_ms: 200,
             top_n: 100,
@@ -646,6 +650,7 @@ impl Config {
             1024,
             "1 to 1024",
         )?;
+        range("nearline.nice", self.nearline.nice, 0, 19, "0 to 19")?;
         range(
             "nearline.max_in_flight",
             self.nearline.max_in_flight,

@@ -149,7 +149,8 @@ pub async fn run(
             config.nearline.max_in_flight,
             handle.clone(),
             InjectedFaults::default(),
-        ),
+        )
+        .with_nice(config.nearline.nice),
         debounce: Duration::from_millis(config.nearline.debounce_ms),
         top_n: config.nearline.top_n,
         max_age: Duration::from_millis(config.nearline.max_age_ms),
