@@ -347,7 +347,10 @@ pub struct RecommendConfig {
     pub default_deadline_ms: u64,
     /// The fallback answers this long before the deadline, in microseconds:
     /// it covers the reply's trip back and the 1 ms granularity of the timer
-    /// (which may fire up to 1 ms late).
+    /// (which may fire up to 1 ms late). The default, 3 ms, is the timer's
+    /// 1 ms plus the tail of a NATS request/reply on a busy 2-core machine
+    /// (echo p99.9 ≈ 2.4 ms in `reco-sim bench`); at 1.5 ms, 5–8 % of the
+    /// slow-model scenario's replies came later than deadline + 1 ms.
     pub reply_margin_us: u64,
 }
 
@@ -355,7 +358,7 @@ impl Default for RecommendConfig {
     fn default() -> Self {
         RecommendConfig {
             default_deadline_ms: 50,
-            reply_margin_us: 1_500,
+            reply_margin_us: 3_000,
         }
     }
 }
