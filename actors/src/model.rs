@@ -97,14 +97,14 @@ pub struct InjectedFaults {
 }
 
 impl InjectedFaults {
-    /// Faults with every scoring request delayed by `model_delay_ms`.
+    /// Faults with every scoring pass delayed by `model_delay_ms`.
     pub fn new(model_delay_ms: u64) -> Self {
         let faults = InjectedFaults::default();
         faults.set_model_delay_ms(model_delay_ms);
         faults
     }
 
-    /// How long each scoring request sleeps first.
+    /// How long each scoring pass (one request, or a batch) sleeps first.
     pub fn model_delay(&self) -> Duration {
         Duration::from_millis(self.model_delay_ms.load(Ordering::Relaxed))
     }

@@ -30,7 +30,8 @@ pub struct Health {
 /// refused otherwise). Fields left out keep their value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SetFaults {
-    /// Make every scoring request sleep this long first (0 = off).
+    /// Make every scoring pass (a request, or a batch of them) sleep this
+    /// long first (0 = off).
     #[serde(default)]
     pub model_delay_ms: Option<u64>,
     /// Make every nth scoring request panic its worker (0 = off).

@@ -375,7 +375,7 @@ pub struct ModelConfig {
     /// Scoring requests admitted at once; beyond it requests are answered by
     /// the fallback with `reason: overloaded`.
     pub max_in_flight: usize,
-    /// TEST ONLY: every scoring request first sleeps this long, in ms, to
+    /// TEST ONLY: every scoring pass first sleeps this long, in ms, to
     /// make the model late on purpose. Leave at 0 in production.
     pub test_delay_ms: u64,
 }
