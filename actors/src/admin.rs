@@ -118,6 +118,13 @@ impl Admin {
             );
             faults.set_model_delay_ms(ms);
         }
+        if let Some(cohort) = request.model_cohort {
+            tracing::warn!(
+                ?cohort,
+                "Fault injection: model faults limited to a cohort (none: every member)."
+            );
+            faults.set_model_cohort(cohort);
+        }
         if let Some(every) = request.model_panic_every {
             tracing::warn!(
                 every,
@@ -136,6 +143,7 @@ impl Admin {
             model_delay_ms: faults.model_delay().as_millis() as u64,
             model_panic_every: faults.model_panic_every(),
             poison_item: faults.poison_item().map(|i| i.0),
+            model_cohort: faults.model_cohort(),
         };
         self.reply(&message, encode(&state)).await;
     }

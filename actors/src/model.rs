@@ -42,7 +42,8 @@ use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
-use reco_messages::ItemId;
+use reco_messages::admin::FaultCohort;
+use reco_messages::{ItemId, MemberId};
 use reco_models::{ItemFactors, Query, Scored};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -88,12 +89,69 @@ impl ModelHandle {
 /// Faults injected into the model workers on purpose, for tests and the
 /// simulator; shared by every worker and changeable while the node runs.
 /// All off by default.
+///
+/// A delay hits every member by default: each scoring pass sleeps, so the
+/// workers are busy and the pool's capacity drops as behind a slow model.
+/// Limited to a cohort ([`InjectedFaults::set_model_cohort`]), only the
+/// cohort's answers are held back for the delay (by a thread of their own)
+/// and the workers go on serving everyone else, so an experiment cohort can
+/// be compared with an untouched control; injected panics then count only
+/// the cohort's requests.
 #[derive(Clone, Debug, Default)]
 pub struct InjectedFaults {
     model_delay_ms: Arc<AtomicU64>,
     model_panic_every: Arc<AtomicU64>,
     scored: Arc<AtomicU64>,
     poison_item_plus_one: Arc<AtomicU64>,
+    /// Model faults hit only members with `id % modulus == remainder`
+    /// (modulus 0: every member).
+    cohort_modulus: Arc<AtomicU64>,
+    cohort_remainder: Arc<AtomicU64>,
+    /// Answers held back for a cohort's delay, started on first use.
+    delay_line: Arc<Mutex<Option<std::sync::mpsc::Sender<Held>>>>,
+}
+
+/// Answers to send once `due` has passed.
+struct Held {
+    due: Instant,
+    jobs: Vec<Job>,
+    outcomes: Vec<ScoreOutcome>,
+}
+
+/// The thread that sends held-back answers when they are due, earliest
+/// first; it ends when its faults are dropped.
+fn delay_line(held: std::sync::mpsc::Receiver<Held>) {
+    let mut waiting: Vec<Held> = Vec::new();
+    loop {
+        let now = Instant::now();
+        let (due, later): (Vec<Held>, Vec<Held>) = waiting.into_iter().partition(|h| h.due <= now);
+        waiting = later;
+        for h in due {
+            let mut outcomes = h.outcomes.into_iter();
+            answer(h.jobs, |_| {
+                outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
+            });
+        }
+        let next = waiting.iter().map(|h| h.due).min();
+        let received = match next {
+            Some(due) => held.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => held
+                .recv()
+                .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(h) => waiting.push(h),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if waiting.is_empty() {
+                    return;
+                }
+                if let Some(due) = waiting.iter().map(|h| h.due).min() {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+    }
 }
 
 impl InjectedFaults {
@@ -146,6 +204,70 @@ impl InjectedFaults {
         }
     }
 
+    /// Limits the model faults (delay, panics) to the members of `cohort`;
+    /// `None` makes them hit every member. A cohort with modulus 0 is
+    /// treated as `None`; the remainder is taken modulo the modulus.
+    pub fn set_model_cohort(&self, cohort: Option<FaultCohort>) {
+        let (modulus, remainder) = match cohort {
+            Some(c) if c.modulus > 0 => (c.modulus, c.remainder % c.modulus),
+            _ => (0, 0),
+        };
+        self.cohort_modulus.store(0, Ordering::Relaxed);
+        self.cohort_remainder.store(remainder, Ordering::Relaxed);
+        self.cohort_modulus.store(modulus, Ordering::Relaxed);
+    }
+
+    /// The cohort the model faults are limited to, if any.
+    pub fn model_cohort(&self) -> Option<FaultCohort> {
+        match self.cohort_modulus.load(Ordering::Relaxed) {
+            0 => None,
+            modulus => Some(FaultCohort {
+                modulus,
+                remainder: self.cohort_remainder.load(Ordering::Relaxed),
+            }),
+        }
+    }
+
+    /// Sends `outcomes` to `jobs` once `due` has passed, from a thread of
+    /// its own (started on first use).
+    fn hold_back(&self, due: Instant, jobs: Vec<Job>, outcomes: Vec<ScoreOutcome>) {
+        let mut line = self.delay_line.lock().unwrap_or_else(|e| e.into_inner());
+        let held = Held {
+            due,
+            jobs,
+            outcomes,
+        };
+        let held = match line.as_ref() {
+            Some(tx) => match tx.send(held) {
+                Ok(()) => return,
+                Err(refused) => refused.0, // the thread is gone: start another
+            },
+            None => held,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = std::thread::Builder::new()
+            .name("reco-fault-delay".into())
+            .spawn(move || delay_line(rx));
+        match started {
+            Ok(_) => {
+                let _ = tx.send(held);
+                *line = Some(tx);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "No thread for held-back answers; answering now.");
+                let mut outcomes = held.outcomes.into_iter();
+                answer(held.jobs, |_| {
+                    outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
+                });
+            }
+        }
+    }
+
+    /// Whether the model faults hit `member`.
+    pub fn hits(&self, member: MemberId) -> bool {
+        self.model_cohort().is_none_or(|c| c.contains(member.0))
+    }
+
     /// Panics if this request is one the fault says must.
     fn maybe_panic(&self) {
         let every = self.model_panic_every();
@@ -161,6 +283,8 @@ impl InjectedFaults {
 /// Score items for a member (a job for a model worker).
 #[derive(Debug)]
 pub struct Score {
+    /// Whose request it is (injected faults may be limited to a cohort).
+    pub member: MemberId,
     /// The member's recent (item, weight) interactions.
     pub interactions: Vec<(ItemId, f32)>,
     /// How many items to return.
@@ -175,12 +299,14 @@ pub struct Score {
 impl Score {
     /// A scoring request (admitted to the pool by [`ModelPool::try_score`]).
     pub fn new(
+        member: MemberId,
         interactions: Vec<(ItemId, f32)>,
         k: usize,
         exclude: Vec<ItemId>,
         deadline: Instant,
     ) -> Self {
         Score {
+            member,
             interactions,
             k,
             exclude,
@@ -278,10 +404,6 @@ impl ModelWorker {
     /// One pass: fold every live request in, then score them all in one
     /// scan of the factor matrix.
     fn score(&self, jobs: &[Job]) -> Vec<ScoreOutcome> {
-        let delay = self.faults.model_delay();
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
         let started = Instant::now();
         let mut outcomes = vec![ScoreOutcome::Expired; jobs.len()];
         let Some(model) = self.model.load() else {
@@ -296,7 +418,9 @@ impl ModelWorker {
                 expired += 1;
                 continue;
             }
-            self.faults.maybe_panic();
+            if self.faults.hits(job.score.member) {
+                self.faults.maybe_panic();
+            }
             match model.fold_in(&job.score.interactions) {
                 Some(user) => users.push((at, user)),
                 None => {
@@ -344,30 +468,66 @@ impl Handler<Drain> for ModelWorker {
             if jobs.is_empty() {
                 return;
             }
-            if self.failed {
-                // Down: answer what was already queued at once, so the
-                // sessions fall back instead of waiting for their deadline.
-                self.count("worker_down", jobs.len());
-                answer(jobs, |_| ScoreOutcome::Unavailable);
+            let delay = self.faults.model_delay();
+            if delay.is_zero() {
+                self.serve(jobs);
                 continue;
             }
-            match isolate("model_worker", "Score", || self.score(&jobs)) {
-                Ok(outcomes) => {
-                    let mut outcomes = outcomes.into_iter();
-                    answer(jobs, |_| {
-                        outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
-                    });
-                }
-                Err(why) => {
-                    // Stop taking work; the supervisor starts a fresh worker
-                    // (a new thread and inbox) after its backoff. This thread
-                    // ends once its queue is answered and its address
-                    // dropped.
-                    self.failed = true;
-                    self.slot.clear_if(self.generation);
-                    (self.exit)(ExitReason::Panicked(why));
-                    answer(jobs, |_| ScoreOutcome::Unavailable);
-                }
+            if self.faults.model_cohort().is_none() {
+                // The whole pass is slow: the worker is busy for the delay,
+                // so the pool's capacity drops too.
+                std::thread::sleep(delay);
+                self.serve(jobs);
+                continue;
+            }
+            // Only a cohort is hit: its members' answers are held back for
+            // the delay (a slow dependency of theirs) without keeping the
+            // worker from the others, so a control cohort is served as usual.
+            let (hit, spared): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|job| self.faults.hits(job.score.member));
+            self.serve(spared);
+            if !hit.is_empty() {
+                let due = Instant::now() + delay;
+                let outcomes = self.outcomes(&hit);
+                self.faults.hold_back(due, hit, outcomes);
+            }
+        }
+    }
+}
+
+impl ModelWorker {
+    /// Scores `jobs` in one pass and answers them.
+    fn serve(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let outcomes = self.outcomes(&jobs);
+        let mut outcomes = outcomes.into_iter();
+        answer(jobs, |_| {
+            outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
+        });
+    }
+
+    /// The outcomes of one pass over `jobs`; a panic takes the worker out
+    /// of service (and every job of the pass is `Unavailable`).
+    fn outcomes(&mut self, jobs: &[Job]) -> Vec<ScoreOutcome> {
+        if self.failed {
+            // Down: answer what was already queued at once, so the sessions
+            // fall back instead of waiting for their deadline.
+            self.count("worker_down", jobs.len());
+            return vec![ScoreOutcome::Unavailable; jobs.len()];
+        }
+        match isolate("model_worker", "Score", || self.score(jobs)) {
+            Ok(outcomes) => outcomes,
+            Err(why) => {
+                // Stop taking work; the supervisor starts a fresh worker (a
+                // new thread and inbox) after its backoff. This thread ends
+                // once its queue is answered and its address dropped.
+                self.failed = true;
+                self.slot.clear_if(self.generation);
+                (self.exit)(ExitReason::Panicked(why));
+                vec![ScoreOutcome::Unavailable; jobs.len()]
             }
         }
     }
@@ -623,5 +783,103 @@ impl ModelPool {
     /// The injectable faults the workers read.
     pub fn faults(&self) -> &InjectedFaults {
         &self.faults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model of `items` items in 4 dimensions, item i along axis i % 4.
+    fn model(items: u64) -> ItemFactors {
+        let factors = (0..items)
+            .flat_map(|i| {
+                let mut row = [0.05f32; 4];
+                row[(i % 4) as usize] = 1.0;
+                row
+            })
+            .collect();
+        ItemFactors::new(
+            "t".into(),
+            4,
+            (0..items).map(ItemId).collect(),
+            factors,
+            0.1,
+            1.0,
+        )
+        .unwrap()
+    }
+
+    fn pool(faults: InjectedFaults) -> ModelPool {
+        ModelPool::new("online", 1, 64, ModelHandle::new(Some(model(40))), faults)
+    }
+
+    fn score(member: u64, item: u64) -> Score {
+        Score::new(
+            MemberId(member),
+            vec![(ItemId(item), 1.0)],
+            3,
+            vec![ItemId(item)],
+            Instant::now() + Duration::from_secs(5),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn queued_requests_are_each_answered_as_if_alone() {
+        let pool = pool(InjectedFaults::default());
+        let _workers = pool.start_all();
+        let pending: Vec<_> = (0..12u64)
+            .map(|n| pool.try_score(score(n, n % 8)).map_err(|_| ()).unwrap())
+            .collect();
+        let model = pool.model().load().unwrap();
+        for (n, outcome) in futures::future::join_all(pending)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let n = n as u64;
+            let user = model.fold_in(&[(ItemId(n % 8), 1.0)]).unwrap();
+            let alone = model.top_k(&user, 3, &[ItemId(n % 8)]);
+            match outcome.unwrap() {
+                ScoreOutcome::Scored { items, version } => {
+                    assert_eq!(items, alone);
+                    assert_eq!(version, "t");
+                }
+                other => panic!("request {n}: {other:?}"),
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_delay_limited_to_a_cohort_holds_back_only_its_answers() {
+        let faults = InjectedFaults::new(300);
+        faults.set_model_cohort(Some(FaultCohort {
+            modulus: 2,
+            remainder: 0,
+        }));
+        let pool = pool(faults.clone());
+        let _workers = pool.start_all();
+        let started = Instant::now();
+        let hit = pool.try_score(score(2, 1)).map_err(|_| ()).unwrap();
+        let spared = pool.try_score(score(3, 1)).map_err(|_| ()).unwrap();
+        let spared_outcome = spared.await.unwrap();
+        let spared_after = started.elapsed();
+        let hit_outcome = hit.await.unwrap();
+        let hit_after = started.elapsed();
+        assert!(matches!(spared_outcome, ScoreOutcome::Scored { .. }));
+        assert!(matches!(hit_outcome, ScoreOutcome::Scored { .. }));
+        assert!(hit_after >= Duration::from_millis(300), "{hit_after:?}");
+        // The spared member is not kept waiting for the cohort's delay.
+        assert!(
+            spared_after < Duration::from_millis(300),
+            "{spared_after:?}"
+        );
+        // Without a cohort, the delay hits every member.
+        faults.set_model_cohort(None);
+        assert!(faults.hits(MemberId(3)));
+        let started = Instant::now();
+        let outcome = pool.try_score(score(3, 1)).map_err(|_| ()).unwrap().await;
+        assert!(matches!(outcome, Ok(ScoreOutcome::Scored { .. })));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 }

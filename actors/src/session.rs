@@ -138,6 +138,7 @@ impl Session {
         let reflects = self.applied;
         let started = Instant::now();
         let score = Score::new(
+            self.member,
             interactions,
             nearline.top_n,
             self.signals.seen(),
@@ -361,7 +362,7 @@ impl Session {
         let answer_by = deadline
             .checked_sub(self.deps.settings.reply_margin)
             .unwrap_or(deadline);
-        let score = Score::new(interactions, k, exclude, answer_by);
+        let score = Score::new(member, interactions, k, exclude, answer_by);
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {

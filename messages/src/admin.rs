@@ -41,12 +41,33 @@ pub struct SetFaults {
     /// (`Some(None)`, i.e. nil, clears it).
     #[serde(default)]
     pub poison_item: Option<Option<u64>>,
+    /// Limit the model faults (delay, panics) to the members of this
+    /// cohort (`Some(None)`, i.e. nil, makes them hit every member again):
+    /// an experiment cohort gets the fault, the rest is the control.
+    #[serde(default)]
+    pub model_cohort: Option<Option<FaultCohort>>,
+}
+
+/// The members whose id is `remainder` modulo `modulus`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCohort {
+    /// At least 1.
+    pub modulus: u64,
+    /// Below `modulus`.
+    pub remainder: u64,
+}
+
+impl FaultCohort {
+    /// Whether the member with this id belongs to the cohort.
+    pub fn contains(&self, member: u64) -> bool {
+        self.modulus > 0 && member % self.modulus == self.remainder
+    }
 }
 
 /// The faults in force, replied to a [`SetFaults`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Faults {
-    /// Injected delay of every scoring request, in ms.
+    /// Injected delay of every scoring pass, in ms.
     pub model_delay_ms: u64,
     /// Every how many scoring requests a worker panics (0 = never).
     #[serde(default)]
@@ -54,6 +75,9 @@ pub struct Faults {
     /// The item whose events crash sessions, if any.
     #[serde(default)]
     pub poison_item: Option<u64>,
+    /// The members the model faults are limited to (none: every member).
+    #[serde(default)]
+    pub model_cohort: Option<FaultCohort>,
 }
 
 /// One node of the live supervision tree, replied to `<prefix>.admin.tree`.

@@ -319,9 +319,9 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
 
     log("slow model: model delayed past the deadline");
     let delay = config.deadline_ms * 2;
-    let applied = crate::faults::set_model_delay(&client, &subjects, delay).await;
+    let applied = crate::faults::set_model_delay(&client, &subjects, delay, None).await;
     anyhow::ensure!(
-        applied == Ok(true),
+        applied == Ok(crate::faults::Applied::Yes),
         "the node refused the model delay: {applied:?}"
     );
     let late_after = Duration::from_millis(config.deadline_ms + 1);
@@ -335,7 +335,7 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         Some(late_after),
     )
     .await;
-    let _ = crate::faults::set_model_delay(&client, &subjects, 0).await;
+    let _ = crate::faults::set_model_delay(&client, &subjects, 0, None).await;
     let slow_model = SlowModelFigures {
         deadline_ms: config.deadline_ms,
         model_delay_ms: delay,

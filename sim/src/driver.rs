@@ -84,8 +84,9 @@ pub struct DriveConfig {
     /// Show the live progress line.
     pub progress: bool,
     /// Split members into an experiment cohort (even ids) and a control
-    /// cohort (odd ids): faults that can target members (malformed payloads)
-    /// hit the experiment only, and the report compares the two.
+    /// cohort (odd ids): faults that can target members (malformed payloads,
+    /// model slowdowns and crashes) hit the experiment only, and the report
+    /// compares the two.
     pub cohorts: bool,
 }
 
@@ -946,38 +947,70 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
             .metrics_addr
             .and_then(|a| scrape(a).ok())
             .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED, &[]));
+        // With cohorts, model faults hit the experiment cohort only.
+        let model_cohort = shared.config.cohorts.then_some(faults::EXPERIMENT);
+        let describe = |applied: Result<faults::Applied, String>| match applied {
+            Ok(faults::Applied::Yes) if model_cohort.is_some() => {
+                "applied (experiment cohort)".to_owned()
+            }
+            Ok(faults::Applied::Yes) => "applied".to_owned(),
+            Ok(faults::Applied::EveryMember) => {
+                "applied to every member: the node cannot limit model faults to a cohort".to_owned()
+            }
+            Ok(faults::Applied::Refused) => {
+                "unsupported: the node does not accept faults (set [node] fault_injection = true)"
+                    .to_owned()
+            }
+            Err(e) => e,
+        };
         let outcome = match &fault.kind {
-            FaultKind::ModelSlow { delay_ms } => match faults::set_model_delay(&shared.client, &shared.subjects, *delay_ms).await {
-                Ok(true) => "applied".to_owned(),
-                Ok(false) => "unsupported: the node does not accept faults (set [node] fault_injection = true)".to_owned(),
-                Err(e) => e,
-            },
+            FaultKind::ModelSlow { delay_ms } => describe(
+                faults::set_model_delay(&shared.client, &shared.subjects, *delay_ms, model_cohort)
+                    .await,
+            ),
             // Every 4th scoring request crashes its worker for the window.
-            FaultKind::ModelCrash => match faults::set_model_crash(&shared.client, &shared.subjects, 4).await {
-                Ok(true) => "applied".to_owned(),
-                Ok(false) => "unsupported: the node does not accept faults (set [node] fault_injection = true)".to_owned(),
-                Err(e) => e,
-            },
+            FaultKind::ModelCrash => describe(
+                faults::set_model_crash(&shared.client, &shared.subjects, 4, model_cohort).await,
+            ),
             FaultKind::Malformed { count } => {
-                let payloads = faults::malformed_payloads(shared.world.config().seed, *count, shared.world.config().members, &shared.subjects, shared.config.cohorts);
+                let payloads = faults::malformed_payloads(
+                    shared.world.config().seed,
+                    *count,
+                    shared.world.config().members,
+                    &shared.subjects,
+                    shared.config.cohorts,
+                );
                 let mut failed = 0;
                 for (subject, payload) in payloads {
                     let ok = shared.client.publish(subject, payload.into()).await.is_ok();
                     failed += !ok as u32;
-                    shared.malformed_sent.fetch_add(ok as u64, Ordering::Relaxed);
+                    shared
+                        .malformed_sent
+                        .fetch_add(ok as u64, Ordering::Relaxed);
                 }
                 let _ = shared.client.flush().await;
-                if failed == 0 { "applied".to_owned() } else { format!("applied, {failed} publishes failed") }
+                if failed == 0 {
+                    "applied".to_owned()
+                } else {
+                    format!("applied, {failed} publishes failed")
+                }
             }
             FaultKind::Spike { factor } => {
                 shared.spike.store(*factor, Ordering::SeqCst);
                 "applied".to_owned()
             }
             FaultKind::NatsRestart => match &nats {
-                None => "unsupported: the simulator did not start the NATS server (--nats was given)".to_owned(),
+                None => {
+                    "unsupported: the simulator did not start the NATS server (--nats was given)"
+                        .to_owned()
+                }
                 Some(server) => {
                     let server = server.clone();
-                    match tokio::task::spawn_blocking(move || server.lock().unwrap_or_else(|e| e.into_inner()).restart()).await {
+                    match tokio::task::spawn_blocking(move || {
+                        server.lock().unwrap_or_else(|e| e.into_inner()).restart()
+                    })
+                    .await
+                    {
                         Ok(Ok(())) => "applied".to_owned(),
                         Ok(Err(e)) => format!("failed: {e:#}"),
                         Err(e) => format!("failed: {e}"),
@@ -992,13 +1025,17 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
             .await;
         }
         match &fault.kind {
-            FaultKind::ModelSlow { .. } if outcome == "applied" => {
-                if let Err(e) = faults::set_model_delay(&shared.client, &shared.subjects, 0).await {
+            FaultKind::ModelSlow { .. } if outcome.starts_with("applied") => {
+                if let Err(e) =
+                    faults::set_model_delay(&shared.client, &shared.subjects, 0, None).await
+                {
                     note = format!("could not end the slowdown: {e}");
                 }
             }
-            FaultKind::ModelCrash if outcome == "applied" => {
-                if let Err(e) = faults::set_model_crash(&shared.client, &shared.subjects, 0).await {
+            FaultKind::ModelCrash if outcome.starts_with("applied") => {
+                if let Err(e) =
+                    faults::set_model_crash(&shared.client, &shared.subjects, 0, None).await
+                {
                     note = format!("could not end the crashes: {e}");
                 }
             }

@@ -11,7 +11,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reco_messages::admin::SetFaults;
+use reco_messages::admin::{FaultCohort, SetFaults};
 use reco_messages::{encode, MemberId, Subjects};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -135,40 +135,75 @@ pub fn schedule(seed: u64, run: Duration, names: &[FaultName], deadline_ms: u64)
         .collect()
 }
 
-/// Asks the node to delay model work; `Ok(false)` when the node does not
-/// accept faults (fault injection off).
+/// The cohort the simulator's experiment is: members with even ids (the
+/// control cohort is the odd ones).
+pub const EXPERIMENT: FaultCohort = FaultCohort {
+    modulus: 2,
+    remainder: 0,
+};
+
+/// What a node made of a model fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// In force, for the cohort asked (or every member).
+    Yes,
+    /// In force, but for every member: the node cannot limit model faults
+    /// to a cohort.
+    EveryMember,
+    /// The node does not accept faults (fault injection off).
+    Refused,
+}
+
+/// Asks the node to delay model work for `cohort` (`None`: every member;
+/// setting a delay of 0 also makes later faults hit every member again).
 pub async fn set_model_delay(
     client: &async_nats::Client,
     subjects: &Subjects,
     delay_ms: u64,
-) -> Result<bool, String> {
+    cohort: Option<FaultCohort>,
+) -> Result<Applied, String> {
     let request = SetFaults {
         model_delay_ms: Some(delay_ms),
+        model_cohort: Some(cohort),
         ..Default::default()
     };
-    admin_faults(client, subjects, encode(&request))
-        .await
-        .map(|r| r.is_some())
+    let reply = admin_faults(client, subjects, encode(&request)).await?;
+    Ok(applied(reply.as_ref(), cohort))
 }
 
-/// Makes every `every`th scoring request crash its model worker (0 ends
-/// it): the workers panic, are restarted by their supervisor, and requests
-/// fall back with `model_unavailable` meanwhile. `Ok(false)` when the node
-/// does not accept faults; an error when it does not know this fault (its
-/// reply does not echo `model_panic_every`).
+/// Makes every `every`th scoring request of `cohort`'s members (`None`:
+/// every member) crash its model worker (0 ends it): the workers panic, are
+/// restarted by their supervisor, and requests fall back with
+/// `model_unavailable` meanwhile. An error when the node does not know this
+/// fault (its reply does not echo `model_panic_every`).
 pub async fn set_model_crash(
     client: &async_nats::Client,
     subjects: &Subjects,
     every: u64,
-) -> Result<bool, String> {
+    cohort: Option<FaultCohort>,
+) -> Result<Applied, String> {
     let request = SetFaults {
         model_panic_every: Some(every),
+        model_cohort: Some(cohort),
         ..Default::default()
     };
     match admin_faults(client, subjects, encode(&request)).await? {
-        None => Ok(false),
-        Some(reply) if reply.contains_key("model_panic_every") => Ok(true),
-        Some(_) => Err("unsupported: the node does not implement model crashes".into()),
+        Some(reply) if !reply.contains_key("model_panic_every") => {
+            Err("unsupported: the node does not implement model crashes".into())
+        }
+        reply => Ok(applied(reply.as_ref(), cohort)),
+    }
+}
+
+fn applied(
+    reply: Option<&BTreeMap<String, rmpv_free::Value>>,
+    cohort: Option<FaultCohort>,
+) -> Applied {
+    match reply {
+        None => Applied::Refused,
+        // A node that knows cohorts echoes the field.
+        Some(r) if cohort.is_some() && !r.contains_key("model_cohort") => Applied::EveryMember,
+        Some(_) => Applied::Yes,
     }
 }
 

@@ -145,7 +145,7 @@ async fn faults_are_injected_in_their_windows_and_reported() {
             .unwrap_or_else(|| panic!("{prefix} missing:\n{table}"))
     };
     let slow = outcome("model_slow");
-    assert_eq!(slow.outcome, "applied", "{table}");
+    assert_eq!(slow.outcome, "applied (experiment cohort)", "{table}");
     assert!(
         report.by_reason.get("deadline").copied().unwrap_or(0) > 0,
         "{table}"
@@ -157,13 +157,53 @@ async fn faults_are_injected_in_their_windows_and_reported() {
     );
     assert_eq!(report.node_events_rejected, Some(200.0), "{table}");
     assert_eq!(outcome("spike").outcome, "applied", "{table}");
-    assert_eq!(outcome("model_crash").outcome, "applied", "{table}");
+    assert_eq!(
+        outcome("model_crash").outcome,
+        "applied (experiment cohort)",
+        "{table}"
+    );
     assert_eq!(outcome("nats_restart").outcome, "applied", "{table}");
     assert!(report.replies > 0 && report.timeline.len() >= 4, "{table}");
     for cohort in ["experiment", "control"] {
         assert!(report.cohorts[cohort].replies > 0, "{table}");
     }
     assert!(reco_sim::plot::svg(&report).contains("model_slow"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_fault_on_the_experiment_cohort_spares_the_control() {
+    // Members get live events from the start; the model is slowed past the
+    // deadline for most of the run, for the experiment cohort (even ids)
+    // only: its replies fall back, the control's come from the model.
+    let world = Arc::new(World::synthetic(tiny(5)));
+    let stack = world_stack(&world, None, 50).unwrap();
+    let config = DriveConfig {
+        duration: Duration::from_secs(4),
+        events_per_sec: 2_000.0,
+        load: Load::Closed { concurrency: 4 },
+        faults: vec![Fault {
+            kind: FaultKind::ModelSlow { delay_ms: 150 },
+            start: Duration::from_millis(1_000),
+            length: Duration::from_millis(2_800),
+        }],
+        cohorts: true,
+        ..DriveConfig::default()
+    };
+    let report = run(&world, &stack, config, true).await;
+    let table = report.table();
+    eprintln!("{table}");
+    assert_eq!(
+        report.faults[0].outcome, "applied (experiment cohort)",
+        "{table}"
+    );
+    let (experiment, control) = (&report.cohorts["experiment"], &report.cohorts["control"]);
+    assert!(experiment.replies >= 50 && control.replies >= 50, "{table}");
+    assert!(
+        experiment.fallback_share > control.fallback_share + 0.15,
+        "experiment {:.3} vs control {:.3}:\n{table}",
+        experiment.fallback_share,
+        control.fallback_share
+    );
 }
 
 /// The world's live stream for `members` only, cut in two phases: phase A
