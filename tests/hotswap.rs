@@ -97,6 +97,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     let config = PublishConfig {
         bucket: "models_swap".into(),
         keep_versions: 5,
+        ..PublishConfig::default()
     };
     let v2 = Fixture::write(1_000, 8, 50, "v2");
     let (model, lists) = artifacts::load(v2.path()).unwrap();
@@ -140,6 +141,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     let corrupt = PublishConfig {
         bucket: "models_corrupt".into(),
         keep_versions: 5,
+        ..PublishConfig::default()
     };
     publish::publish(&client, &quiet, &corrupt, &model, &lists, 0.1)
         .await
@@ -247,4 +249,50 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     .await;
     assert!(refused.error.unwrap().contains("v9"));
     assert_eq!(refused.version.as_deref(), Some("v4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_node_loads_the_newest_published_version_unless_told_not_to() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let subjects = Subjects::default();
+    let config = PublishConfig {
+        bucket: "models_start".into(),
+        keep_versions: 5,
+        ..PublishConfig::default()
+    };
+    for version in ["v2", "v3"] {
+        let fixture = Fixture::write(1_000, 8, 50, version);
+        let (model, lists) = artifacts::load(fixture.path()).unwrap();
+        publish::publish(&client, &subjects, &config, &model, &lists, 0.1)
+            .await
+            .unwrap();
+    }
+    let v1 = Fixture::write(1_000, 8, 50, "v1");
+    // Told not to: it keeps the model it was started with.
+    let node = Node::start(
+        &nats.url(),
+        Some(v1.path()),
+        "[publish]\nbucket = \"models_start\"\nload_newest_at_start = false\n",
+    );
+    node.wait_log(Duration::from_secs(10), "Node ready.").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(version_in_service(&client).await.as_deref(), Some("v1"));
+    drop(node);
+    // By default: v1 at once, then v3, the newest published.
+    let node = Node::start(
+        &nats.url(),
+        Some(v1.path()),
+        "[publish]\nbucket = \"models_start\"\n",
+    );
+    node.wait_metric(Duration::from_secs(20), "newest version loaded", |m| {
+        metric_sum(m, "reco_model_swaps_total", &["outcome=\"ok\""]) >= 1.0
+    })
+    .await;
+    assert_eq!(version_in_service(&client).await.as_deref(), Some("v3"));
+    node.wait_log(
+        Duration::from_secs(5),
+        "Loading the newest published version.",
+    )
+    .await;
 }

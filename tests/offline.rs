@@ -204,6 +204,7 @@ async fn published_versions_are_immutable_pruned_beyond_the_kept_count_and_annou
     let config = PublishConfig {
         bucket: "models_test".into(),
         keep_versions: 2,
+        ..PublishConfig::default()
     };
     let mut deleted = Vec::new();
     for version in ["v1", "v2", "v3"] {

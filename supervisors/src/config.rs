@@ -430,6 +430,11 @@ pub struct PublishConfig {
     /// Versions kept; publishing deletes the oldest beyond this count, so a
     /// node can still roll back to a recent one.
     pub keep_versions: usize,
+    /// A starting node serves `--model` at once, then loads the newest
+    /// version published in the bucket (if it is another one), so a
+    /// restarted node does not serve an old model until the next
+    /// publication.
+    pub load_newest_at_start: bool,
 }
 
 impl Default for PublishConfig {
@@ -437,6 +442,7 @@ impl Default for PublishConfig {
         PublishConfig {
             bucket: "reco_models".into(),
             keep_versions: 5,
+            load_newest_at_start: true,
         }
     }
 }

@@ -10,6 +10,10 @@
 //! the version that produced it. A version that fails any check is rejected
 //! with a logged reason and the old one keeps serving.
 //!
+//! At start-up (`publish.load_newest_at_start`) the loader also loads the
+//! newest version already in the bucket, so a node restarted after a
+//! publication serves it instead of the model it was started with.
+//!
 //! Operators pin a version (or roll back by pinning an older one) and unpin
 //! on `<prefix>.admin.model` (`reco model --pin VERSION`, `--unpin`); while
 //! pinned, publications are logged and not swapped in.
@@ -46,6 +50,8 @@ pub struct Loader {
     pub model: ModelHandle,
     /// The lists in service.
     pub lists: ListsReader,
+    /// Load the newest published version when the loader starts.
+    pub load_newest_at_start: bool,
 }
 
 impl Loader {
@@ -60,6 +66,11 @@ impl Loader {
             .await?;
         let mut commands = self.client.subscribe(self.subjects.admin_model()).await?;
         Ok(async move {
+            // Subscribed first: a publication during the catch-up waits in
+            // the subscription and is handled after it.
+            if self.load_newest_at_start {
+                self.load_newest().await;
+            }
             loop {
                 tokio::select! {
                     Some(message) = notices.next() => self.on_notice(message).await,
@@ -68,6 +79,38 @@ impl Loader {
                 }
             }
         })
+    }
+
+    /// Loads the newest complete version in the bucket, unless it is the
+    /// one in service or a version is pinned (a restarted loader keeps an
+    /// operator's pin).
+    async fn load_newest(&self) {
+        if self.pinned.load(Ordering::Acquire) {
+            return;
+        }
+        let js = async_nats::jetstream::new(self.client.clone());
+        let Ok(store) = js.get_object_store(&self.bucket).await else {
+            tracing::debug!(bucket = %self.bucket, "No published versions yet.");
+            return;
+        };
+        let newest = match publish::published_versions(&store, &self.bucket).await {
+            Ok(mut manifests) => manifests.pop(),
+            Err(error) => {
+                tracing::warn!(bucket = %self.bucket, %error, "Published versions could not be listed; serving the model the node started with.");
+                return;
+            }
+        };
+        let Some(newest) = newest else {
+            return;
+        };
+        tracing::info!(version = %newest.version, bucket = %self.bucket, "Loading the newest published version.");
+        let _ = self
+            .load(ModelPublished {
+                version: newest.version,
+                bucket: self.bucket.clone(),
+                published_at_ms: newest.created_at_ms,
+            })
+            .await;
     }
 
     async fn on_notice(&self, message: async_nats::Message) {

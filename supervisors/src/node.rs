@@ -214,6 +214,7 @@ pub async fn run(
             bucket: config.publish.bucket.clone(),
             model: handle.clone(),
             lists: reader.clone(),
+            load_newest_at_start: config.publish.load_newest_at_start,
         },
     };
     let root = tree.root(root_hook).start_now();
