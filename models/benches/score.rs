@@ -2,7 +2,9 @@
 //! memory-bandwidth floor of reading the same factor matrix once.
 //!
 //! For 10k, 100k and 1M items at 64 factors, one group per size holds
-//! `top_k(user, 10, &[])`, `one_row_at_a_time` (the kernel `top_k` had
+//! `top_k(user, 10, &[])` (the AVX2 + FMA kernel where the processor has
+//! it), `top_k_portable` (the same scan on the portable kernel),
+//! `one_row_at_a_time` (the kernel `top_k` had
 //! before rows were scored in blocks: one 16-lane dot product per row, the
 //! same bounded heap), eight members scored one scan each and in one batched
 //! pass (`top_k_batch`), and a plain sum of every f32 of the same matrix; all
@@ -118,6 +120,9 @@ fn score(c: &mut Criterion) {
             .throughput(Throughput::Bytes((model.factors().len() * 4) as u64));
         group.bench_function(BenchmarkId::new("top_k", 10), |b| {
             b.iter(|| black_box(model.top_k(black_box(&user), 10, &[])))
+        });
+        group.bench_function(BenchmarkId::new("top_k_portable", 10), |b| {
+            b.iter(|| black_box(model.top_k_portable(black_box(&user), 10)))
         });
         group.bench_function(BenchmarkId::new("one_row_at_a_time", 10), |b| {
             b.iter(|| {

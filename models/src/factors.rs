@@ -371,6 +371,24 @@ impl ItemFactors {
         answers
     }
 
+    /// [`top_k`](Self::top_k) on the portable kernel whatever the processor
+    /// has: the same-run baseline of the AVX2 + FMA kernel in
+    /// `benches/score.rs` (scores may differ from `top_k`'s in the last
+    /// bits).
+    #[doc(hidden)]
+    pub fn top_k_portable(&self, user: &[f32], k: usize) -> Vec<Scored> {
+        if user.len() != self.dim || k == 0 {
+            return Vec::new();
+        }
+        top_k::scan_portable(&self.blocked, self.items.len(), self.dim, user, k, &[])
+            .into_iter()
+            .map(|(index, score)| Scored {
+                item: self.items[index],
+                score,
+            })
+            .collect()
+    }
+
     /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
     /// row indices (batch paths already have indices).
     pub(crate) fn top_k_excluding(

@@ -306,3 +306,31 @@ proptest! {
         prop_assert!(ItemFactors::from_bytes(&bytes).is_err());
     }
 }
+
+#[test]
+fn the_fused_and_portable_kernels_agree_up_to_rounding() {
+    let m = model(997, 64, 11);
+    let mut state = 7u64;
+    for _ in 0..20 {
+        let user: Vec<f32> = (0..64)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect();
+        let fast = m.top_k(&user, 25, &[]);
+        let portable = m.top_k_portable(&user, 25);
+        assert_eq!(fast.len(), portable.len());
+        // Position by position (near-ties may swap items, not scores).
+        for (a, b) in fast.iter().zip(&portable) {
+            assert!(
+                (a.score - b.score).abs() <= 1e-4 * (1.0 + a.score.abs()),
+                "{a:?} vs {b:?}"
+            );
+        }
+        // And each score is the one score() gives that item.
+        for s in &fast {
+            assert_eq!(m.score(&user, s.item), Some(s.score));
+        }
+    }
+}

@@ -9,8 +9,11 @@
 //! plain vertical multiply-adds into `BLOCK` lanes, with `SPLIT`
 //! independent partial sums to hide the add latency and no horizontal
 //! reduction per item (measured in `benches/score.rs` against scoring one
-//! row at a time). [`score_dot`] does the same arithmetic for one row-major
-//! item, so a score never depends on which path computed it.
+//! row at a time). On processors with AVX2 and FMA (detected at run time)
+//! a block's 8 scores are one register and each dimension one fused
+//! multiply-add (module `fused`, the workspace's one `unsafe`). [`score_dot`]
+//! does the same arithmetic for one row-major item, so a score never
+//! depends on which path computed it.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -110,14 +113,31 @@ fn block_scores(user: &[f32], block: &[f32]) -> [f32; BLOCK] {
 }
 
 /// The scoring dot product of one row-major item: exactly the score
-/// [`scan`] gives it.
+/// [`scan`] gives it on this processor (with fused multiply-adds where the
+/// scan uses them: `mul_add` rounds once, as the hardware instruction does).
 pub(crate) fn score_dot(user: &[f32], row: &[f32]) -> f32 {
     debug_assert_eq!(user.len(), row.len());
+    let fused = fused_available();
     let mut acc = [0.0f32; SPLIT];
-    for (d, (u, v)) in user.iter().zip(row).enumerate() {
-        acc[d % SPLIT] += u * v;
+    for (d, (&u, &v)) in user.iter().zip(row).enumerate() {
+        let a = &mut acc[d % SPLIT];
+        *a = if fused { u.mul_add(v, *a) } else { *a + u * v };
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// True when the scan runs its AVX2 + FMA kernel on this processor
+/// (detected at run time, so one binary runs on any x86-64; the answer is
+/// cached by the standard library).
+pub(crate) fn fused_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The best `k >= 1` items of `blocked` (the [`blocked`] layout of `rows`
@@ -132,15 +152,28 @@ pub(super) fn scan(
     k: usize,
     excluded: &[usize],
 ) -> Vec<(usize, f32)> {
-    let mut top = Top::new(k, rows, excluded);
-    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
-        let first = b * BLOCK;
-        let scores = block_scores(user, block);
-        for (r, &score) in scores.iter().enumerate().take(rows - first) {
-            top.offer(first + r, score);
-        }
+    #[cfg(target_arch = "x86_64")]
+    if fused_available() {
+        // SAFETY: the processor has AVX2 and FMA (checked just above).
+        #[allow(unsafe_code)]
+        return unsafe { fused::scan(blocked, rows, dim, user, k, excluded) };
     }
-    top.into_sorted()
+    scan_portable(blocked, rows, dim, user, k, excluded)
+}
+
+/// [`scan`] with the portable kernel whatever the processor has (tests and
+/// the benchmark's baseline).
+pub(super) fn scan_portable(
+    blocked: &[f32],
+    rows: usize,
+    dim: usize,
+    user: &[f32],
+    k: usize,
+    excluded: &[usize],
+) -> Vec<(usize, f32)> {
+    scan_with(blocked, rows, dim, k, excluded, |block| {
+        block_scores(user, block)
+    })
 }
 
 /// [`scan`] for several (user, k, excluded) queries in one pass: each block
@@ -152,6 +185,45 @@ pub(super) fn scan_batch(
     dim: usize,
     queries: &[(&[f32], usize, Vec<usize>)],
 ) -> Vec<Vec<(usize, f32)>> {
+    #[cfg(target_arch = "x86_64")]
+    if fused_available() {
+        // SAFETY: the processor has AVX2 and FMA (checked just above).
+        #[allow(unsafe_code)]
+        return unsafe { fused::scan_batch(blocked, rows, dim, queries) };
+    }
+    scan_batch_with(blocked, rows, dim, queries, block_scores)
+}
+
+/// The scan loop around a block kernel.
+#[inline(always)]
+fn scan_with(
+    blocked: &[f32],
+    rows: usize,
+    dim: usize,
+    k: usize,
+    excluded: &[usize],
+    mut score: impl FnMut(&[f32]) -> [f32; BLOCK],
+) -> Vec<(usize, f32)> {
+    let mut top = Top::new(k, rows, excluded);
+    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
+        let first = b * BLOCK;
+        let scores = score(block);
+        for (r, &score) in scores.iter().enumerate().take(rows - first) {
+            top.offer(first + r, score);
+        }
+    }
+    top.into_sorted()
+}
+
+/// The batched scan loop around a block kernel `score(user, block)`.
+#[inline(always)]
+fn scan_batch_with(
+    blocked: &[f32],
+    rows: usize,
+    dim: usize,
+    queries: &[(&[f32], usize, Vec<usize>)],
+    mut score: impl FnMut(&[f32], &[f32]) -> [f32; BLOCK],
+) -> Vec<Vec<(usize, f32)>> {
     let mut tops: Vec<Top<'_>> = queries
         .iter()
         .map(|(_, k, excluded)| Top::new(*k, rows, excluded))
@@ -159,13 +231,120 @@ pub(super) fn scan_batch(
     for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
         let first = b * BLOCK;
         for ((user, _, _), top) in queries.iter().zip(&mut tops) {
-            let scores = block_scores(user, block);
+            let scores = score(user, block);
             for (r, &score) in scores.iter().enumerate().take(rows - first) {
                 top.offer(first + r, score);
             }
         }
     }
     tops.into_iter().map(Top::into_sorted).collect()
+}
+
+/// The AVX2 + FMA kernel: one block's 8 scores are one register, each
+/// dimension one fused multiply-add into one of `SPLIT` partial sums — the
+/// arithmetic of [`block_scores`] with a single rounding per step, which
+/// [`score_dot`] reproduces with `mul_add`.
+///
+/// The one place of the workspace with `unsafe` (`STYLE.md`: a measured
+/// kernel may, with a comment): calling `target_feature` functions and the
+/// unaligned loads. Measured in `benches/score.rs` against the portable
+/// kernel of the same run.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod fused {
+    use super::{scan_batch_with, scan_with, BLOCK, SPLIT};
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+
+    /// # Safety
+    /// The processor must have AVX2 and FMA; `block` must hold at least
+    /// `user.len() * BLOCK` values (a block of the blocked layout does).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block_scores(user: &[f32], block: &[f32]) -> [f32; BLOCK] {
+        assert!(block.len() >= user.len() * BLOCK);
+        let column = block.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); SPLIT];
+        let mut d = 0;
+        let whole = user.len() / SPLIT * SPLIT;
+        while d < whole {
+            // SAFETY: d + 3 < user.len(), so every column read is inside
+            // `block` (asserted above).
+            unsafe {
+                acc[0] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(user[d]),
+                    _mm256_loadu_ps(column.add(d * BLOCK)),
+                    acc[0],
+                );
+                acc[1] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(user[d + 1]),
+                    _mm256_loadu_ps(column.add((d + 1) * BLOCK)),
+                    acc[1],
+                );
+                acc[2] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(user[d + 2]),
+                    _mm256_loadu_ps(column.add((d + 2) * BLOCK)),
+                    acc[2],
+                );
+                acc[3] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(user[d + 3]),
+                    _mm256_loadu_ps(column.add((d + 3) * BLOCK)),
+                    acc[3],
+                );
+            }
+            d += SPLIT;
+        }
+        while d < user.len() {
+            // SAFETY: d < user.len(): inside `block`.
+            unsafe {
+                acc[d % SPLIT] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(user[d]),
+                    _mm256_loadu_ps(column.add(d * BLOCK)),
+                    acc[d % SPLIT],
+                );
+            }
+            d += 1;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut out = [0.0f32; BLOCK];
+        // SAFETY: `out` holds BLOCK = 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+        out
+    }
+
+    /// # Safety
+    /// The processor must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scan(
+        blocked: &[f32],
+        rows: usize,
+        dim: usize,
+        user: &[f32],
+        k: usize,
+        excluded: &[usize],
+    ) -> Vec<(usize, f32)> {
+        // SAFETY: this function's own precondition; blocks are dim * BLOCK.
+        scan_with(blocked, rows, dim, k, excluded, |block| unsafe {
+            block_scores(user, block)
+        })
+    }
+
+    /// # Safety
+    /// The processor must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scan_batch(
+        blocked: &[f32],
+        rows: usize,
+        dim: usize,
+        queries: &[(&[f32], usize, Vec<usize>)],
+    ) -> Vec<Vec<(usize, f32)>> {
+        // SAFETY: as in `scan`.
+        scan_batch_with(blocked, rows, dim, queries, |user, block| unsafe {
+            block_scores(user, block)
+        })
+    }
 }
 
 /// The bounded heap of the best `k` rows seen so far.
