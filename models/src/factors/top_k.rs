@@ -55,6 +55,10 @@ pub(super) const BLOCK: usize = 8;
 /// Independent partial sums per score: dimension `d` is added to partial
 /// `d % SPLIT`, so consecutive multiply-adds do not wait on each other.
 const SPLIT: usize = 4;
+/// The same for the AVX2 + FMA kernel, whose partials are whole registers:
+/// eight chains keep both FMA units busy (four leave it waiting on the
+/// 4-cycle latency).
+const FUSED_SPLIT: usize = 8;
 
 /// The factor matrix re-laid for scoring: blocks of [`BLOCK`] items, each
 /// stored dimension-major (`dim x BLOCK`: the values of dimension 0 for the
@@ -117,11 +121,17 @@ fn block_scores(user: &[f32], block: &[f32]) -> [f32; BLOCK] {
 /// scan uses them: `mul_add` rounds once, as the hardware instruction does).
 pub(crate) fn score_dot(user: &[f32], row: &[f32]) -> f32 {
     debug_assert_eq!(user.len(), row.len());
-    let fused = fused_available();
+    if fused_available() {
+        let mut acc = [0.0f32; FUSED_SPLIT];
+        for (d, (&u, &v)) in user.iter().zip(row).enumerate() {
+            let a = &mut acc[d % FUSED_SPLIT];
+            *a = u.mul_add(v, *a);
+        }
+        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    }
     let mut acc = [0.0f32; SPLIT];
     for (d, (&u, &v)) in user.iter().zip(row).enumerate() {
-        let a = &mut acc[d % SPLIT];
-        *a = if fused { u.mul_add(v, *a) } else { *a + u * v };
+        acc[d % SPLIT] += u * v;
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
@@ -208,8 +218,10 @@ fn scan_with(
     for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
         let first = b * BLOCK;
         let scores = score(block);
-        for (r, &score) in scores.iter().enumerate().take(rows - first) {
-            top.offer(first + r, score);
+        if top.might_take(&scores) {
+            for (r, &score) in scores.iter().enumerate().take(rows - first) {
+                top.offer(first + r, score);
+            }
         }
     }
     top.into_sorted()
@@ -232,8 +244,10 @@ fn scan_batch_with(
         let first = b * BLOCK;
         for ((user, _, _), top) in queries.iter().zip(&mut tops) {
             let scores = score(user, block);
-            for (r, &score) in scores.iter().enumerate().take(rows - first) {
-                top.offer(first + r, score);
+            if top.might_take(&scores) {
+                for (r, &score) in scores.iter().enumerate().take(rows - first) {
+                    top.offer(first + r, score);
+                }
             }
         }
     }
@@ -241,9 +255,9 @@ fn scan_batch_with(
 }
 
 /// The AVX2 + FMA kernel: one block's 8 scores are one register, each
-/// dimension one fused multiply-add into one of `SPLIT` partial sums — the
-/// arithmetic of [`block_scores`] with a single rounding per step, which
-/// [`score_dot`] reproduces with `mul_add`.
+/// dimension one fused multiply-add into one of `FUSED_SPLIT` partial sums
+/// (a single rounding per step), which [`score_dot`] reproduces with
+/// `mul_add`.
 ///
 /// The one place of the workspace with `unsafe` (`STYLE.md`: a measured
 /// kernel may, with a comment): calling `target_feature` functions and the
@@ -252,7 +266,7 @@ fn scan_batch_with(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod fused {
-    use super::{scan_batch_with, scan_with, BLOCK, SPLIT};
+    use super::{scan_batch_with, scan_with, BLOCK, FUSED_SPLIT};
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -265,49 +279,36 @@ mod fused {
     #[inline]
     unsafe fn block_scores(user: &[f32], block: &[f32]) -> [f32; BLOCK] {
         assert!(block.len() >= user.len() * BLOCK);
-        let column = block.as_ptr();
-        let mut acc = [_mm256_setzero_ps(); SPLIT];
-        let mut d = 0;
-        let whole = user.len() / SPLIT * SPLIT;
-        while d < whole {
-            // SAFETY: d + 3 < user.len(), so every column read is inside
-            // `block` (asserted above).
-            unsafe {
-                acc[0] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(user[d]),
-                    _mm256_loadu_ps(column.add(d * BLOCK)),
-                    acc[0],
-                );
-                acc[1] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(user[d + 1]),
-                    _mm256_loadu_ps(column.add((d + 1) * BLOCK)),
-                    acc[1],
-                );
-                acc[2] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(user[d + 2]),
-                    _mm256_loadu_ps(column.add((d + 2) * BLOCK)),
-                    acc[2],
-                );
-                acc[3] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(user[d + 3]),
-                    _mm256_loadu_ps(column.add((d + 3) * BLOCK)),
-                    acc[3],
+        let mut column = block.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); FUSED_SPLIT];
+        let chunks = user.chunks_exact(FUSED_SPLIT);
+        let tail = chunks.remainder();
+        for u in chunks {
+            let u: &[f32; FUSED_SPLIT] = u.try_into().expect("an exact chunk");
+            for j in 0..FUSED_SPLIT {
+                // SAFETY: the column of dimension d = (chunk * FUSED_SPLIT
+                // + j) < user.len() starts at d * BLOCK inside `block`.
+                acc[j] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(u[j]),
+                    unsafe { _mm256_loadu_ps(column.add(j * BLOCK)) },
+                    acc[j],
                 );
             }
-            d += SPLIT;
+            // SAFETY: still within (or one past) `block`.
+            column = unsafe { column.add(FUSED_SPLIT * BLOCK) };
         }
-        while d < user.len() {
-            // SAFETY: d < user.len(): inside `block`.
-            unsafe {
-                acc[d % SPLIT] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(user[d]),
-                    _mm256_loadu_ps(column.add(d * BLOCK)),
-                    acc[d % SPLIT],
-                );
-            }
-            d += 1;
+        for (j, &u) in tail.iter().enumerate() {
+            // SAFETY: as above, for the last dimensions.
+            acc[j] = _mm256_fmadd_ps(
+                _mm256_set1_ps(u),
+                unsafe { _mm256_loadu_ps(column.add(j * BLOCK)) },
+                acc[j],
+            );
         }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let sum = _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+            _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])),
+        );
         let mut out = [0.0f32; BLOCK];
         // SAFETY: `out` holds BLOCK = 8 floats.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
@@ -365,6 +366,18 @@ impl<'a> Top<'a> {
             excluded,
             threshold: f32::NEG_INFINITY,
         }
+    }
+
+    /// False when the heap is full and no score of the block beats the
+    /// worst kept one (NaN beats nothing): the block can be skipped whole,
+    /// which is what most blocks are once the heap has filled.
+    #[inline(always)]
+    fn might_take(&self, scores: &[f32; BLOCK]) -> bool {
+        if self.heap.len() < self.k {
+            return true;
+        }
+        let threshold = self.threshold;
+        scores.iter().fold(false, |any, &s| any | (s > threshold))
     }
 
     #[inline(always)]
