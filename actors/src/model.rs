@@ -127,10 +127,7 @@ fn delay_line(held: std::sync::mpsc::Receiver<Held>) {
         let (due, later): (Vec<Held>, Vec<Held>) = waiting.into_iter().partition(|h| h.due <= now);
         waiting = later;
         for h in due {
-            let mut outcomes = h.outcomes.into_iter();
-            answer(h.jobs, |_| {
-                outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
-            });
+            answer(h.jobs, h.outcomes);
         }
         let next = waiting.iter().map(|h| h.due).min();
         let received = match next {
@@ -255,10 +252,7 @@ impl InjectedFaults {
             }
             Err(error) => {
                 tracing::warn!(%error, "No thread for held-back answers; answering now.");
-                let mut outcomes = held.outcomes.into_iter();
-                answer(held.jobs, |_| {
-                    outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
-                });
+                answer(held.jobs, held.outcomes);
             }
         }
     }
@@ -503,10 +497,7 @@ impl ModelWorker {
             return;
         }
         let outcomes = self.outcomes(&jobs);
-        let mut outcomes = outcomes.into_iter();
-        answer(jobs, |_| {
-            outcomes.next().unwrap_or(ScoreOutcome::Unavailable)
-        });
+        answer(jobs, outcomes);
     }
 
     /// The outcomes of one pass over `jobs`; a panic takes the worker out
@@ -535,10 +526,14 @@ impl ModelWorker {
 
 /// Sends each job its outcome (a caller that gave up is simply gone) and
 /// releases its admission permit.
-fn answer(jobs: Vec<Job>, mut outcome: impl FnMut(&Job) -> ScoreOutcome) {
-    for job in jobs {
-        let o = outcome(&job);
-        let _ = job.reply.send(o);
+fn answer(jobs: Vec<Job>, outcomes: Vec<ScoreOutcome>) {
+    // A job without an outcome (never: a pass gives one per job) would
+    // read as the model being unavailable.
+    let outcomes = outcomes
+        .into_iter()
+        .chain(std::iter::repeat(ScoreOutcome::Unavailable));
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        let _ = job.reply.send(outcome);
     }
 }
 

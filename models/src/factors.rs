@@ -329,10 +329,27 @@ impl ItemFactors {
     /// factor matrix with an auto-vectorised dot product and a bounded heap,
     /// `O(n log k)` time and `O(k + |exclude|)` memory.
     pub fn top_k(&self, user: &[f32], k: usize, exclude: &[ItemId]) -> Vec<Scored> {
-        let mut excluded: Vec<usize> = exclude.iter().filter_map(|&i| self.index_of(i)).collect();
-        excluded.sort_unstable();
-        excluded.dedup();
-        self.top_k_excluding(user, k, &excluded)
+        self.top_k_excluding(user, k, &self.excluded_rows(exclude))
+    }
+
+    /// The rows of `exclude` (ids not in the model are ignored), sorted and
+    /// deduplicated, as the scan takes them.
+    fn excluded_rows(&self, exclude: &[ItemId]) -> Vec<usize> {
+        let mut rows: Vec<usize> = exclude.iter().filter_map(|&i| self.index_of(i)).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// A scan's (row, score) pairs as scored items.
+    fn scored(&self, found: Vec<(usize, f32)>) -> Vec<Scored> {
+        found
+            .into_iter()
+            .map(|(index, score)| Scored {
+                item: self.items[index],
+                score,
+            })
+            .collect()
     }
 
     /// [`top_k`](Self::top_k) for several members in one pass over the
@@ -344,29 +361,20 @@ impl ItemFactors {
     /// This is how a model worker serves the requests that queued up while
     /// it was busy: throughput rises with load instead of latency.
     pub fn top_k_batch(&self, queries: &[Query<'_>]) -> Vec<Vec<Scored>> {
-        let mut answers = vec![Vec::new(); queries.len()];
-        let mut live = Vec::with_capacity(queries.len());
-        let mut scan_queries = Vec::with_capacity(queries.len());
-        for (at, q) in queries.iter().enumerate() {
-            if q.user.len() != self.dim || q.k == 0 {
-                continue;
-            }
-            let mut excluded: Vec<usize> =
-                q.exclude.iter().filter_map(|&i| self.index_of(i)).collect();
-            excluded.sort_unstable();
-            excluded.dedup();
-            live.push(at);
-            scan_queries.push((q.user, q.k, excluded));
-        }
+        let live: Vec<(usize, Vec<usize>)> = queries
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.user.len() == self.dim && q.k > 0)
+            .map(|(at, q)| (at, self.excluded_rows(q.exclude)))
+            .collect();
+        let scan_queries: Vec<top_k::ScanQuery<'_>> = live
+            .iter()
+            .map(|(at, excluded)| (queries[*at].user, queries[*at].k, excluded.as_slice()))
+            .collect();
         let found = top_k::scan_batch(&self.blocked, self.items.len(), self.dim, &scan_queries);
-        for (at, best) in live.into_iter().zip(found) {
-            answers[at] = best
-                .into_iter()
-                .map(|(index, score)| Scored {
-                    item: self.items[index],
-                    score,
-                })
-                .collect();
+        let mut answers = vec![Vec::new(); queries.len()];
+        for ((at, _), best) in live.iter().zip(found) {
+            answers[*at] = self.scored(best);
         }
         answers
     }
@@ -380,13 +388,13 @@ impl ItemFactors {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        top_k::scan_portable(&self.blocked, self.items.len(), self.dim, user, k, &[])
-            .into_iter()
-            .map(|(index, score)| Scored {
-                item: self.items[index],
-                score,
-            })
-            .collect()
+        self.scored(top_k::scan_portable(
+            &self.blocked,
+            self.items.len(),
+            self.dim,
+            user,
+            k,
+        ))
     }
 
     /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
@@ -400,13 +408,14 @@ impl ItemFactors {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        top_k::scan(&self.blocked, self.items.len(), self.dim, user, k, excluded)
-            .into_iter()
-            .map(|(index, score)| Scored {
-                item: self.items[index],
-                score,
-            })
-            .collect()
+        self.scored(top_k::scan(
+            &self.blocked,
+            self.items.len(),
+            self.dim,
+            user,
+            k,
+            excluded,
+        ))
     }
 
     /// Encodes the model as a versioned, checksummed artifact (see

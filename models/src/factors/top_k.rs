@@ -150,10 +150,14 @@ pub(crate) fn fused_available() -> bool {
     }
 }
 
+/// One query of a scan: the user vector, how many items, and the rows to
+/// skip (sorted ascending).
+pub(super) type ScanQuery<'a> = (&'a [f32], usize, &'a [usize]);
+
 /// The best `k >= 1` items of `blocked` (the [`blocked`] layout of `rows`
 /// items, `dim` wide) by `dot(user, item)`, best first, as (row index,
 /// score); NaN scores and the rows in `excluded` (sorted ascending) are
-/// skipped.
+/// skipped. A batch of one.
 pub(super) fn scan(
     blocked: &[f32],
     rows: usize,
@@ -162,38 +166,31 @@ pub(super) fn scan(
     k: usize,
     excluded: &[usize],
 ) -> Vec<(usize, f32)> {
-    #[cfg(target_arch = "x86_64")]
-    if fused_available() {
-        // SAFETY: the processor has AVX2 and FMA (checked just above).
-        #[allow(unsafe_code)]
-        return unsafe { fused::scan(blocked, rows, dim, user, k, excluded) };
-    }
-    scan_portable(blocked, rows, dim, user, k, excluded)
+    let mut found = scan_batch(blocked, rows, dim, &[(user, k, excluded)]);
+    found.pop().unwrap_or_default()
 }
 
-/// [`scan`] with the portable kernel whatever the processor has (tests and
-/// the benchmark's baseline).
+/// [`scan`] with the portable kernel whatever the processor has (the
+/// benchmark's baseline).
 pub(super) fn scan_portable(
     blocked: &[f32],
     rows: usize,
     dim: usize,
     user: &[f32],
     k: usize,
-    excluded: &[usize],
 ) -> Vec<(usize, f32)> {
-    scan_with(blocked, rows, dim, k, excluded, |block| {
-        block_scores(user, block)
-    })
+    let mut found = scan_batch_with(blocked, rows, dim, &[(user, k, &[])], block_scores);
+    found.pop().unwrap_or_default()
 }
 
-/// [`scan`] for several (user, k, excluded) queries in one pass: each block
-/// is scored for every query while it is in cache. Answers are the same as
-/// one `scan` per query (the same per-item arithmetic).
+/// [`scan`] for several queries in one pass: each block is scored for every
+/// query while it is in cache. Answers are the same as one `scan` per query
+/// (the same per-item arithmetic).
 pub(super) fn scan_batch(
     blocked: &[f32],
     rows: usize,
     dim: usize,
-    queries: &[(&[f32], usize, Vec<usize>)],
+    queries: &[ScanQuery<'_>],
 ) -> Vec<Vec<(usize, f32)>> {
     #[cfg(target_arch = "x86_64")]
     if fused_available() {
@@ -204,36 +201,13 @@ pub(super) fn scan_batch(
     scan_batch_with(blocked, rows, dim, queries, block_scores)
 }
 
-/// The scan loop around a block kernel.
-#[inline(always)]
-fn scan_with(
-    blocked: &[f32],
-    rows: usize,
-    dim: usize,
-    k: usize,
-    excluded: &[usize],
-    mut score: impl FnMut(&[f32]) -> [f32; BLOCK],
-) -> Vec<(usize, f32)> {
-    let mut top = Top::new(k, rows, excluded);
-    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
-        let first = b * BLOCK;
-        let scores = score(block);
-        if top.might_take(&scores) {
-            for (r, &score) in scores.iter().enumerate().take(rows - first) {
-                top.offer(first + r, score);
-            }
-        }
-    }
-    top.into_sorted()
-}
-
 /// The batched scan loop around a block kernel `score(user, block)`.
 #[inline(always)]
 fn scan_batch_with(
     blocked: &[f32],
     rows: usize,
     dim: usize,
-    queries: &[(&[f32], usize, Vec<usize>)],
+    queries: &[ScanQuery<'_>],
     mut score: impl FnMut(&[f32], &[f32]) -> [f32; BLOCK],
 ) -> Vec<Vec<(usize, f32)>> {
     let mut tops: Vec<Top<'_>> = queries
@@ -266,7 +240,7 @@ fn scan_batch_with(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod fused {
-    use super::{scan_batch_with, scan_with, BLOCK, FUSED_SPLIT};
+    use super::{scan_batch_with, ScanQuery, BLOCK, FUSED_SPLIT};
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -318,30 +292,13 @@ mod fused {
     /// # Safety
     /// The processor must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan(
-        blocked: &[f32],
-        rows: usize,
-        dim: usize,
-        user: &[f32],
-        k: usize,
-        excluded: &[usize],
-    ) -> Vec<(usize, f32)> {
-        // SAFETY: this function's own precondition; blocks are dim * BLOCK.
-        scan_with(blocked, rows, dim, k, excluded, |block| unsafe {
-            block_scores(user, block)
-        })
-    }
-
-    /// # Safety
-    /// The processor must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scan_batch(
         blocked: &[f32],
         rows: usize,
         dim: usize,
-        queries: &[(&[f32], usize, Vec<usize>)],
+        queries: &[ScanQuery<'_>],
     ) -> Vec<Vec<(usize, f32)>> {
-        // SAFETY: as in `scan`.
+        // SAFETY: this function's own precondition; blocks are dim * BLOCK.
         scan_batch_with(blocked, rows, dim, queries, |user, block| unsafe {
             block_scores(user, block)
         })
