@@ -15,7 +15,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-ratings="${1:-$root/../shared/data/ml-latest-small/ratings.csv}"
+ratings="${1:-$root/data/ml-latest-small/ratings.csv}"
 venv="${VENV:-$here/.venv}"
 threads="${THREADS:-2}"
 work="$(mktemp -d)"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-nats.sh
 
-ratings="${RECO_RATINGS:-../shared/data/ml-latest-small/ratings.csv}"
+ratings="${RECO_RATINGS:-data/ml-latest-small/ratings.csv}"
 if [ ! -f "$ratings" ]; then
   echo "ratings file $ratings not found: set RECO_RATINGS to a MovieLens ratings.csv" >&2
   exit 1

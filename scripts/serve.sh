@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-nats.sh
 
-ratings="${RECO_RATINGS:-../shared/data/ml-latest-small/ratings.csv}"
+ratings="${RECO_RATINGS:-data/ml-latest-small/ratings.csv}"
 model_dir="${RECO_MODEL_DIR:-target/reco-model}"
 if [ ! -f "$ratings" ]; then
   echo "ratings file $ratings not found: set RECO_RATINGS to a MovieLens ratings.csv" >&2

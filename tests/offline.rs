@@ -327,7 +327,7 @@ fn train_json(args: &[&str]) -> serde_json::Value {
 fn a_written_split_trained_with_test_file_reproduces_the_holdout_figures() {
     let ratings = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/ml-latest-small/ratings.csv"
+        "/data/ml-latest-small/ratings.csv"
     );
     let dir = tempfile::tempdir().unwrap();
     let split = dir.path().join("split");

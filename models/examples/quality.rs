@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/data/ml-latest-small/ratings.csv"
+            "/../data/ml-latest-small/ratings.csv"
         )
         .to_owned()
     };

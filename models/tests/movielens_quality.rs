@@ -13,7 +13,7 @@ use std::io::BufReader;
 
 const RATINGS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/ml-latest-small/ratings.csv"
+    "/../data/ml-latest-small/ratings.csv"
 );
 
 #[test]

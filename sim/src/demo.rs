@@ -90,13 +90,14 @@ pub fn world_stack_with(
     })
 }
 
-/// Where MovieLens is, from the working directory or this source tree.
+/// Where MovieLens is: the copy shipped in the repository's `data/`, found
+/// from the working directory or from this source tree.
 pub fn default_ratings() -> PathBuf {
-    let relative = PathBuf::from("../shared/data/ml-latest-small/ratings.csv");
+    let relative = PathBuf::from("data/ml-latest-small/ratings.csv");
     if relative.exists() {
         return relative;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ml-latest-small/ratings.csv")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/ml-latest-small/ratings.csv")
 }
 
 /// Options of the demo.

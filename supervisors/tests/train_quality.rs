@@ -4,7 +4,7 @@
 //! catalogue with training items excluded, ALS with 64 factors and 15
 //! iterations.
 //!
-//! Measured on the 100,004-rating release in `../shared/data` (reco
+//! Measured on the 100,004-rating release in `data/` (reco
 //! defaults: reg 5 scaled by n^0.4 per row, alpha 3, 3 CG steps per row):
 //! model P@10 0.2999, NDCG@10 0.3503; nearline fold-in identical; popular
 //! 0.1492 / 0.1726. Peers on the same split (bench/compare_implicit.sh,
@@ -19,7 +19,7 @@ use std::path::Path;
 
 const RATINGS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/ml-latest-small/ratings.csv"
+    "/../data/ml-latest-small/ratings.csv"
 );
 
 #[test]
