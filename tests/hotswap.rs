@@ -9,8 +9,8 @@ use reco_messages::{
     decode, encode, Event, EventKind, MemberId, ModelPublished, RecommendReply, RecommendRequest,
     Source, Subjects,
 };
-use reco_supervisors::config::PublishConfig;
-use reco_supervisors::{artifacts, publish};
+use reco_offline::publish::PublishConfig;
+use reco_offline::{artifacts, publish};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

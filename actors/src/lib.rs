@@ -15,8 +15,9 @@
 //! - [`responder`]: the reply handle that answers every request exactly once,
 //!   and the in-flight count a drain waits on.
 //! - [`signals`]: a member's bounded ring of recent events.
+//! - [`loader`]: hot swap of published model versions, pin and rollback.
 //! - [`lifecycle`]: exit reasons, exit hooks and panic isolation for supervision.
-//! - [`metrics`]: the names of every metric the actors emit.
+//! - [`metrics`]: the metric names (defined in [`reco_messages::metrics`]).
 //!
 //! Actors get typed settings from `reco-supervisors`; none reads the
 //! environment or a file.
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod ingress;
 pub mod lifecycle;
+pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod nearline;

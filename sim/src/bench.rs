@@ -12,7 +12,7 @@
 //! (RSS per resident member).
 
 use crate::driver::connect;
-use crate::process::{metric_sum, node_metrics, scrape, NatsServer, Node};
+use crate::process::{metric_sum, scrape, NatsServer, Node};
 use crate::report::{histogram, Latency};
 use crate::setup::latent_model;
 use crate::world::{Action, World, WorldConfig};
@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use reco_messages::admin::Health;
+use reco_messages::metrics as node_metrics;
 use reco_messages::{
     decode, encode, ItemId, MemberId, RecommendReply, RecommendRequest, Recommendations,
     ScoredItem, Source, Subjects,
@@ -457,8 +458,8 @@ async fn publish_to_node(
     let counts = || {
         scrape(metrics).map(|t| {
             (
-                metric_sum(&t, node_metrics::EVENTS_INGESTED, &[]) as u64,
-                metric_sum(&t, node_metrics::EVENTS_DROPPED, &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_INGESTED_TOTAL, &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_DROPPED_TOTAL, &[]) as u64,
             )
         })
     };

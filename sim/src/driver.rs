@@ -9,11 +9,12 @@
 //! health. Everything is bounded by the run's duration and event budget.
 
 use crate::faults::{self, Fault, FaultKind};
-use crate::process::{metric_sum, node_metrics, scrape, NatsServer};
+use crate::process::{metric_sum, scrape, NatsServer};
 use crate::report::{histogram, Bucket, Cohort, FaultRecord, Latency, Quality, Report};
 use crate::world::{Action, World};
 use hdrhistogram::Histogram;
 use reco_messages::admin::Health;
+use reco_messages::metrics as node_metrics;
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
 };
@@ -193,23 +194,17 @@ struct Shared {
     slow_consumers: Arc<AtomicU64>,
 }
 
-/// Connects a client that counts slow-consumer events into `counter`.
+/// Connects a client that counts slow-consumer events into `counter`, with
+/// no client-side request timeout (every request is bounded and measured
+/// here) and retrying while the server starts.
 pub async fn connect(url: &str, counter: Arc<AtomicU64>) -> anyhow::Result<async_nats::Client> {
-    use anyhow::Context;
-    async_nats::ConnectOptions::new()
-        .event_callback(move |event| {
-            let counter = counter.clone();
-            async move {
-                if let async_nats::Event::SlowConsumer(_) = event {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-        .request_timeout(None)
+    Ok(reco_client::ConnectOptions::new(url)
+        .name("reco-sim")
+        .slow_consumers(counter)
+        .no_request_timeout()
         .retry_on_initial_connect()
-        .connect(url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))
+        .connect()
+        .await?)
 }
 
 /// Runs the load against the node behind `client` and reports.
@@ -318,9 +313,9 @@ pub async fn drive(
     let settle_until = Instant::now() + Duration::from_secs(2);
     while let (Some(addr), Some(b), Some(a)) = (config.metrics_addr, &before, &after) {
         let counted: f64 = [
-            node_metrics::EVENTS_INGESTED,
-            node_metrics::EVENTS_REJECTED,
-            node_metrics::EVENTS_DROPPED,
+            node_metrics::EVENTS_INGESTED_TOTAL,
+            node_metrics::EVENTS_REJECTED_TOTAL,
+            node_metrics::EVENTS_DROPPED_TOTAL,
         ]
         .iter()
         .map(|name| metric_sum(a, name, &[]) - metric_sum(b, name, &[]))
@@ -356,7 +351,7 @@ pub async fn drive(
         };
         record.worst_p99_ms = inside.iter().map(|b| b.p99_ms).fold(0.0, f64::max);
     }
-    let ingested = delta(node_metrics::EVENTS_INGESTED);
+    let ingested = delta(node_metrics::EVENTS_INGESTED_TOTAL);
     let published = shared.published.load(Ordering::SeqCst);
     let report = Report {
         seed: world.config().seed,
@@ -367,7 +362,7 @@ pub async fn drive(
         events_per_s: published as f64 / secs,
         node_events_ingested: ingested,
         node_events_per_s: ingested.map(|n| n / secs),
-        node_events_rejected: delta(node_metrics::EVENTS_REJECTED),
+        node_events_rejected: delta(node_metrics::EVENTS_REJECTED_TOTAL),
         requests: shared.sent.load(Ordering::SeqCst),
         replies: stats.replies,
         replies_per_s: stats.replies as f64 / secs,
@@ -396,7 +391,7 @@ pub async fn drive(
             })
             .collect(),
         slow_consumer_sim: shared.slow_consumers.load(Ordering::SeqCst),
-        slow_consumer_node: delta(node_metrics::NATS_SLOW_CONSUMER),
+        slow_consumer_node: delta(node_metrics::NATS_SLOW_CONSUMER_TOTAL),
         node_rss_bytes_max: stats.rss_max,
         node_resident_members: stats.resident,
         faults: fault_records,
@@ -946,7 +941,7 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
             .config
             .metrics_addr
             .and_then(|a| scrape(a).ok())
-            .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED, &[]));
+            .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED_TOTAL, &[]));
         // With cohorts, model faults hit the experiment cohort only.
         let model_cohort = shared.config.cohorts.then_some(faults::EXPERIMENT);
         let describe = |applied: Result<faults::Applied, String>| match applied {
@@ -1045,7 +1040,7 @@ async fn run_faults(shared: Arc<Shared>, nats: Option<Arc<Mutex<NatsServer>>>) -
                     .config
                     .metrics_addr
                     .and_then(|a| scrape(a).ok())
-                    .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED, &[]));
+                    .map(|t| metric_sum(&t, node_metrics::EVENTS_REJECTED_TOTAL, &[]));
                 if let (Some(b), Some(a)) = (rejected_before, after) {
                     note = format!("node rejected {:.0} of {count}", a - b);
                 }

@@ -16,19 +16,16 @@
 //! answered (or the drain timeout passed).
 
 use crate::config::Config;
-use crate::loader::Loader;
-use crate::metrics as nm;
 use crate::supervision::{
     subtree, ChildSpec, GetTree, Reconfigure, Restart, RunningChild, Shutdown, Supervisor,
     SupervisorSettings,
 };
 use actix::prelude::*;
-use anyhow::Context as _;
 use futures::StreamExt;
 use reco_actors::admin::Admin;
 use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
-use reco_actors::metrics as m;
+use reco_actors::loader::Loader;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
 use reco_actors::nearline::NearlineSettings;
 use reco_actors::precomputed::{ListsReader, Precomputed};
@@ -36,6 +33,7 @@ use reco_actors::responder::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::admin::Reloaded;
+use reco_messages::metrics as nm;
 use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use reco_models::{ItemFactors, PrecomputedLists};
 use std::future::Future;
@@ -44,60 +42,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod command;
+
 /// Connects to NATS with the node's options: counted slow consumers and
 /// connection events, bounded subscription buffers.
-pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    let options = async_nats::ConnectOptions::new()
-        .name("reco-serve")
-        .subscription_capacity(config.nats.subscription_capacity)
-        .connection_timeout(Duration::from_millis(config.nats.connect_timeout_ms))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::SlowConsumer(sid) => {
-                    metrics::counter!(m::NATS_SLOW_CONSUMER_TOTAL).increment(1);
-                    tracing::warn!(
-                        sid,
-                        "NATS subscription is a slow consumer: messages were dropped."
-                    );
-                }
-                other => {
-                    let name = match other {
-                        async_nats::Event::Connected => "connected",
-                        async_nats::Event::Disconnected => "disconnected",
-                        async_nats::Event::LameDuckMode => "lame_duck",
-                        async_nats::Event::Draining => "draining",
-                        async_nats::Event::Closed => "closed",
-                        _ => "other",
-                    };
-                    metrics::counter!(m::NATS_EVENTS_TOTAL, "event" => name).increment(1);
-                    tracing::info!(event = %other, "NATS connection event.");
-                }
-            }
-        });
-    options
-        .connect(config.nats.url.as_str())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to NATS at {}: is nats-server running? (set --nats or {})",
-                config.nats.url,
-                crate::config::ENV_NATS_URL
-            )
-        })
+///
+/// # Errors
+/// When the server cannot be reached in time (the message says how to fix it).
+pub async fn connect(config: &Config) -> Result<async_nats::Client, reco_client::ConnectError> {
+    config.nats.connect_options().connect().await
 }
 
-/// Waits until the server has processed everything this client sent so far
-/// (`Client::flush` only writes to the socket): a message to our own inbox
-/// comes back only after earlier subscriptions are registered.
-pub async fn round_trip(client: &async_nats::Client) -> anyhow::Result<()> {
-    let inbox = client.new_inbox();
-    let mut sub = client.subscribe(inbox.clone()).await?;
-    client.publish(inbox, bytes::Bytes::new()).await?;
-    tokio::time::timeout(Duration::from_secs(10), sub.next())
-        .await
-        .context("NATS server did not answer a round trip within 10 s")?;
-    Ok(())
-}
+pub use reco_client::round_trip;
 
 /// What made a node stop serving.
 #[derive(Debug)]
@@ -121,7 +77,7 @@ pub async fn run(
     config.validate()?;
     let subjects = Subjects::new(&config.nats.prefix)?;
     let client = connect(&config).await?;
-    crate::event_log::start_recording(&client, &config, &subjects).await;
+    reco_offline::event_log::start_recording(&client, &config.events_log, &subjects).await;
 
     let model_version = model.as_ref().map(|m| m.version().to_owned());
     let lists_version = lists.version.clone();
