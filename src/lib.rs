@@ -44,9 +44,17 @@ impl NatsServer {
 
     /// A connected client.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        reco_client::ConnectOptions::new(self.url())
+            .name("reco-e2e")
+            .connect()
             .await
             .expect("cannot connect to the test nats-server")
+    }
+
+    /// The admin client of the node(s) serving the default prefix through
+    /// `client`.
+    pub fn admin(client: &async_nats::Client) -> reco_client::Admin {
+        reco_client::Admin::new(client.clone(), reco_messages::Subjects::default())
     }
 }
 

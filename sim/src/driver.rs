@@ -13,7 +13,6 @@ use crate::process::{metric_sum, scrape, NatsServer};
 use crate::report::{histogram, Bucket, Cohort, FaultRecord, Latency, Quality, Report};
 use crate::world::{Action, World};
 use hdrhistogram::Histogram;
-use reco_messages::admin::Health;
 use reco_messages::metrics as node_metrics;
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
@@ -809,17 +808,11 @@ fn spawn_judge(shared: Arc<Shared>, rx: mpsc::Receiver<Served>) -> std::thread::
 
 /// Hit (0 or 1) and NDCG at `k` of `served` against the set `relevant`.
 pub fn judge(served: &[ItemId], relevant: &[ItemId], k: usize) -> (f64, f64) {
-    let gain = |i: usize| 1.0 / ((i + 2) as f64).log2();
-    let dcg: f64 = served
-        .iter()
-        .take(k)
-        .enumerate()
-        .filter(|(_, item)| relevant.contains(item))
-        .map(|(i, _)| gain(i))
-        .sum();
-    let ideal: f64 = (0..k.min(relevant.len())).map(gain).sum();
-    let hit = if dcg > 0.0 { 1.0 } else { 0.0 };
-    (hit, if ideal > 0.0 { dcg / ideal } else { 0.0 })
+    let (hits, ndcg) =
+        reco_models::eval::ndcg_at_k(served.iter().copied(), k, relevant.len(), |item| {
+            relevant.contains(item)
+        });
+    (if hits > 0 { 1.0 } else { 0.0 }, ndcg)
 }
 
 /// Once per second: closes a timeline bucket and polls the node's health;
@@ -841,7 +834,8 @@ async fn monitor(shared: Arc<Shared>) {
     let mut last_events = 0u64;
     let mut n = 0u64;
     let mut last = Bucket::default();
-    let health_subject = shared.subjects.admin_health();
+    let admin = reco_client::Admin::new(shared.client.clone(), shared.subjects.clone())
+        .with_timeout(Duration::from_millis(500));
     loop {
         tick.tick().await;
         n += 1;
@@ -878,19 +872,10 @@ async fn monitor(shared: Arc<Shared>) {
                 last = bucket;
             }
             last_events = events;
-            let health = tokio::time::timeout(
-                Duration::from_millis(500),
-                shared
-                    .client
-                    .request(health_subject.clone(), Vec::new().into()),
-            )
-            .await;
-            if let Ok(Ok(message)) = health {
-                if let Ok(health) = decode::<Health>(&message.payload, 1 << 20) {
-                    let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-                    stats.rss_max = stats.rss_max.max(health.rss_bytes);
-                    stats.resident = health.resident_members;
-                }
+            if let Ok(health) = admin.health().await {
+                let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+                stats.rss_max = stats.rss_max.max(health.rss_bytes);
+                stats.resident = health.resident_members;
             }
         }
         if let Some(bar) = &bar {
