@@ -20,7 +20,8 @@
 //! - [`metrics`]: the metric names (defined in [`reco_messages::metrics`]).
 //!
 //! Actors get typed settings from `reco-supervisors`; none reads the
-//! environment or a file.
+//! environment or a file. How they are supervised is drawn once, in
+//! `reco_supervisors::supervision`'s docs (`supervisors/src/supervision.rs`).
 //!
 //! ```text
 //!  NATS ──► Ingress ──try_send──► SessionShard (per arbiter) ──► Session (per member)
