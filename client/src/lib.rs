@@ -7,8 +7,8 @@
 //! # Layout
 //! - [`connect`]: the connect function and its options builder.
 //! - [`admin`]: health, tree, faults, model pin/unpin/status, reload.
-//! - [`caller`]: `recommend`.
-//! - [`producer`]: `event`.
+//! - [`caller`]: asks for recommendations (`reco recommend`).
+//! - [`producer`]: publishes an event (`reco event`).
 //! - [`command`]: the `reco recommend | event | tree | model` subcommands.
 
 pub mod admin;
