@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// member?" within a deadline (falling back to precomputed lists rather than
 /// failing), and trains and publishes new models offline.
 #[derive(Debug, Parser)]
-#[command(name = "reco", version, about, long_about = None)]
+#[command(name = "reco", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
