@@ -7,8 +7,8 @@
 //! Like the ingress it is a task, because it owns its subscriptions.
 
 use crate::model::{InjectedFaults, ModelHandle};
-use crate::precomputed::ListsReader;
-use crate::responder::InFlight;
+use crate::lists::ListsReader;
+use crate::reply::InFlight;
 use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};
 use futures::StreamExt;

@@ -25,16 +25,15 @@
 //! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
 
 use crate::metrics as m;
-use crate::precomputed::ListsReader;
-use crate::responder::{InFlight, Responder};
-use crate::session::{fallback_reply, Recommend};
+use crate::lists::ListsReader;
+use crate::reply::{InFlight, Recommend, Responder};
 use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
 use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
 use reco_messages::Event;
-use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Reason, Subjects};
+use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -254,10 +253,7 @@ impl Ingress {
             None => Some(recommend), // the shard is restarting
         };
         if let Some(recommend) = refused {
-            let fallback = self.lists.fallback(member, recommend.k, &[]);
-            recommend
-                .responder
-                .reply(fallback_reply(member, fallback, Reason::Overloaded));
+            recommend.refused(&self.lists);
         }
     }
 }

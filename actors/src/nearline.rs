@@ -18,7 +18,7 @@
 //! stored).
 
 use crate::model::ModelPool;
-use crate::precomputed::Fallback;
+use crate::lists::Fallback;
 use reco_messages::{EventKind, ItemId, ScoredItem, Source};
 use reco_models::Scored;
 use std::time::{Duration, Instant};

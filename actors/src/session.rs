@@ -30,8 +30,8 @@ use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, NearlineList, NearlineSettings};
-use crate::precomputed::{Fallback, ListsReader};
-use crate::responder::Responder;
+use crate::lists::ListsReader;
+use crate::reply::Recommend;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
@@ -252,25 +252,6 @@ impl Handler<ApplyEvent> for Session {
     }
 }
 
-/// Answer a recommend request of the member.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Recommend {
-    /// The member (the shard routes on it).
-    pub member: MemberId,
-    /// How many items.
-    pub k: usize,
-    /// Leave out seen items.
-    pub exclude_seen: bool,
-    /// When the caller stops waiting.
-    pub deadline: Instant,
-    /// Where the reply goes.
-    pub responder: Responder,
-    /// The request's span, so that the work inside the actors is traced
-    /// under it.
-    pub span: tracing::Span,
-}
-
 /// Stop the session (control message: sent with `do_send`, never shed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -281,19 +262,6 @@ impl Handler<Passivate> for Session {
 
     fn handle(&mut self, _msg: Passivate, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-/// Builds the reply for a fallback answer.
-pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> Recommendations {
-    Recommendations {
-        member,
-        items: fallback.items,
-        source: fallback.source,
-        model_version: fallback.version,
-        degraded: true,
-        reason: Some(reason),
-        served_us: 0,
     }
 }
 
@@ -356,7 +324,7 @@ impl Session {
         };
         let interactions = self.signals.interactions();
         if interactions.is_empty() {
-            responder.reply(fallback_reply(member, fallback, Reason::ColdStart));
+            responder.fall_back(member, fallback, Reason::ColdStart);
             return;
         }
         let answer_by = deadline
@@ -370,38 +338,36 @@ impl Session {
                     Refusal::Overloaded => Reason::Overloaded,
                     Refusal::Unavailable => Reason::ModelUnavailable,
                 };
-                responder.reply(fallback_reply(member, fallback, reason));
+                responder.fall_back(member, fallback, reason);
                 return;
             }
         };
         let wait = async move {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
-            let reply = match outcome {
-                Ok(Ok(ScoreOutcome::Scored { items, version })) => Recommendations {
-                    member,
-                    items: items
-                        .into_iter()
-                        .map(|s| ScoredItem {
-                            item: s.item,
-                            score: s.score,
-                        })
-                        .collect(),
-                    source: Source::Model,
-                    model_version: Some(version),
-                    degraded: false,
-                    reason: None,
-                    served_us: 0,
-                },
-                Ok(Ok(ScoreOutcome::Cold)) => fallback_reply(member, fallback, Reason::ColdStart),
-                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => {
-                    fallback_reply(member, fallback, Reason::Deadline)
+            let reason = match outcome {
+                Ok(Ok(ScoreOutcome::Scored { items, version })) => {
+                    return responder.reply(Recommendations {
+                        member,
+                        items: items
+                            .into_iter()
+                            .map(|s| ScoredItem {
+                                item: s.item,
+                                score: s.score,
+                            })
+                            .collect(),
+                        source: Source::Model,
+                        model_version: Some(version),
+                        degraded: false,
+                        reason: None,
+                        served_us: 0,
+                    });
                 }
-                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => {
-                    fallback_reply(member, fallback, Reason::ModelUnavailable)
-                }
+                Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
+                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
+                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
             };
-            responder.reply(reply);
+            responder.fall_back(member, fallback, reason);
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
@@ -411,6 +377,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::Responder;
     use crate::model::{InjectedFaults, ModelHandle};
     use reco_messages::EventKind;
     use reco_models::PrecomputedLists;
@@ -479,7 +446,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_cold_member_is_answered_by_the_fallback_at_once() {
         let session = Session::new(MemberId(1), Arc::new(deps(16))).start();
-        let in_flight = crate::responder::InFlight::new();
+        let in_flight = crate::reply::InFlight::new();
         let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
         session.do_send(Recommend {
             member: MemberId(1),

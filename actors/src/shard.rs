@@ -25,13 +25,14 @@
 
 use crate::lifecycle::{isolate, ExitHook, ExitReason, Stop};
 use crate::metrics as m;
-use crate::session::{fallback_reply, ApplyEvent, Passivate, Recommend, Session, SessionDeps};
+use crate::reply::Recommend;
+use crate::session::{ApplyEvent, Passivate, Session, SessionDeps};
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use reco_messages::{Event, MemberId, Reason};
+use reco_messages::{Event, MemberId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,15 +236,8 @@ impl Handler<RouteRecommend> for SessionShard {
         let routed = isolate("session_shard", "RouteRecommend", || {
             let session = self.session(msg.0.member);
             if let Err(refused) = session.try_send(msg.0) {
-                let request = match refused {
-                    SendError::Full(r) | SendError::Closed(r) => r,
-                };
-                let fallback = self.deps.lists.fallback(request.member, request.k, &[]);
-                request.responder.reply(fallback_reply(
-                    request.member,
-                    fallback,
-                    Reason::Overloaded,
-                ));
+                let (SendError::Full(request) | SendError::Closed(request)) = refused;
+                request.refused(&self.deps.lists);
             }
         });
         if let Err(why) = routed {

@@ -25,7 +25,7 @@ use crate::metrics as nm;
 use crate::publish;
 use futures::StreamExt;
 use reco_actors::model::ModelHandle;
-use reco_actors::precomputed::ListsReader;
+use reco_actors::lists::ListsReader;
 use reco_messages::admin::{ModelCommand, ModelStatus};
 use reco_messages::{decode, encode, ModelPublished, Subjects};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@
 //!  ├── SessionShard × S   one per arbiter thread, each owning its sessions
 //!  │   └── Session × members (bounded, passivated when idle)
 //!  ├── ModelPool          ModelWorker × W on a SyncArbiter, bounded admission
-//!  └── Precomputed        batch lists, read without a queue
+//!  └── ListsReader        batch lists, read without a queue (written by the loader)
 //! ```
 //!
 //! [`run`] must be called inside an actix `System`. It returns once the
@@ -31,8 +31,8 @@ use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
 use reco_actors::nearline::NearlineSettings;
-use reco_actors::precomputed::{ListsReader, Precomputed};
-use reco_actors::responder::InFlight;
+use reco_actors::lists::ListsReader;
+use reco_actors::reply::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::admin::Reloaded;
@@ -385,19 +385,6 @@ impl RunningChild for WorkerChildOf {
 impl TreeParts {
     fn root(self, escalate: ExitHook) -> Supervisor {
         let sup = self.config.supervision.clone();
-        let lists = {
-            let reader = self.reader.clone();
-            ChildSpec {
-                name: "lists".into(),
-                restart: Restart::Permanent,
-                start: Box::new(move |_exit| {
-                    Box::new(ActorChild {
-                        addr: Precomputed::new(reader.clone()).start(),
-                        on_stop: None,
-                    })
-                }),
-            }
-        };
         let model = workers_subtree("model", self.pool.clone(), sup.model.settings());
         let nearline = self
             .nearline
@@ -446,7 +433,6 @@ impl TreeParts {
             "root",
             sup.root.settings(),
             [
-                Some(lists),
                 Some(model),
                 nearline,
                 Some(sessions),

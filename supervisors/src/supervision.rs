@@ -28,7 +28,6 @@
 //!
 //! ```text
 //! root (one_for_one)                escalating here stops the node (exit 1)
-//! ├── lists            permanent     precomputed lists (state survives restarts)
 //! ├── model (one_for_one)            permanent
 //! │   ├── worker-0     permanent     scoring thread; a panic is answered with
 //! │   └── worker-1     permanent       the fallback, a new thread after backoff
