@@ -6,7 +6,8 @@
 //!
 //! Like the ingress it is a task, because it owns its subscriptions.
 
-use crate::model::{InjectedFaults, ModelHandle};
+use crate::faults::InjectedFaults;
+use crate::model::ModelHandle;
 use crate::lists::ListsReader;
 use crate::reply::InFlight;
 use crate::shard::{ResidentCount, ShardTable};

@@ -26,6 +26,7 @@
 //! passivation is a normal exit and nothing restarts them until the member
 //! comes back.
 
+use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
@@ -54,6 +55,9 @@ pub struct SessionDeps {
     pub settings: SessionSettings,
     /// Where poisoned events are quarantined.
     pub dead_letter: DeadLetter,
+    /// The injected faults (a poisoned item crashes the sessions that apply
+    /// its events).
+    pub faults: InjectedFaults,
     /// Nearline refreshes, when enabled.
     pub nearline: Option<NearlineSettings>,
 }
@@ -180,7 +184,7 @@ impl Session {
     }
 
     fn apply(&mut self, event: &Event) {
-        self.deps.model.faults().check_poison(event.item);
+        self.deps.faults.check_poison(event.item);
         self.signals.push(event);
     }
 
@@ -378,7 +382,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::reply::Responder;
-    use crate::model::{InjectedFaults, ModelHandle};
+    use crate::model::ModelHandle;
     use reco_messages::EventKind;
     use reco_models::PrecomputedLists;
 
@@ -399,6 +403,7 @@ mod tests {
                 quarantine_after: 3,
             },
             dead_letter: Arc::new(|_, _| {}),
+            faults: InjectedFaults::default(),
             nearline: None,
         }
     }

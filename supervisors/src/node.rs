@@ -29,7 +29,8 @@ use reco_actors::admin::Admin;
 use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
-use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
+use reco_actors::faults::InjectedFaults;
+use reco_actors::model::{ModelHandle, ModelPool, WorkerChild};
 use reco_actors::nearline::NearlineSettings;
 use reco_actors::lists::ListsReader;
 use reco_actors::reply::InFlight;
@@ -180,6 +181,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
             subjects: subjects.clone(),
@@ -353,6 +355,7 @@ struct TreeParts {
     shards: ShardTable,
     arbiters: Vec<ArbiterHandle>,
     dead_letter: DeadLetter,
+    faults: InjectedFaults,
     ingress: IngressWiring,
     telemetry: TelemetryWiring,
     loader: Loader,
@@ -517,6 +520,7 @@ impl TreeParts {
                 quarantine_after: config.sessions.quarantine_after,
             },
             dead_letter: self.dead_letter.clone(),
+            faults: self.faults.clone(),
             nearline: self.nearline.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
