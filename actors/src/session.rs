@@ -30,14 +30,14 @@ use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
-use crate::nearline::{triggers_refresh, NearlineList, NearlineSettings};
+use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
 use crate::lists::ListsReader;
 use crate::reply::Recommend;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Where quarantined events go: the node publishes them to the dead-letter
@@ -94,15 +94,9 @@ pub struct Session {
     /// Events applied so far (to tell whether a nearline list reflects
     /// them all).
     applied: u64,
-    /// The member's nearline list, once one was computed.
-    nearline: Option<Box<NearlineList>>,
-    /// When the first event of a refresh batch arrived, while a refresh is
-    /// scheduled.
-    refresh_due: Option<Instant>,
+    /// The member's nearline list and its scheduled refresh.
+    nearline: MemberNearline,
 }
-
-/// How long a nearline refresh may take before its worker skips it.
-const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl Session {
     /// A session for `member` with no history.
@@ -112,75 +106,36 @@ impl Session {
             signals: RecentSignals::new(deps.settings.recent_events),
             deps,
             applied: 0,
-            nearline: None,
-            refresh_due: None,
+            nearline: MemberNearline::default(),
         }
     }
 
     /// Schedules a nearline refresh after an important event, unless one is
     /// already scheduled (debounce).
     fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
-        let Some(nearline) = &self.deps.nearline else {
+        let Some(settings) = &self.deps.nearline else {
             return;
         };
-        if self.refresh_due.is_some() {
-            return;
+        if let Some(debounce) = self.nearline.schedule(settings) {
+            ctx.run_later(debounce, |session, ctx| session.refresh(ctx));
         }
-        self.refresh_due = Some(Instant::now());
-        ctx.run_later(nearline.debounce, |session, ctx| session.refresh(ctx));
     }
 
+    /// Runs the scheduled refresh off the request path and stores its list.
     fn refresh(&mut self, ctx: &mut Context<Self>) {
-        let (Some(nearline), Some(since)) = (self.deps.nearline.clone(), self.refresh_due.take())
-        else {
+        let Some(settings) = &self.deps.nearline else {
             return;
         };
-        let interactions = self.signals.interactions();
-        if interactions.is_empty() {
-            return;
-        }
-        let reflects = self.applied;
-        let started = Instant::now();
-        let score = Score::new(
-            self.member,
-            interactions,
-            nearline.top_n,
-            self.signals.seen(),
-            started + REFRESH_BUDGET,
-        );
-        let Ok(pending) = nearline.pool.try_score(score) else {
-            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "shed").increment(1);
-            return;
-        };
-        ctx.spawn(pending.into_actor(self).map(move |outcome, session, _ctx| {
-            let outcome = match outcome {
-                Ok(ScoreOutcome::Scored { items, version }) => {
-                    let now = Instant::now();
-                    metrics::histogram!(m::NEARLINE_REFRESH_SECONDS)
-                        .record(now.duration_since(started).as_secs_f64());
-                    metrics::histogram!(m::NEARLINE_FRESHNESS_SECONDS)
-                        .record(now.duration_since(since).as_secs_f64());
-                    session.nearline = Some(Box::new(NearlineList {
-                        items,
-                        version,
-                        computed_at: now,
-                        reflects,
-                    }));
-                    "stored"
+        let started = self
+            .nearline
+            .start_refresh(settings, self.member, &self.signals, self.applied);
+        if let Some(refresh) = started {
+            ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
+                if let Some(list) = list {
+                    session.nearline.store(list);
                 }
-                Ok(ScoreOutcome::Cold) => "cold",
-                _ => "failed",
-            };
-            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => outcome).increment(1);
-        }));
-    }
-
-    /// The nearline list if it may be served (not older than the bound).
-    fn servable_nearline(&self) -> Option<&NearlineList> {
-        let max_age = self.deps.nearline.as_ref()?.max_age;
-        self.nearline
-            .as_deref()
-            .filter(|list| list.age() <= max_age)
+            }));
+        }
     }
 
     fn apply(&mut self, event: &Event) {
@@ -194,7 +149,7 @@ impl Session {
     /// crashed are still handled, in order.
     fn restart(&mut self, message: &'static str) {
         self.signals = RecentSignals::new(self.deps.settings.recent_events);
-        self.nearline = None;
+        self.nearline.forget_list();
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -300,32 +255,22 @@ impl Session {
         // The fallback is taken before the model is asked: whatever happens
         // next, an answer is ready. The nearline list comes first.
         let offline = self.deps.lists.fallback(member, k, &exclude);
-        let fallback = match self.servable_nearline() {
-            Some(list) => {
-                let fresh = list.reflects == self.applied
-                    && self
-                        .deps
-                        .nearline
-                        .as_ref()
-                        .is_some_and(|n| n.answer_when_fresh);
-                let fallback = list.fallback(k, &exclude, offline);
-                if fresh {
-                    // Cheap answer: the list already reflects every event.
-                    responder.reply(Recommendations {
-                        member,
-                        items: fallback.items,
-                        source: Source::Nearline,
-                        model_version: fallback.version,
-                        degraded: false,
-                        reason: None,
-                        served_us: 0,
-                    });
-                    return;
-                }
-                fallback
-            }
-            None => offline,
-        };
+        let (fallback, fresh) =
+            self.nearline
+                .fallback(self.deps.nearline.as_ref(), self.applied, k, &exclude, offline);
+        if fresh {
+            // Cheap answer: the list already reflects every event.
+            responder.reply(Recommendations {
+                member,
+                items: fallback.items,
+                source: Source::Nearline,
+                model_version: fallback.version,
+                degraded: false,
+                reason: None,
+                served_us: 0,
+            });
+            return;
+        }
         let interactions = self.signals.interactions();
         if interactions.is_empty() {
             responder.fall_back(member, fallback, Reason::ColdStart);
@@ -382,6 +327,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::reply::Responder;
+    use std::time::Instant;
     use crate::model::ModelHandle;
     use reco_messages::EventKind;
     use reco_models::PrecomputedLists;
