@@ -20,7 +20,7 @@
 use crate::metrics as m;
 use arc_swap::ArcSwap;
 use reco_messages::{ItemId, MemberId, ScoredItem, Source};
-use reco_models::{PrecomputedLists, Scored};
+use reco_models::PrecomputedLists;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -79,7 +79,8 @@ impl ListsReader {
         // is cheapest for the usual small k, a set for large ones.
         let mut taken = (k > 32).then(|| HashSet::with_capacity(k));
         let candidates = own.unwrap_or(&[]).iter().chain(lists.popular.iter());
-        for &Scored { item, score } in candidates {
+        for &scored in candidates {
+            let item = scored.item;
             if items.len() == k {
                 break;
             }
@@ -90,7 +91,7 @@ impl ListsReader {
             if duplicate || exclude.binary_search(&item).is_ok() {
                 continue;
             }
-            items.push(ScoredItem { item, score });
+            items.push(scored);
         }
         let version = (!lists.version.is_empty()).then(|| lists.version.clone());
         Fallback {
@@ -108,6 +109,7 @@ fn publish_gauges(lists: &PrecomputedLists) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_models::Scored;
     use std::collections::HashMap;
 
     fn scored(ids: &[u64]) -> Vec<Scored> {

@@ -32,7 +32,6 @@ use crate::metrics as m;
 use crate::model::{ModelPool, Score, ScoreOutcome};
 use crate::signals::RecentSignals;
 use reco_messages::{EventKind, ItemId, MemberId, ScoredItem, Source};
-use reco_models::Scored;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -66,7 +65,7 @@ pub fn triggers_refresh(kind: EventKind) -> bool {
 #[derive(Clone, Debug)]
 pub struct NearlineList {
     /// Best first, without the items seen when it was computed.
-    pub items: Vec<Scored>,
+    pub items: Vec<ScoredItem>,
     /// Version of the model that computed it.
     pub version: String,
     /// When it was stored.
@@ -90,10 +89,7 @@ impl NearlineList {
             .iter()
             .filter(|s| exclude.binary_search(&s.item).is_err())
             .take(k)
-            .map(|s| ScoredItem {
-                item: s.item,
-                score: s.score,
-            })
+            .copied()
             .collect();
         for extra in padding.items {
             if items.len() == k {
@@ -231,6 +227,7 @@ impl MemberNearline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_models::Scored;
 
     #[test]
     fn nearline_fallback_drops_seen_items_and_pads_without_duplicates() {

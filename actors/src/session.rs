@@ -35,7 +35,7 @@ use crate::lists::ListsReader;
 use crate::reply::Recommend;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
-use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
+use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -298,13 +298,7 @@ impl Session {
                 Ok(Ok(ScoreOutcome::Scored { items, version })) => {
                     return responder.reply(Recommendations {
                         member,
-                        items: items
-                            .into_iter()
-                            .map(|s| ScoredItem {
-                                item: s.item,
-                                score: s.score,
-                            })
-                            .collect(),
+                        items,
                         source: Source::Model,
                         model_version: Some(version),
                         degraded: false,
