@@ -70,6 +70,10 @@ impl Loader {
             // the subscription and is handled after it.
             if self.load_newest_at_start {
                 self.load_newest().await;
+            } else {
+                tracing::info!(
+                    "Not loading the newest published version at start (publish.load_newest_at_start = false)."
+                );
             }
             loop {
                 tokio::select! {
