@@ -23,7 +23,7 @@
 //! hook, and the shard stops; its supervisor starts a new one on the same
 //! arbiter, with no sessions (members start cold).
 
-use crate::lifecycle::{isolate, ExitHook, ExitReason, Stop};
+use crate::lifecycle::{isolate, ExitHook, ExitReason, Panic, Stop};
 use crate::metrics as m;
 use crate::reply::Recommend;
 use crate::session::{ApplyEvent, Passivate, Session, SessionDeps};
@@ -169,11 +169,11 @@ impl SessionShard {
         }
     }
 
-    fn fail(&mut self, message: &'static str, why: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, message: &'static str, why: Panic, ctx: &mut Context<Self>) {
         tracing::error!(
             shard = self.index,
             message,
-            why,
+            %why,
             "Session shard failed; its supervisor restarts it."
         );
         (self.exit)(ExitReason::Panicked(why));
