@@ -7,8 +7,8 @@
 //! Like the ingress it is a task, because it owns its subscriptions.
 
 use crate::faults::InjectedFaults;
-use crate::model::ModelHandle;
 use crate::lists::ListsReader;
+use crate::model::ModelHandle;
 use crate::reply::InFlight;
 use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};

@@ -21,11 +21,22 @@
 //! carries many events, and at low rates a batch is a single event with no
 //! added wait.
 //!
-//! Emits: `reco_events_rejected_total{why}`, `reco_dlq_published_total`,
-//! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
+//! Emits: publishes rejected events on `<prefix>.dlq.events` (headers
+//! `Reco-Dlq-Reason`, `Reco-Dlq-Subject`) and replies on each request's reply
+//! subject; metrics `reco_events_rejected_total{why}`,
+//! `reco_dlq_published_total`, `reco_events_dropped_total{stage="shard"}`,
+//! `reco_request_errors_total{code}` (and the reply metrics of
+//! [`crate::reply`]). Logs: WARN per rejected event and per request without
+//! a reply subject; INFO "Draining subscriptions." / "Ingress stopped.".
+//!
+//! Fails: a request refused by a full or restarting shard is answered at
+//! once with the fallback (`reason: overloaded`); an event refused so is
+//! counted as dropped. A drain that the server never completes gives up
+//! after `drain_timeout`. The loop itself has no failure: when its
+//! subscriptions end, it returns and its supervisor decides.
 
-use crate::metrics as m;
 use crate::lists::ListsReader;
+use crate::metrics as m;
 use crate::reply::{InFlight, Recommend, Responder};
 use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;

@@ -26,7 +26,10 @@
 //!
 //! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`
 //! (a pass's time shared out over the requests it scored),
-//! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`.
+//! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`,
+//! `reco_model_workers_up`. Logs: WARN when a worker thread's priority
+//! cannot be lowered. Injected faults (delay, panics) come from the
+//! [`crate::faults`] handle each worker holds.
 //!
 //! Fails: a worker skips a request whose deadline has passed (`Expired`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
@@ -37,12 +40,12 @@
 //! hook; its supervisor starts a new worker thread (with a new inbox) after
 //! a backoff. A restart loses nothing: the model is in the shared handle.
 
+use crate::faults::InjectedFaults;
 use crate::lifecycle::{isolate, ExitHook, ExitReason};
 use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
-use crate::faults::InjectedFaults;
 use reco_messages::{ItemId, MemberId};
 use reco_models::{ItemFactors, Query, Scored};
 use std::future::Future;
@@ -586,7 +589,6 @@ impl ModelPool {
         // mailbox, as a refused actix `send` would.
         Ok(async move { outcome.await.map_err(|_| MailboxError::Closed) })
     }
-
 }
 
 #[cfg(test)]

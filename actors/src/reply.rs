@@ -28,8 +28,8 @@
 
 use crate::lists::{Fallback, ListsReader};
 use crate::metrics as m;
-use async_nats::{Client, Subject};
 use actix::Message;
+use async_nats::{Client, Subject};
 use reco_messages::{encode, ErrorCode, ErrorReply, MemberId, Reason, Recommendations};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! time, from the fallback otherwise, saying which.
 //!
 //! Mailbox: [`ApplyEvent`] → `()`, [`Recommend`] → `()` (the reply goes out
-//! through the request's [`Responder`]), [`Passivate`] → `()`. Data mailbox
+//! through the request's [`Responder`](crate::reply::Responder)), [`Passivate`] → `()`. Data mailbox
 //! capacity comes from [`SessionSettings::mailbox`].
 //!
 //! State: the member's [`RecentSignals`] (bounded ring). The session lives
@@ -13,8 +13,12 @@
 //! passivated its state is dropped, and the member starts cold on its next
 //! contact — the precomputed list is there for exactly that.
 //!
-//! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`, and the
-//! reply metrics through the responder.
+//! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
+//! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
+//! nearline metrics (see [`crate::nearline`]) and the reply metrics through
+//! the responder; quarantined events go to the dead-letter subject through
+//! [`SessionDeps::dead_letter`]. Logs: WARN "Session restarted after a
+//! panic…", ERROR "Poisoned event quarantined.".
 //!
 //! Fails: a request is never left unanswered: the fallback is computed before
 //! the model is asked, and a lost responder answers `internal` on drop. A
@@ -28,10 +32,10 @@
 
 use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
+use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
-use crate::lists::ListsReader;
 use crate::reply::Recommend;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
@@ -126,9 +130,9 @@ impl Session {
         let Some(settings) = &self.deps.nearline else {
             return;
         };
-        let started = self
-            .nearline
-            .start_refresh(settings, self.member, &self.signals, self.applied);
+        let started =
+            self.nearline
+                .start_refresh(settings, self.member, &self.signals, self.applied);
         if let Some(refresh) = started {
             ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
                 if let Some(list) = list {
@@ -255,9 +259,13 @@ impl Session {
         // The fallback is taken before the model is asked: whatever happens
         // next, an answer is ready. The nearline list comes first.
         let offline = self.deps.lists.fallback(member, k, &exclude);
-        let (fallback, fresh) =
-            self.nearline
-                .fallback(self.deps.nearline.as_ref(), self.applied, k, &exclude, offline);
+        let (fallback, fresh) = self.nearline.fallback(
+            self.deps.nearline.as_ref(),
+            self.applied,
+            k,
+            &exclude,
+            offline,
+        );
         if fresh {
             // Cheap answer: the list already reflects every event.
             responder.reply(Recommendations {
@@ -320,11 +328,11 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reply::Responder;
-    use std::time::Instant;
     use crate::model::ModelHandle;
+    use crate::reply::Responder;
     use reco_messages::EventKind;
     use reco_models::PrecomputedLists;
+    use std::time::Instant;
 
     fn deps(mailbox: usize) -> SessionDeps {
         SessionDeps {

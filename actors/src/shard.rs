@@ -17,7 +17,10 @@
 //! handler panics, keeping their mailbox: see `session.rs`.)
 //!
 //! Emits: `reco_session_passivations_total{cause}`,
-//! `reco_events_dropped_total{stage="session"}`.
+//! `reco_events_dropped_total{stage="session"}`; a request refused by a
+//! full session mailbox is answered with the fallback (`reason:
+//! overloaded`, see [`crate::reply`]). Logs: ERROR "Session shard failed…"
+//! with the typed [`crate::lifecycle::Panic`].
 //!
 //! Fails: a panic in the shard itself is isolated, reported through its exit
 //! hook, and the shard stops; its supervisor starts a new one on the same

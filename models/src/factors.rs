@@ -13,7 +13,6 @@ use std::collections::HashMap;
 /// Magic bytes of an item-factors artifact.
 const MAGIC: &[u8; 8] = b"RECOITF\0";
 
-
 /// One member's part of [`ItemFactors::top_k_batch`].
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {

@@ -24,8 +24,8 @@
 use crate::metrics as nm;
 use crate::publish;
 use futures::StreamExt;
-use reco_actors::model::ModelHandle;
 use reco_actors::lists::ListsReader;
+use reco_actors::model::ModelHandle;
 use reco_messages::admin::{ModelCommand, ModelStatus};
 use reco_messages::{decode, encode, ModelPublished, Subjects};
 use std::sync::atomic::{AtomicBool, Ordering};
