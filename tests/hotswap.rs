@@ -269,7 +269,13 @@ async fn a_starting_node_loads_the_newest_published_version_unless_told_not_to()
         "[publish]\nbucket = \"models_start\"\nload_newest_at_start = false\n",
     );
     node.wait_log(Duration::from_secs(10), "Node ready.").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Gate: the loader has passed the point where it would have loaded the
+    // newest version, and said it does not.
+    node.wait_log(
+        Duration::from_secs(10),
+        "Not loading the newest published version at start",
+    )
+    .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v1"));
     drop(node);
     // By default: v1 at once, then v3, the newest published.

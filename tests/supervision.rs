@@ -210,7 +210,6 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
     let text = reco_tree();
     for line in [
         "root [supervisor one_for_one, permanent] running restarts=0",
-        "├── lists [permanent] running restarts=0",
         "├── model [supervisor one_for_one, permanent] running restarts=0",
         "│   ├── worker-0 [permanent] running restarts=0",
         "│   └── worker-1 [permanent] running restarts=0",

@@ -21,8 +21,8 @@
 //! Emits: `reco_model_swaps_total{outcome}` (`ok`, `rejected`, `same`, `pinned`),
 //! `reco_model_version_loaded_timestamp_seconds`.
 
+use crate::lists::ListsReader;
 use crate::model::ModelHandle;
-use crate::precomputed::ListsReader;
 use futures::StreamExt;
 use reco_messages::admin::{ModelCommand, ModelStatus};
 use reco_messages::metrics as nm;
@@ -94,6 +94,10 @@ impl Loader {
             // the subscription and is handled after it.
             if self.load_newest_at_start {
                 self.load_newest().await;
+            } else {
+                tracing::info!(
+                    "Not loading the newest published version at start (publish.load_newest_at_start = false)."
+                );
             }
             loop {
                 tokio::select! {

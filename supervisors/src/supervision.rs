@@ -39,9 +39,6 @@
 //!
 //! ```text
 //! root (one_for_one, escalate)           escalating here stops the node (exit 1)
-//! ├── lists                permanent      the idle precomputed-lists actor (the
-//! │                                         lists themselves are read and swapped
-//! │                                         through a ListsReader, no queue)
 //! ├── model (one_for_one, stay_down)      permanent
 //! │   ├── worker-0         permanent      scoring thread; a panic is answered
 //! │   └── worker-<W-1>     permanent        with the fallback, a new thread after

@@ -22,13 +22,14 @@ use crate::supervision::Shutdown;
 use actix::prelude::*;
 use admin::{reload_on_request, serve_tree};
 use reco_actors::admin::Admin;
+use reco_actors::faults::InjectedFaults;
 use reco_actors::ingress::IngressSettings;
 use reco_actors::lifecycle::ExitHook;
+use reco_actors::lists::ListsReader;
 use reco_actors::loader::Loader;
-use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool};
+use reco_actors::model::{ModelHandle, ModelPool};
 use reco_actors::nearline::NearlineSettings;
-use reco_actors::precomputed::ListsReader;
-use reco_actors::responder::InFlight;
+use reco_actors::reply::InFlight;
 use reco_actors::shard::ShardTable;
 use reco_messages::metrics as nm;
 use reco_messages::Subjects;
@@ -131,6 +132,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
             subjects: subjects.clone(),

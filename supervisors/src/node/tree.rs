@@ -10,13 +10,14 @@ use crate::supervision::{
 };
 use actix::prelude::*;
 use reco_actors::admin::Admin;
+use reco_actors::faults::InjectedFaults;
 use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
+use reco_actors::lists::ListsReader;
 use reco_actors::loader::Loader;
 use reco_actors::model::{ModelPool, WorkerChild};
 use reco_actors::nearline::NearlineSettings;
-use reco_actors::precomputed::{ListsReader, Precomputed};
-use reco_actors::responder::InFlight;
+use reco_actors::reply::InFlight;
 use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::metrics as nm;
@@ -76,6 +77,8 @@ pub(super) struct TreeParts {
     pub(super) shards: ShardTable,
     pub(super) arbiters: Vec<ArbiterHandle>,
     pub(super) dead_letter: DeadLetter,
+    /// The injectable faults the sessions check (poisoned items).
+    pub(super) faults: InjectedFaults,
     pub(super) ingress: IngressWiring,
     pub(super) telemetry: TelemetryWiring,
     pub(super) loader: Loader,
@@ -108,19 +111,6 @@ impl RunningChild for WorkerChildOf {
 impl TreeParts {
     pub(super) fn root(self, escalate: ExitHook) -> Supervisor {
         let sup = self.config.supervision.clone();
-        let lists = {
-            let reader = self.reader.clone();
-            ChildSpec {
-                name: "lists".into(),
-                restart: Restart::Permanent,
-                start: Box::new(move |_exit| {
-                    Box::new(ActorChild {
-                        addr: Precomputed::new(reader.clone()).start(),
-                        on_stop: None,
-                    })
-                }),
-            }
-        };
         let model = workers_subtree("model", self.pool.clone(), sup.model.settings());
         let nearline = self
             .nearline
@@ -169,7 +159,6 @@ impl TreeParts {
             "root",
             sup.root.settings(),
             [
-                Some(lists),
                 Some(model),
                 nearline,
                 Some(sessions),
@@ -254,6 +243,7 @@ impl TreeParts {
                 quarantine_after: config.sessions.quarantine_after,
             },
             dead_letter: self.dead_letter.clone(),
+            faults: self.faults.clone(),
             nearline: self.nearline.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
