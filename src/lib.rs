@@ -37,9 +37,29 @@ impl NatsServer {
         )
     }
 
+    /// Starts a server with `config` as its configuration file (written in
+    /// its temporary directory): authentication, TLS, accounts.
+    pub fn start_with_config(config: &str) -> Self {
+        NatsServer(
+            process::NatsServer::start_with_config(config).unwrap_or_else(|e| {
+                panic!("reco's end-to-end tests need a real nats-server: {e:#}")
+            }),
+        )
+    }
+
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         self.0.url()
+    }
+
+    /// A client connected with `security` (credentials, TLS).
+    pub async fn client_with(&self, security: reco_client::NatsSecurity) -> async_nats::Client {
+        reco_client::ConnectOptions::new(self.url())
+            .name("reco-e2e")
+            .security(security)
+            .connect()
+            .await
+            .expect("cannot connect to the test nats-server")
     }
 
     /// A connected client.

@@ -2,7 +2,7 @@
 //! a producer and the admin client on the command line, speaking only the
 //! public wire contract. For trying a node by hand and for scripts.
 
-use crate::connect::{ConnectOptions, DEFAULT_NATS_URL, ENV_NATS_URL};
+use crate::connect::{ConnectOptions, SecurityArgs, DEFAULT_NATS_URL, ENV_NATS_URL};
 use crate::Admin;
 use clap::Args;
 use reco_messages::admin::TreeNode;
@@ -20,6 +20,9 @@ pub struct Target {
     /// Subject prefix of the deployment.
     #[arg(long, default_value = reco_messages::subjects::DEFAULT_PREFIX)]
     prefix: String,
+    /// Credentials and TLS.
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// Arguments of `reco recommend`.
@@ -64,6 +67,7 @@ async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subject
     let subjects = Subjects::new(&target.prefix)?;
     let client = ConnectOptions::new(&target.nats)
         .name("reco-cli")
+        .security(target.security.security())
         .connect()
         .await?;
     Ok((client, subjects))

@@ -19,6 +19,6 @@ pub mod producer;
 
 pub use admin::{Admin, AdminError};
 pub use connect::{
-    round_trip, round_trip_within, ConnectError, ConnectOptions, RoundTripError, DEFAULT_NATS_URL,
-    ENV_NATS_URL,
+    redact_url, round_trip, round_trip_within, ConnectError, ConnectOptions, NatsSecurity,
+    RoundTripError, Secret, SecurityArgs, DEFAULT_NATS_URL, ENV_NATS_URL, REDACTED,
 };

@@ -10,7 +10,7 @@ use crate::event_log::{self, EventsLogConfig};
 use crate::publish::{self, PublishConfig};
 use crate::train::{self, Holdout, TrainOptions};
 use clap::Args;
-use reco_client::{ConnectOptions, ENV_NATS_URL};
+use reco_client::{ConnectOptions, NatsSecurity, SecurityArgs, ENV_NATS_URL};
 use reco_messages::Subjects;
 use reco_models::AlsParams;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct TrainTarget {
     /// NATS server URL.
     pub nats_url: String,
+    /// Credentials and TLS.
+    pub security: NatsSecurity,
     /// How long to try to connect.
     pub connect_timeout: Duration,
     /// Subject prefix of the deployment.
@@ -55,6 +57,9 @@ pub struct TrainArgs {
     /// NATS server URL for --from-stream and --publish (overrides the file).
     #[arg(long, env = ENV_NATS_URL)]
     pub nats: Option<String>,
+    /// NATS credentials and TLS (override the file's `[nats]` keys).
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Event stream to read with --from-stream (overrides events_log.stream).
     #[arg(long)]
     pub stream: Option<String>,
@@ -143,6 +148,7 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
     if let Some(url) = &args.nats {
         config.nats_url = url.clone();
     }
+    config.security = config.security.overridden_by(&args.security.security());
     if let Some(stream) = &args.stream {
         config.events_log.stream = stream.clone();
     }
@@ -245,6 +251,7 @@ fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> 
 
 async fn connect_for_train(config: &TrainTarget) -> anyhow::Result<async_nats::Client> {
     Ok(ConnectOptions::new(&config.nats_url)
+        .security(config.security.clone())
         .name("reco-train")
         .connect_timeout(config.connect_timeout)
         .connect()

@@ -30,7 +30,7 @@ enum Command {
     /// synthetic members with one fault, then the report.
     Demo(DemoArgs),
     /// Drive a node with a synthetic world (or MovieLens replay) and report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure reco beside its NATS ceilings.
     Bench(BenchArgs),
     /// Print the digest of a world's first events (determinism check).
@@ -123,6 +123,10 @@ struct RunArgs {
     /// Subject prefix of the node.
     #[arg(long, default_value = "reco")]
     prefix: String,
+    /// Credentials and TLS for --nats (`reco serve` and `reco train`
+    /// started here read the same `RECO_NATS_*` variables).
+    #[command(flatten)]
+    security: reco_client::SecurityArgs,
     #[command(flatten)]
     world: WorldArgs,
     /// Replay MovieLens ratings (a ratings.csv) as events instead of the world's stream.
@@ -285,7 +289,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await?;
             output(&report, &args.output)
         }
-        Command::Run(args) => run_world(args).await,
+        Command::Run(args) => run_world(*args).await,
         Command::Bench(args) => {
             let config = BenchConfig {
                 seed: args.seed,
@@ -359,8 +363,11 @@ async fn run_world(args: RunArgs) -> Result<()> {
         None => Box::new(world.actions()),
     };
     let slow = Arc::new(AtomicU64::new(0));
-    let client = driver::connect(&url, slow.clone()).await?;
-    say(&format!("Driving {url} for {duration:?}"));
+    let client = driver::connect_with(&url, slow.clone(), args.security.security()).await?;
+    say(&format!(
+        "Driving {} for {duration:?}",
+        reco_client::redact_url(&url)
+    ));
     let report = driver::drive(client, slow, world, actions, config, server).await?;
     drop(stack);
     output(&report, &args.output)

@@ -98,6 +98,7 @@ pub struct NatsServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    config: Option<PathBuf>,
     _log: LogTail,
 }
 
@@ -107,19 +108,46 @@ impl NatsServer {
     /// # Errors
     /// With [`NATS_INSTALL_HINT`] when `nats-server` is missing.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts the server with `config` as its configuration file (auth,
+    /// TLS, accounts…); the address, port, JetStream and data directory
+    /// are still the harness's (flags win over the file).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`], and when the server refuses the file.
+    pub fn start_with_config(config: &str) -> Result<Self> {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(config: Option<&str>) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let port = free_port()?;
-        let (child, log) = Self::spawn(port, dir.path())?;
+        let config = match config {
+            Some(text) => {
+                let path = dir.path().join("nats-server.conf");
+                std::fs::write(&path, text).context("cannot write the server's config")?;
+                Some(path)
+            }
+            None => None,
+        };
+        let (child, log) = Self::spawn(port, dir.path(), config.as_deref())?;
         Ok(NatsServer {
             child,
             port,
             dir,
+            config,
             _log: log,
         })
     }
 
-    fn spawn(port: u16, dir: &Path) -> Result<(Child, LogTail)> {
-        let mut child = match Command::new("nats-server")
+    fn spawn(port: u16, dir: &Path, config: Option<&Path>) -> Result<(Child, LogTail)> {
+        let mut command = Command::new("nats-server");
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        let mut child = match command
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir)
             .stdin(Stdio::null())
@@ -143,7 +171,7 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, log) = Self::spawn(self.port, self.dir.path())?;
+        let (child, log) = Self::spawn(self.port, self.dir.path(), self.config.as_deref())?;
         self.child = child;
         self._log = log;
         Ok(())

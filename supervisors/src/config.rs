@@ -2,13 +2,17 @@
 //! default a production operator would accept.
 //!
 //! Sources, later ones winning: built-in defaults, the TOML file given with
-//! `--config`, the environment (`RECO_NATS_URL`), command-line flags.
+//! `--config`, the environment (`RECO_NATS_URL`, `RECO_NATS_USER`,
+//! `RECO_NATS_PASSWORD`, … see [`reco_client::SecurityArgs`]), command-line
+//! flags. Secrets (passwords, tokens, credentials in the URL) print as
+//! `<redacted>`.
 //! `reco serve --print-config` prints the effective result. Unknown keys in
 //! the file are an error (a typo must not silently keep a default), and
 //! every value is range-checked by [`Config::validate`].
 
 use crate::supervision::{Backoff, Exhausted, Intensity, Strategy, SupervisorSettings};
 pub use reco_client::ENV_NATS_URL;
+use reco_client::{NatsSecurity, Secret};
 pub use reco_offline::event_log::EventsLogConfig;
 pub use reco_offline::publish::PublishConfig;
 pub use reco_offline::settings::{is_valid_jetstream_name, OutOfRange};
@@ -346,6 +350,34 @@ pub struct NatsConfig {
     pub subscription_capacity: usize,
     /// How long to try to connect at start-up, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// User name (with `password`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password of `user` (prefer `RECO_NATS_PASSWORD`); printed redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Authentication token (prefer `RECO_NATS_TOKEN`); printed redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// File holding an NKey seed (`SU…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creds_file: Option<PathBuf>,
+    /// PEM CA file that signed the server's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (servers that verify clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse a connection without TLS.
+    pub tls_required: bool,
+    /// TLS handshake before the server's INFO (`handshake_first` servers).
+    pub tls_first: bool,
 }
 
 impl Default for NatsConfig {
@@ -355,6 +387,16 @@ impl Default for NatsConfig {
             prefix: reco_messages::subjects::DEFAULT_PREFIX.into(),
             subscription_capacity: 65_536,
             connect_timeout_ms: 5_000,
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed_file: None,
+            creds_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
+            tls_first: false,
         }
     }
 }
@@ -511,6 +553,9 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    /// NATS credentials or TLS options that do not fit together.
+    #[error("config [nats]: {0}")]
+    Security(String),
     /// A value is out of range.
     #[error("config value {key} = {value} is out of range: {expected}")]
     Range {
@@ -540,10 +585,42 @@ pub fn train_target(
 }
 
 impl NatsConfig {
+    /// The credentials and TLS options of these keys.
+    pub fn security(&self) -> NatsSecurity {
+        NatsSecurity {
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            nkey_seed_file: self.nkey_seed_file.clone(),
+            creds_file: self.creds_file.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_required: self.tls_required,
+            tls_first: self.tls_first,
+        }
+    }
+
+    /// Replaces the security keys with `security` (after the flags and
+    /// environment were merged over them).
+    pub fn set_security(&mut self, security: NatsSecurity) {
+        self.user = security.user;
+        self.password = security.password;
+        self.token = security.token;
+        self.nkey_seed_file = security.nkey_seed_file;
+        self.creds_file = security.creds_file;
+        self.tls_ca_file = security.tls_ca_file;
+        self.tls_cert_file = security.tls_cert_file;
+        self.tls_key_file = security.tls_key_file;
+        self.tls_required = security.tls_required;
+        self.tls_first = security.tls_first;
+    }
+
     /// How a node connects: named `reco-serve`, bounded subscription
     /// buffers, slow consumers and connection events counted.
     pub fn connect_options(&self) -> reco_client::ConnectOptions {
         reco_client::ConnectOptions::new(&self.url)
+            .security(self.security())
             .name("reco-serve")
             .subscription_capacity(self.subscription_capacity)
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
@@ -579,9 +656,12 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// The configuration as TOML, every key present.
+    /// The configuration as TOML, every key present, secrets (passwords,
+    /// tokens, credentials in the URL) shown as `<redacted>`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        shown.nats.url = reco_client::redact_url(&self.nats.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// Checks every value against its range.
@@ -777,6 +857,10 @@ impl Config {
         )?;
         self.events_log.validate()?;
         self.publish.validate()?;
+        self.nats
+            .security()
+            .validate()
+            .map_err(ConfigError::Security)?;
         Ok(())
     }
 
@@ -785,6 +869,7 @@ impl Config {
     pub fn train_target(&self) -> reco_offline::command::TrainTarget {
         reco_offline::command::TrainTarget {
             nats_url: self.nats.url.clone(),
+            security: self.nats.security(),
             connect_timeout: Duration::from_millis(self.nats.connect_timeout_ms),
             prefix: self.nats.prefix.clone(),
             events_log: self.events_log.clone(),
@@ -839,6 +924,33 @@ mod tests {
             Config::from_toml("[supervision.root]\non_exhausted = \"stay_down\"\n").unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("on_exhausted"), "{err}");
+    }
+
+    #[test]
+    fn nats_secrets_are_read_from_the_file_and_printed_redacted() {
+        let config = Config::from_toml(
+            "[nats]\nurl = \"nats://alice:hunter2@h:4222\"\nuser = \"bob\"\n\
+             password = \"swordfish\"\ntls_ca_file = \"/ca.pem\"\ntls_required = true\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let security = config.nats.security();
+        assert_eq!(
+            security.password.as_ref().map(Secret::expose),
+            Some("swordfish")
+        );
+        assert!(security.tls_required);
+        let text = config.to_toml();
+        assert!(
+            !text.contains("hunter2") && !text.contains("swordfish"),
+            "{text}"
+        );
+        assert!(text.contains("password = \"<redacted>\""), "{text}");
+        assert!(text.contains("nats://alice:<redacted>@h:4222"), "{text}");
+        assert!(!format!("{config:?}").contains("swordfish"));
+        let config = Config::from_toml("[nats]\npassword = \"x\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("nats.user"), "{err}");
     }
 
     #[test]

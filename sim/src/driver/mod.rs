@@ -210,7 +210,18 @@ struct Shared {
 /// no client-side request timeout (every request is bounded and measured
 /// here) and retrying while the server starts.
 pub async fn connect(url: &str, counter: Arc<AtomicU64>) -> anyhow::Result<async_nats::Client> {
+    connect_with(url, counter, reco_client::NatsSecurity::default()).await
+}
+
+/// [`connect`] with credentials and TLS (`reco-sim run --nats-*` or the
+/// `RECO_NATS_*` variables; credentials in the URL work too).
+pub async fn connect_with(
+    url: &str,
+    counter: Arc<AtomicU64>,
+    security: reco_client::NatsSecurity,
+) -> anyhow::Result<async_nats::Client> {
     Ok(reco_client::ConnectOptions::new(url)
+        .security(security)
         .name("reco-sim")
         .slow_consumers(counter)
         .no_request_timeout()

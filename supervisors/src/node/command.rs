@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Prometheus exporter address; "" disables it (overrides the file).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// NATS credentials and TLS (override the file's `[nats]` keys).
+    #[command(flatten)]
+    pub security: reco_client::SecurityArgs,
     /// Print the effective configuration, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -37,6 +40,11 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(url) = &args.nats {
         config.nats.url = url.clone();
     }
+    let security = config
+        .nats
+        .security()
+        .overridden_by(&args.security.security());
+    config.nats.set_security(security);
     if let Some(dir) = &args.model {
         config.model.dir = Some(dir.clone());
     }

@@ -187,7 +187,7 @@ pub async fn run(
             ready.map_err(|_| anyhow::anyhow!("the ingress stopped before it served"))?;
             metrics::gauge!(nm::NODE_UP).set(1.0);
             tracing::info!(
-                nats = %config.nats.url,
+                nats = %reco_client::redact_url(&config.nats.url),
                 prefix = subjects.prefix(),
                 shards = shard_count,
                 workers = config.model.workers,
