@@ -384,3 +384,107 @@ async fn tls_with_a_client_certificate_verified_by_the_server() {
     assert!(!refused.status.success(), "{}", text(&refused));
     drop(node);
 }
+
+/// A signed NATS JWT (`ed25519-nkey`) with `claims`, issued by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("JTI{subject}"),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_of_an_operator_account_user_chain_authenticates() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let system = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "reco-test-operator",
+        serde_json::json!({"type": "operator", "version": 2,
+                           "system_account": system.public_key()}),
+    );
+    // JetStream needs a system account.
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "reco",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        "reco-node",
+        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                           "subs": -1, "data": -1, "payload": -1}),
+    );
+    let nats = NatsServer::start_with_config(&format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {}: {account_jwt}\n  {sys}: {system_jwt}\n}}\n",
+        account.public_key(),
+        sys = system.public_key(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("reco.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let fixture = fixture();
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        &format!("[nats]\ncreds_file = {:?}\n", creds.display().to_string()),
+    );
+    let client = nats
+        .client_with(NatsSecurity {
+            creds_file: Some(creds.clone()),
+            ..Default::default()
+        })
+        .await;
+    served(&client).await;
+    let url = nats.url();
+    let ok = reco(
+        &["recommend", "--nats", &url, "--member", "3"],
+        &[("RECO_NATS_CREDS_FILE", creds.to_str().unwrap())],
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+    let none = reco(&["recommend", "--nats", &url, "--member", "3"], &[]);
+    assert!(!none.status.success(), "{}", text(&none));
+    drop(node);
+}
