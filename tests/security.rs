@@ -488,3 +488,71 @@ async fn a_creds_file_of_an_operator_account_user_chain_authenticates() {
     assert!(!none.status.success(), "{}", text(&none));
     drop(node);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changing_admin_requests_need_the_operator_token_and_refusals_are_counted() {
+    use reco_messages::admin::{ModelCommand, SetFaults};
+    use reco_messages::metrics as m;
+    let nats = NatsServer::start();
+    let fixture = fixture();
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[admin]\noperator_token = \"op-S3cret\"\n[node]\nfault_injection = true\n",
+    );
+    let client = nats.client().await;
+    let anyone = NatsServer::admin(&client);
+    let faults = anyone.faults(&SetFaults::default()).await.unwrap_err();
+    assert!(faults.to_string().contains("operator token"), "{faults}");
+    let reload = anyone.reload().await.unwrap();
+    assert!(
+        reload
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("operator token")),
+        "{reload:?}"
+    );
+    let unpin = ModelCommand {
+        pin: None,
+        unpin: true,
+    };
+    let model = anyone.model(&unpin).await.unwrap();
+    assert!(
+        model
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("operator token")),
+        "{model:?}"
+    );
+    // Reading is open: a status request needs no token.
+    let status = anyone.model(&ModelCommand::default()).await.unwrap();
+    assert_eq!(status.error, None, "{status:?}");
+    for subject in ["faults", "reload", "model"] {
+        let label = format!("subject=\"{subject}\"");
+        assert_eq!(
+            node.metric(m::ADMIN_REFUSED_TOTAL, &[&label]),
+            1.0,
+            "{subject}"
+        );
+    }
+
+    // A wrong token is refused too; the right one is obeyed.
+    let wrong = NatsServer::admin(&client).with_operator_token(Some(Secret::new("op-wrong")));
+    assert!(wrong.faults(&SetFaults::default()).await.is_err());
+    let operator = NatsServer::admin(&client).with_operator_token(Some(Secret::new("op-S3cret")));
+    operator.faults(&SetFaults::default()).await.unwrap();
+    assert_eq!(operator.reload().await.unwrap().error, None);
+    assert_eq!(operator.model(&unpin).await.unwrap().error, None);
+    assert_eq!(node.metric(m::ADMIN_REFUSED_TOTAL, &[]), 4.0);
+    assert!(!node.log().contains("op-S3cret") && !node.log().contains("op-wrong"));
+
+    // `reco model` sends the token from the environment.
+    let url = nats.url();
+    let refused = reco(&["model", "--nats", &url, "--unpin"], &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let ok = reco(
+        &["model", "--nats", &url, "--unpin"],
+        &[("RECO_OPERATOR_TOKEN", "op-S3cret")],
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+}

@@ -41,6 +41,8 @@ pub struct Admin {
     pub faults: Option<InjectedFaults>,
     /// Set once the node drains.
     pub draining: Arc<AtomicBool>,
+    /// The operator token check on state-changing requests.
+    pub guard: crate::guard::OperatorGuard,
     /// Reads the process's resident set size (the caller knows how).
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -93,6 +95,10 @@ impl Admin {
     }
 
     async fn on_faults(&self, message: Message) {
+        if !self.guard.allows(&message, "faults") {
+            let error = ErrorReply::new(ErrorCode::BadRequest, crate::guard::REFUSED);
+            return self.reply(&message, encode(&error)).await;
+        }
         let Some(faults) = &self.faults else {
             let error = ErrorReply::new(
                 ErrorCode::BadRequest,

@@ -33,6 +33,7 @@
 
 pub mod admin;
 pub mod faults;
+pub mod guard;
 pub mod ingress;
 pub mod lifecycle;
 pub mod lists;

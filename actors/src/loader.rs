@@ -76,6 +76,8 @@ pub struct Loader {
     pub lists: ListsReader,
     /// Load the newest published version when the loader starts.
     pub load_newest_at_start: bool,
+    /// The operator token check on pin/unpin.
+    pub guard: crate::guard::OperatorGuard,
 }
 
 impl Loader {
@@ -163,6 +165,12 @@ impl Loader {
         let error = match decode::<ModelCommand>(&message.payload, MAX_NOTICE) {
             Err(_) if message.payload.is_empty() => None, // a status request
             Err(error) => Some(error.to_string()),
+            Ok(command)
+                if (command.pin.is_some() || command.unpin)
+                    && !self.guard.allows(&message, "model") =>
+            {
+                Some(crate::guard::REFUSED.to_owned())
+            }
             Ok(command) => {
                 if let Some(version) = command.pin {
                     let notice = ModelPublished {

@@ -69,6 +69,7 @@ pub struct Admin {
     client: async_nats::Client,
     subjects: Subjects,
     timeout: Duration,
+    operator_token: Option<crate::Secret>,
 }
 
 impl Admin {
@@ -79,7 +80,15 @@ impl Admin {
             client,
             subjects,
             timeout: Duration::from_secs(10),
+            operator_token: None,
         }
+    }
+
+    /// Sends `token` in the `Reco-Operator-Token` header of every request
+    /// (what a node with `admin.operator_token` requires to change state).
+    pub fn with_operator_token(mut self, token: Option<crate::Secret>) -> Self {
+        self.operator_token = token;
+        self
     }
 
     /// The same client with another per-request timeout.
@@ -135,6 +144,14 @@ impl Admin {
             .await
     }
 
+    fn headers(&self) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(token) = &self.operator_token {
+            headers.insert(reco_messages::admin::HEADER_OPERATOR_TOKEN, token.expose());
+        }
+        headers
+    }
+
     async fn request<T: serde::de::DeserializeOwned>(
         &self,
         subject: String,
@@ -143,7 +160,12 @@ impl Admin {
     ) -> Result<T, AdminError> {
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client.request(subject.clone(), payload.into()),
+            self.client.send_request(
+                subject.clone(),
+                async_nats::Request::new()
+                    .payload(payload.into())
+                    .headers(self.headers()),
+            ),
         )
         .await
         .map_err(|_| AdminError::Timeout {

@@ -240,6 +240,10 @@ pub struct ModelArgs {
     /// Follow new publications again.
     #[arg(long)]
     unpin: bool,
+    /// Operator token a node with `admin.operator_token` requires to pin
+    /// or unpin (prefer the environment variable).
+    #[arg(long, env = "RECO_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<crate::Secret>,
 }
 
 /// Pins, rolls back or unpins a node's model version, or shows it, and
@@ -252,6 +256,7 @@ pub async fn model(args: ModelArgs) -> anyhow::Result<()> {
     };
     let status = Admin::new(client, subjects)
         .with_timeout(Duration::from_secs(30))
+        .with_operator_token(args.operator_token)
         .model(&command)
         .await?;
     println!("{}", serde_json::to_string_pretty(&status)?);

@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Header carrying the operator token on state-changing admin requests
+/// (`faults`, `model` pin/unpin, `reload`) to a node configured with
+/// `admin.operator_token`.
+pub const HEADER_OPERATOR_TOKEN: &str = "Reco-Operator-Token";
+
 /// Reply to `<prefix>.admin.health`: what a node is serving right now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Health {

@@ -15,6 +15,9 @@ pub const RECOMMEND_LATENCY_SECONDS: &str = "reco_recommend_latency_seconds";
 pub const REPLIES_TOTAL: &str = "reco_replies_total";
 /// Counter: requests answered with an `ErrorReply`, by `code`.
 pub const REQUEST_ERRORS_TOTAL: &str = "reco_request_errors_total";
+/// Counter: state-changing admin requests refused for a missing or wrong
+/// operator token, by `subject` (`faults`, `model`, `reload`).
+pub const ADMIN_REFUSED_TOTAL: &str = "reco_admin_refused_total";
 /// Gauge: recommend requests received and not yet answered.
 pub const REQUESTS_IN_FLIGHT: &str = "reco_requests_in_flight";
 /// Counter: events accepted and routed to a session, by `kind`.
@@ -137,6 +140,11 @@ pub const ALL: &[Described] = &[
         name: REQUEST_ERRORS_TOTAL,
         kind: Kind::Counter,
         help: "Requests answered with an error, by code.",
+    },
+    Described {
+        name: ADMIN_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        help: "State-changing admin requests refused for a missing or wrong operator token, by subject.",
     },
     Described {
         name: REQUESTS_IN_FLIGHT,

@@ -49,6 +49,20 @@ pub struct Config {
     pub events_log: EventsLogConfig,
     /// Where `reco train --publish` puts model versions.
     pub publish: PublishConfig,
+    /// The operator surface.
+    pub admin: AdminConfig,
+}
+
+/// The operator surface: who may change a node's state over NATS.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// When set, state-changing admin requests (faults, model pin/unpin,
+    /// reload) must carry it in the `Reco-Operator-Token` header; others
+    /// are refused and counted (`reco_admin_refused_total`). Printed
+    /// redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_token: Option<Secret>,
 }
 
 /// Nearline: after a play, rate or list_add, a member's list is recomputed

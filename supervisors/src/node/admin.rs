@@ -48,6 +48,7 @@ pub(super) async fn reload_on_request(
     root: Addr<Supervisor>,
     client: async_nats::Client,
     subjects: Subjects,
+    guard: reco_actors::guard::OperatorGuard,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = signal(SignalKind::hangup())
@@ -65,7 +66,19 @@ pub(super) async fn reload_on_request(
     loop {
         let reply = tokio::select! {
             Some(()) = async { hangups.as_mut()?.recv().await } => None,
-            Some(message) = async { requests.as_mut()?.next().await } => Some(message.reply),
+            Some(message) = async { requests.as_mut()?.next().await } => {
+                if !guard.allows(&message, "reload") {
+                    let refused = Reloaded {
+                        applied: Vec::new(),
+                        error: Some(reco_actors::guard::REFUSED.into()),
+                    };
+                    if let Some(reply) = message.reply {
+                        let _ = client.publish(reply, encode(&refused).into()).await;
+                    }
+                    continue;
+                }
+                Some(message.reply)
+            }
             else => return,
         };
         let outcome = reload(&path, &root).await;

@@ -121,6 +121,9 @@ pub async fn run(
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
+    let guard = reco_actors::guard::OperatorGuard::new(
+        config.admin.operator_token.as_ref().map(|t| t.expose()),
+    );
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
@@ -155,6 +158,7 @@ pub async fn run(
                 shards: shards.clone(),
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
+                guard: guard.clone(),
                 rss_bytes: Arc::new(rss_bytes),
             },
             stop: telemetry_stop_rx,
@@ -168,6 +172,7 @@ pub async fn run(
             model: handle.clone(),
             lists: reader.clone(),
             load_newest_at_start: config.publish.load_newest_at_start,
+            guard: guard.clone(),
         },
     };
     let root = tree.root(root_hook).start_now();
@@ -178,6 +183,7 @@ pub async fn run(
             root.clone(),
             client.clone(),
             subjects.clone(),
+            guard.clone(),
         ))
     });
 
