@@ -10,6 +10,8 @@
 //! - [`wire`]: the payloads (`Event`, `RecommendRequest`, `Recommendations`,
 //!   `ErrorReply`) and their enums.
 //! - [`subjects`]: every NATS subject, built from one prefix.
+//! - [`partition`]: the partition function (the server's `{{partition(N,1)}}`)
+//!   and the partitioned subjects of a cluster.
 //! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
 //! - [`published`]: notifications of the offline job
 //!   (`<prefix>.published.…`).
@@ -19,6 +21,7 @@
 pub mod admin;
 pub mod codec;
 pub mod ids;
+pub mod partition;
 pub mod published;
 pub mod subjects;
 pub mod wire;
