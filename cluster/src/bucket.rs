@@ -74,7 +74,8 @@ pub(crate) async fn open(
         .max_age;
     if found.is_zero() {
         return Err(error(
-            "the bucket exists without a time to live (max_age); delete it and let reco create it".into(),
+            "the bucket exists without a time to live (max_age); delete it and let reco create it"
+                .into(),
         ));
     }
     if found != ttl {

@@ -142,7 +142,12 @@ impl Membership {
         let mut out = Vec::new();
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| unavailable(e.into()))?;
-            let Some(entry) = self.kv.entry(&key).await.map_err(|e| unavailable(e.into()))? else {
+            let Some(entry) = self
+                .kv
+                .entry(&key)
+                .await
+                .map_err(|e| unavailable(e.into()))?
+            else {
                 continue;
             };
             if entry.operation != kv::Operation::Put {

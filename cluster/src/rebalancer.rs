@@ -218,7 +218,10 @@ impl Rebalancer {
         else {
             return;
         };
-        if matches!(entry.operation, kv::Operation::Delete | kv::Operation::Purge) {
+        if matches!(
+            entry.operation,
+            kv::Operation::Delete | kv::Operation::Purge
+        ) {
             // Released: whoever should own it may take it now.
             round.retry_at.remove(&k);
         }
@@ -273,7 +276,9 @@ impl Rebalancer {
                     round.owned.remove(&k);
                     self.lost(k, "renewal refused", changes).await;
                 }
-                Err(error) => tracing::warn!(partition = %k, %error, "Lease renewal failed; retrying while it is valid."),
+                Err(error) => {
+                    tracing::warn!(partition = %k, %error, "Lease renewal failed; retrying while it is valid.")
+                }
             }
         }
         // 3. Heartbeat.
@@ -386,7 +391,9 @@ impl Rebalancer {
         for (k, outcome) in futures::future::join_all(releases).await {
             metrics::counter!(m::PARTITION_MOVES_TOTAL, "change" => "released").increment(1);
             match outcome {
-                Ok(()) => tracing::info!(partition = %k, node = %self.node(), "Partition handed over."),
+                Ok(()) => {
+                    tracing::info!(partition = %k, node = %self.node(), "Partition handed over.")
+                }
                 Err(error) => {
                     tracing::warn!(partition = %k, %error, "Partition lease not deleted; it expires by itself.")
                 }

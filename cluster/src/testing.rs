@@ -84,7 +84,10 @@ impl NatsServer {
 
     /// What the server logged so far (its last 200 lines).
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     /// A connected client.

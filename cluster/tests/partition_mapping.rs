@@ -14,7 +14,9 @@ fn members() -> Vec<u64> {
     // Large and irregular ids too.
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     for _ in 0..300 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         members.push(x >> (x % 50));
     }
     members.push(u64::MAX);
@@ -25,10 +27,20 @@ fn members() -> Vec<u64> {
 
 async fn partitions_seen_by_the_server(partitions: u32, prefix: &str) {
     let subjects = Subjects::new(prefix).unwrap();
-    let server = NatsServer::start(ServerConfig::new().partitions(&subjects, partitions).unwrap());
+    let server = NatsServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, partitions)
+            .unwrap(),
+    );
     let client = server.client().await;
-    let mut mapped = client.subscribe(subjects.p_events_wildcard()).await.unwrap();
-    let mut unmapped = client.subscribe(format!("{prefix}.events.*")).await.unwrap();
+    let mut mapped = client
+        .subscribe(subjects.p_events_wildcard())
+        .await
+        .unwrap();
+    let mut unmapped = client
+        .subscribe(format!("{prefix}.events.*"))
+        .await
+        .unwrap();
     client.flush().await.unwrap();
     let members = members();
     for &m in &members {
@@ -56,7 +68,10 @@ async fn partitions_seen_by_the_server(partitions: u32, prefix: &str) {
     }
     // Once mapped, the public subject delivers nothing.
     let nothing = tokio::time::timeout(Duration::from_millis(200), unmapped.next()).await;
-    assert!(nothing.is_err(), "an unmapped subscriber received {nothing:?}");
+    assert!(
+        nothing.is_err(),
+        "an unmapped subscriber received {nothing:?}"
+    );
 }
 
 #[tokio::test]
@@ -70,9 +85,15 @@ async fn a_token_with_leading_zeros_is_hashed_as_published() {
     let subjects = Subjects::default();
     let server = NatsServer::start(ServerConfig::new().partitions(&subjects, 64).unwrap());
     let client = server.client().await;
-    let mut mapped = client.subscribe(subjects.p_events_wildcard()).await.unwrap();
+    let mut mapped = client
+        .subscribe(subjects.p_events_wildcard())
+        .await
+        .unwrap();
     client.flush().await.unwrap();
-    client.publish("reco.events.0042", "x".into()).await.unwrap();
+    client
+        .publish("reco.events.0042", "x".into())
+        .await
+        .unwrap();
     let message = tokio::time::timeout(Duration::from_secs(10), mapped.next())
         .await
         .unwrap()
@@ -90,7 +111,10 @@ async fn requests_reach_the_partition_subscriber_and_replies_come_back() {
     let client = server.client().await;
     let member = MemberId(4242);
     let k = partition_of(member, 16);
-    let mut owner = client.subscribe(subjects.p_recommend_partition(k)).await.unwrap();
+    let mut owner = client
+        .subscribe(subjects.p_recommend_partition(k))
+        .await
+        .unwrap();
     let responder = client.clone();
     let task = tokio::spawn(async move {
         let request = owner.next().await.unwrap();
@@ -111,7 +135,10 @@ async fn requests_reach_the_partition_subscriber_and_replies_come_back() {
     task.await.unwrap();
     // A partition nobody owns answers "no responders" at once: the caller's
     // cue to ask the fallback subject.
-    let other = (0..).map(MemberId).find(|&m| partition_of(m, 16) != k).unwrap();
+    let other = (0..)
+        .map(MemberId)
+        .find(|&m| partition_of(m, 16) != k)
+        .unwrap();
     let error = client
         .request(subjects.recommend(other), "ask".into())
         .await

@@ -320,7 +320,10 @@ mod tests {
             "reco.events.42",
             "reco.p.recommend.3.42",
         ] {
-            assert!(s.member_of_p_event(bad).is_err(), "{bad} should be rejected");
+            assert!(
+                s.member_of_p_event(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
         assert!(s.member_of_fallback("reco.fallback.recommend.07").is_err());
         assert!(s.member_of_fallback("reco.fallback.recommend").is_err());
