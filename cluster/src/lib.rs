@@ -24,6 +24,10 @@
 //!   over this node's partitions.
 //! - [`intake`]: `PartitionIntake`, a partition's events in order, with
 //!   the replay's end marked.
+//! - [`host`]: `PartitionHost`, the owned partitions' events and requests
+//!   (replay first, then a plain subscription), as the ingress knows them.
+//! - [`probe`]: is the server's mapping on? And the single-mode guard for
+//!   a server without it.
 //! - [`testing`]: a real nats-server started from a configuration, for tests.
 //!
 //! The partition function and the partitioned subjects are part of the
@@ -32,16 +36,19 @@
 pub mod assignment;
 pub mod bucket;
 pub mod fence;
+pub mod host;
 pub mod intake;
 pub mod lease;
 pub mod membership;
 pub mod metrics;
 pub mod nats_config;
 pub mod node_id;
+pub mod probe;
 pub mod rebalancer;
 pub mod testing;
 
 pub use fence::Fence;
+pub use host::{HostSettings, HostStatus, HostTraffic, PartitionHost};
 pub use intake::{Intake, IntakeEvent, PartitionIntake, Start};
 pub use lease::{Lease, LeaseError, Leases};
 pub use membership::{LiveNodes, Membership};

@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Each node puts its heartbeat every third of the timeout and deletes it
-//! when it leaves. Others follow the bucket with one watch (`watch_all`,
-//! which 2.9 serves; `watch_many` would need 2.10). An expiry by `max_age`
+//! when it leaves. Others follow the bucket with one watch (all keys, last
+//! value first, which 2.9 serves; `watch_many` would need 2.10). An expiry by `max_age`
 //! sends no watch event, so [`LiveNodes`] also ages entries out by itself:
 //! a node is live while its last heartbeat is younger than the timeout.
 
@@ -126,8 +126,10 @@ impl Membership {
     /// # Errors
     /// [`MembershipError::Unavailable`] when the watch cannot be created.
     pub async fn watch(&self) -> Result<kv::Watch, MembershipError> {
+        // `watch_all` starts with new changes only; the current heartbeats
+        // matter as much.
         self.kv
-            .watch_all()
+            .watch_with_history(">")
             .await
             .map_err(|e| MembershipError::Unavailable(e.into()))
     }
