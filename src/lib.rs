@@ -132,6 +132,11 @@ impl Node {
         self.0.terminate().expect("kill -TERM failed");
     }
 
+    /// Sends SIGKILL (a crash: no drain, no hand-over).
+    pub fn kill(&self) {
+        self.0.signal("-KILL").expect("kill -KILL failed");
+    }
+
     /// Sends SIGHUP (reload the config file).
     pub fn hangup(&self) {
         self.0.signal("-HUP").expect("kill -HUP failed");

@@ -181,6 +181,9 @@ pub enum Reason {
     ModelUnavailable,
     /// The member has no events the model knows about yet.
     ColdStart,
+    /// Asked on the fallback subject: the member's partition had no owner
+    /// ready to answer (a node failed or the partition is moving).
+    Failover,
 }
 
 impl Reason {
@@ -191,6 +194,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::ModelUnavailable => "model_unavailable",
             Reason::ColdStart => "cold_start",
+            Reason::Failover => "failover",
         }
     }
 }

@@ -119,13 +119,15 @@ impl NatsServer {
     }
 
     fn spawn(port: u16, dir: &Path) -> Result<(Child, LogTail)> {
-        let mut child = match Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut child = match Command::new(
+            std::env::var_os("RECO_NATS_SERVER").unwrap_or_else(|| "nats-server".into()),
+        )
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{NATS_INSTALL_HINT}"),

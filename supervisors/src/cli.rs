@@ -33,6 +33,29 @@ enum Command {
     Tree(client::TreeArgs),
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
+    /// Print the nats-server configuration that lets several nodes share a
+    /// prefix (subject mappings into partitions, JetStream).
+    NatsConfig(NatsConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct NatsConfigArgs {
+    /// Number of partitions (every node's cluster.partitions must match).
+    #[arg(long, default_value_t = reco_messages::partition::DEFAULT_PARTITIONS)]
+    partitions: u32,
+    /// Subject prefix of the deployment.
+    #[arg(long, default_value = reco_messages::subjects::DEFAULT_PREFIX)]
+    prefix: String,
+    /// Print only the top-level `mappings { … }` block, to add to an
+    /// existing configuration.
+    #[arg(long)]
+    fragment: bool,
+    /// Client listen address of the complete configuration.
+    #[arg(long, default_value = "0.0.0.0:4222")]
+    listen: String,
+    /// JetStream store directory of the complete configuration.
+    #[arg(long, default_value = "/var/lib/nats/jetstream")]
+    store_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +75,10 @@ struct ServeArgs {
     /// Print the effective configuration, every default included, and exit.
     #[arg(long)]
     print_config: bool,
+    /// This node's name in a cluster (overrides cluster.node_id; default:
+    /// host name and process id).
+    #[arg(long)]
+    node_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +188,7 @@ pub fn main() -> ExitCode {
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
         Command::Model(args) => block_on(client::model(args)),
+        Command::NatsConfig(args) => nats_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,6 +197,20 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<()> {
+    let subjects = Subjects::new(&args.prefix)?;
+    let config = reco_cluster::ServerConfig::new()
+        .partitions(&subjects, args.partitions)?
+        .listen(args.listen.clone())
+        .store_dir(&args.store_dir);
+    if args.fragment {
+        print!("{}", config.fragment());
+    } else {
+        print!("{}", config.render());
+    }
+    Ok(())
 }
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -191,6 +233,9 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(addr) = &args.metrics_addr {
         config.node.metrics_addr = addr.clone();
+    }
+    if let Some(id) = &args.node_id {
+        config.cluster.node_id = id.clone();
     }
     config.validate()?;
     Ok(config)

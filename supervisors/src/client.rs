@@ -39,6 +39,56 @@ pub struct RecommendArgs {
     /// Keep items the member has already watched.
     #[arg(long)]
     include_seen: bool,
+    /// How long one try may take before the fallback subject is asked (the
+    /// caller rule), in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    try_timeout_ms: u64,
+}
+
+/// The caller rule of the wire contract: ask `<prefix>.recommend.<member>`;
+/// on "no responders" (the member's partition has no owner right now) or
+/// when the try outlasts `try_timeout`, ask
+/// `<prefix>.fallback.recommend.<member>`, which every node answers from its
+/// precomputed lists. Returns the reply and whether it came from the
+/// fallback subject.
+///
+/// # Errors
+/// When the fallback subject does not answer either.
+pub async fn ask_with_fallback(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    member: MemberId,
+    payload: bytes::Bytes,
+    try_timeout: Duration,
+) -> Result<(async_nats::Message, bool), async_nats::RequestError> {
+    let first = client
+        .send_request(
+            subjects.recommend(member),
+            async_nats::Request::new()
+                .payload(payload.clone())
+                .timeout(Some(try_timeout)),
+        )
+        .await;
+    match first {
+        Ok(reply) => Ok((reply, false)),
+        Err(error)
+            if matches!(
+                error.kind(),
+                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
+            ) =>
+        {
+            let reply = client
+                .send_request(
+                    subjects.fallback_recommend(member),
+                    async_nats::Request::new()
+                        .payload(payload)
+                        .timeout(Some(try_timeout)),
+                )
+                .await?;
+            Ok((reply, true))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Arguments of `reco event`.
@@ -77,16 +127,20 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
         exclude_seen: Some(!args.include_seen),
         ..Default::default()
     };
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(
-            subjects.recommend(MemberId(args.member)),
-            encode(&request).into(),
-        ),
+    let (reply, via_fallback) = ask_with_fallback(
+        &client,
+        &subjects,
+        MemberId(args.member),
+        encode(&request).into(),
+        Duration::from_millis(args.try_timeout_ms),
     )
     .await
-    .context("no reply within 10 s")?
-    .context("request failed: is a reco node serving this prefix?")?;
+    .context("request failed, on the fallback subject too: is a reco node serving this prefix?")?;
+    if via_fallback {
+        eprintln!(
+            "reco: the member's partition did not answer; this reply is from the fallback subject"
+        );
+    }
     let reply: RecommendReply = decode(&reply.payload, usize::MAX)?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     if let RecommendReply::Error(e) = reply {

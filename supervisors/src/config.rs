@@ -43,6 +43,45 @@ pub struct Config {
     pub events_log: EventsLogConfig,
     /// Where `reco train --publish` puts model versions.
     pub publish: PublishConfig,
+    /// Many nodes on one NATS (used when the server maps the subjects into
+    /// partitions; see `reco nats-config`).
+    pub cluster: ClusterConfig,
+}
+
+/// Many nodes on one NATS: partitions, leases and replay. A node detects at
+/// start-up whether the server maps `<prefix>.events.*` and
+/// `<prefix>.recommend.*` into partitions; without the mapping it runs
+/// alone and these keys only size its single-mode lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name (letters, digits, '-', '_'); empty: host name and
+    /// process id. `reco serve --node-id` overrides it.
+    pub node_id: String,
+    /// Number of partitions; must match the server's mapping (changing it
+    /// is a migration: stop every node, change the server and the nodes).
+    pub partitions: u32,
+    /// Lease length in milliseconds: a crashed node's partitions are served
+    /// again about this long after it died. Every node must use the same
+    /// (the lease bucket's, once it exists).
+    pub lease_ms: u64,
+    /// How far back a new owner replays a partition's events to rebuild its
+    /// members' recent signals, in seconds.
+    pub replay_window_secs: u64,
+    /// Events buffered between the partition intakes and the ingress.
+    pub events_buffer: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            partitions: 64,
+            lease_ms: 5000,
+            replay_window_secs: 600,
+            events_buffer: 4096,
+        }
+    }
 }
 
 /// Nearline: after a play, rate or list_add, a member's list is recomputed
@@ -738,6 +777,43 @@ impl Config {
             1,
             1000,
             "1 to 1000",
+        )?;
+        if !self.cluster.node_id.is_empty()
+            && reco_cluster::NodeId::new(&self.cluster.node_id).is_err()
+        {
+            return Err(ConfigError::Range {
+                key: "cluster.node_id",
+                value: format!("{:?}", self.cluster.node_id),
+                expected: "1 to 64 letters, digits, '-' or '_' (or empty: host name and pid)",
+            });
+        }
+        range(
+            "cluster.partitions",
+            self.cluster.partitions,
+            1,
+            reco_messages::partition::MAX_PARTITIONS,
+            "1 to 4096",
+        )?;
+        range(
+            "cluster.lease_ms",
+            self.cluster.lease_ms,
+            500,
+            600_000,
+            "500 to 600000",
+        )?;
+        range(
+            "cluster.replay_window_secs",
+            self.cluster.replay_window_secs,
+            0,
+            7 * 24 * 3600,
+            "0 to 604800 (a week)",
+        )?;
+        range(
+            "cluster.events_buffer",
+            self.cluster.events_buffer,
+            16,
+            10_000_000,
+            "16 to 10000000",
         )?;
         Ok(())
     }

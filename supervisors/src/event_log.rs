@@ -1,4 +1,5 @@
-//! The event log: a JetStream stream over `<prefix>.events.*` that the NATS
+//! The event log: a JetStream stream over `<prefix>.events.*` (and, in a
+//! cluster, the partitioned `<prefix>.p.events.*.*`) that the NATS
 //! server fills by itself with every event producers publish, and that
 //! `reco train --from-stream` reads back as training interactions.
 //!
@@ -69,7 +70,9 @@ pub fn stream_config(config: &EventsLogConfig, subjects: &Subjects) -> stream::C
     stream::Config {
         name: config.stream.clone(),
         description: Some("reco member events, recorded for training".into()),
-        subjects: vec![subjects.events_wildcard()],
+        // The public subject (a node alone) and the partitioned one (a
+        // cluster: the server maps publishes before the stream sees them).
+        subjects: vec![subjects.events_wildcard(), subjects.p_events_wildcard()],
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
         storage: stream::StorageType::File,
@@ -101,15 +104,25 @@ pub async fn ensure_stream(
         .map_err(|e| create(e.into()))?;
     let info = stream.info().await.map_err(|e| create(e.into()))?.clone();
     let existing = &info.config;
-    if existing.subjects != wanted.subjects {
+    // A stream of an earlier version records only the public subject: it
+    // gains the partitioned one.
+    let older = existing
+        .subjects
+        .iter()
+        .all(|s| wanted.subjects.contains(s));
+    if !older {
         return Err(EventLogError::Incompatible {
             stream: config.stream.clone(),
             found: existing.subjects.clone(),
-            wanted: subjects.events_wildcard(),
+            wanted: wanted.subjects.join(", "),
         });
     }
-    if existing.max_age != wanted.max_age || existing.max_bytes != wanted.max_bytes {
+    if existing.subjects != wanted.subjects
+        || existing.max_age != wanted.max_age
+        || existing.max_bytes != wanted.max_bytes
+    {
         let updated = stream::Config {
+            subjects: wanted.subjects.clone(),
             max_age: wanted.max_age,
             max_bytes: wanted.max_bytes,
             ..existing.clone()
@@ -228,6 +241,11 @@ pub async fn read_interactions(
         out.events += 1;
         let event = subjects
             .member_of_event(&message.subject)
+            .or_else(|_| {
+                subjects
+                    .member_of_p_event(&message.subject)
+                    .map(|(_, member)| member)
+            })
             .ok()
             .and_then(|member| {
                 reco_messages::decode_event(&message.payload, member, max_payload).ok()
@@ -283,7 +301,13 @@ mod tests {
         };
         let c = stream_config(&config, &Subjects::new("prod.reco").unwrap());
         assert_eq!(c.name, "EV");
-        assert_eq!(c.subjects, vec!["prod.reco.events.*".to_owned()]);
+        assert_eq!(
+            c.subjects,
+            vec![
+                "prod.reco.events.*".to_owned(),
+                "prod.reco.p.events.*.*".to_owned()
+            ]
+        );
         assert_eq!(c.max_age, Duration::from_secs(3600));
         assert_eq!(c.max_bytes, 1 << 20);
     }

@@ -24,6 +24,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod client;
+pub mod cluster_mode;
 pub mod config;
 pub mod event_log;
 pub mod loader;

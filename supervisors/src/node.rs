@@ -26,7 +26,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use futures::StreamExt;
 use reco_actors::admin::Admin;
-use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
+use reco_actors::ingress::{dlq_headers, Inbound, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::metrics as m;
 use reco_actors::model::{InjectedFaults, ModelHandle, ModelPool, WorkerChild};
@@ -167,6 +167,7 @@ pub async fn run(
     });
     let in_flight = InFlight::new();
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let role = crate::cluster_mode::start(&client, &config, &subjects, drain_rx.clone()).await?;
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
@@ -191,6 +192,7 @@ pub async fn run(
             in_flight: in_flight.clone(),
             drain: drain_rx,
             state: Arc::new(ingress_tx),
+            traffic: role.traffic(),
         },
         telemetry: TelemetryWiring {
             admin: Admin {
@@ -238,6 +240,8 @@ pub async fn run(
                 prefix = subjects.prefix(),
                 shards = shard_count,
                 workers = config.model.workers,
+                node = %role.node,
+                mode = role.mode_name(),
                 model = model_version.as_deref().unwrap_or("none"),
                 lists = %lists_version,
                 "Node ready."
@@ -266,6 +270,7 @@ pub async fn run(
         tracing::warn!("The ingress did not finish draining in time.");
     }
     let left = in_flight.wait_idle(drain_limit).await;
+    role.stopped(drain_limit).await;
     if left > 0 {
         metrics::counter!(nm::DRAIN_ABANDONED_TOTAL).increment(left as u64);
         tracing::error!(left, "Drain timed out with requests still in flight.");
@@ -320,6 +325,9 @@ struct IngressWiring {
     /// Becomes true when the node drains.
     drain: tokio::sync::watch::Receiver<bool>,
     state: Arc<tokio::sync::watch::Sender<IngressState>>,
+    /// The owned partitions' traffic (cluster mode); `None`: subscribe the
+    /// public subjects (a node alone).
+    traffic: Option<crate::cluster_mode::PartitionTraffic>,
 }
 
 /// A running ingress: stopping it drains its subscriptions.
@@ -468,15 +476,32 @@ impl TreeParts {
         actix::spawn(async move {
             let subjects = &wiring.subjects;
             let subscribed = async {
-                let events = wiring.client.subscribe(subjects.events_wildcard()).await?;
-                let requests = wiring
+                let (events, requests) = match &wiring.traffic {
+                    Some(traffic) => (traffic.events(), traffic.requests()),
+                    None => (
+                        Inbound::Subscription(
+                            wiring.client.subscribe(subjects.events_wildcard()).await?,
+                        ),
+                        Inbound::Subscription(
+                            wiring
+                                .client
+                                .subscribe(subjects.recommend_wildcard())
+                                .await?,
+                        ),
+                    ),
+                };
+                // Every node answers the fallback subject, in one group.
+                let fallback = wiring
                     .client
-                    .subscribe(subjects.recommend_wildcard())
+                    .queue_subscribe(
+                        subjects.fallback_recommend_wildcard(),
+                        reco_messages::partition::FALLBACK_QUEUE_GROUP.into(),
+                    )
                     .await?;
                 round_trip(&wiring.client).await?;
-                anyhow::Ok((events, requests))
+                anyhow::Ok((events, requests, fallback))
             };
-            let (events, requests) = match subscribed.await {
+            let (events, requests, fallback) = match subscribed.await {
                 Ok(subscriptions) => subscriptions,
                 Err(error) => {
                     return exit(ExitReason::Failed(format!("cannot subscribe: {error:#}")));
@@ -502,7 +527,7 @@ impl TreeParts {
                 reader,
                 wiring.in_flight.clone(),
             );
-            ingress.run(events, requests, stop).await;
+            ingress.run(events, requests, Some(fallback), stop).await;
             wiring.state.send_replace(IngressState::Stopped);
             exit(if asked.load(Ordering::Acquire) {
                 ExitReason::Normal

@@ -1,0 +1,278 @@
+//! Many nodes on one NATS, end to end: three `reco serve` processes on a
+//! real nats-server started with the configuration `reco nats-config`
+//! generates, under a steady load of events (acknowledged by JetStream) and
+//! requests (following the caller rule). The node owning the most partitions
+//! is killed with SIGKILL: every request is still answered (counting the
+//! fallback subject), events acknowledged while its partitions had no owner
+//! are applied by the new owners (a played item is excluded from the
+//! member's next reply), and every partition is served again.
+//!
+//! Also: a node alone on a plain server keeps working as before, and a
+//! second one on the same prefix refuses to start.
+
+use async_nats::jetstream;
+use reco_cluster::assignment::assign;
+use reco_cluster::testing::NatsServer as ConfiguredServer;
+use reco_cluster::{NodeId, ServerConfig};
+use reco_e2e::{Fixture, NatsServer, Node};
+use reco_messages::partition::{partition_of, Partition};
+use reco_messages::{
+    decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
+};
+use reco_supervisors::client::ask_with_fallback;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 16;
+const LEASE_MS: u64 = 2000;
+const MEMBERS: u64 = 120;
+
+fn node_config(id: &str) -> String {
+    format!(
+        "[node]\nshards = 1\n\
+         [model]\nworkers = 1\n\
+         [nearline]\nenabled = false\n\
+         [cluster]\nnode_id = \"{id}\"\npartitions = {PARTITIONS}\nlease_ms = {LEASE_MS}\nreplay_window_secs = 600\n"
+    )
+}
+
+fn serving(node: &Node) -> f64 {
+    node.metric("reco_partition_serving", &[])
+}
+
+/// Polls until the nodes together serve every partition, each at least
+/// one; returns how long that took. Panics after `limit`.
+async fn all_served(nodes: &[&Node], limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let counts: Vec<f64> = nodes.iter().map(|n| serving(n)).collect();
+        if counts.iter().sum::<f64>() == f64::from(PARTITIONS) && counts.iter().all(|&c| c > 0.0) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "partitions not all served: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ask(client: &async_nats::Client, member: u64) -> (reco_messages::Recommendations, bool) {
+    let request = RecommendRequest {
+        k: Some(10),
+        deadline_ms: Some(300),
+        ..Default::default()
+    };
+    let (reply, via_fallback) = ask_with_fallback(
+        client,
+        &Subjects::default(),
+        MemberId(member),
+        encode(&request).into(),
+        Duration::from_millis(1000),
+    )
+    .await
+    .expect("every request is answered, on the fallback subject at worst");
+    match decode::<RecommendReply>(&reply.payload, 1 << 20).expect("replies decode") {
+        RecommendReply::Ok(recommendations) => (recommendations, via_fallback),
+        RecommendReply::Error(error) => panic!("error reply: {error:?}"),
+    }
+}
+
+async fn play(js: &jetstream::Context, member: u64, item: ItemId) {
+    let event = Event {
+        member: MemberId(member),
+        item,
+        kind: EventKind::Play,
+        value: 600.0,
+        at_ms: None,
+        device: None,
+    };
+    js.publish(
+        Subjects::default().events(MemberId(member)),
+        encode(&event).into(),
+    )
+    .await
+    .expect("published")
+    .await
+    .expect("JetStream acknowledged the event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    for node in &nodes {
+        node.wait_log(Duration::from_secs(30), "this node joins the cluster")
+            .await;
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    all_served(&refs, Duration::from_secs(30)).await;
+    // The converged owners are rendezvous hashing's: the victim is the node
+    // with the most partitions.
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    let (victim, _) = node_ids
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, id)| owners.values().filter(|o| o == id).count())
+        .unwrap();
+    let victim_partitions: BTreeSet<Partition> = owners
+        .iter()
+        .filter(|(_, o)| **o == node_ids[victim])
+        .map(|(k, _)| *k)
+        .collect();
+    let victims: Vec<u64> = (0..MEMBERS)
+        .filter(|&m| victim_partitions.contains(&partition_of(MemberId(m), PARTITIONS)))
+        .collect();
+    assert!(!victims.is_empty());
+
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    // Each victim member's current top item: played during the outage, it
+    // must be gone from the member's next reply.
+    let mut tops = Vec::new();
+    for &m in victims.iter().take(12) {
+        let (reply, _) = ask(&client, m).await;
+        tops.push((m, reply.items.first().expect("a non-empty list").item));
+    }
+
+    // Steady load: events acknowledged by JetStream, requests by the rule.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, via_fallback, events) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let requester = {
+        let (client, stop, answered, via_fallback) = (
+            client.clone(),
+            stop.clone(),
+            answered.clone(),
+            via_fallback.clone(),
+        );
+        tokio::spawn(async move {
+            let mut m = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (_, fell_back) = ask(&client, m % MEMBERS).await;
+                answered.fetch_add(1, Ordering::Relaxed);
+                if fell_back {
+                    via_fallback.fetch_add(1, Ordering::Relaxed);
+                }
+                m += 7;
+            }
+        })
+    };
+    let producer = {
+        let (js, stop, events) = (js.clone(), stop.clone(), events.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Plays of items outside every top list would be noise: use
+                // clicks, which count as events but exclude nothing.
+                let event = Event {
+                    member: MemberId(i % MEMBERS),
+                    item: ItemId(1000 + 7 * (i % 400)),
+                    kind: EventKind::Click,
+                    value: 0.0,
+                    at_ms: None,
+                    device: None,
+                };
+                js.publish(
+                    Subjects::default().events(MemberId(i % MEMBERS)),
+                    encode(&event).into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .expect("JetStream acknowledged the event");
+                events.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    // Let the load run on the healthy cluster for a moment (gate: requests
+    // answered).
+    while answered.load(Ordering::Relaxed) < 50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let killed_at = Instant::now();
+    nodes[victim].kill();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    all_served(&survivors, Duration::from_secs(30)).await;
+    let recovered = killed_at.elapsed();
+
+    for &(m, item) in &tops {
+        let (reply, fell_back) = ask(&client, m).await;
+        assert!(!fell_back, "member {m}: its partition has an owner again");
+        assert!(
+            reply.items.iter().all(|s| s.item != item),
+            "member {m}: item {item:?}, played while its partition had no owner, is still recommended"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    requester.await.expect("no request went unanswered");
+    producer.await.expect("every event was acknowledged");
+    eprintln!(
+        "SIGKILL of {} ({} of {PARTITIONS} partitions): served again after {recovered:?} \
+         (lease {LEASE_MS} ms); {} requests answered, {} by the fallback subject; {} events acknowledged",
+        ids[victim],
+        victim_partitions.len(),
+        answered.load(Ordering::Relaxed),
+        via_fallback.load(Ordering::Relaxed),
+        events.load(Ordering::Relaxed),
+    );
+}
+
+#[tokio::test]
+async fn a_node_alone_on_a_plain_server_serves_and_a_second_one_refuses_to_start() {
+    let server = NatsServer::start();
+    let fixture = Fixture::write(200, 8, 50, "v1");
+    let config = "[node]\nshards = 1\n[model]\nworkers = 1\n[cluster]\nlease_ms = 1000\n";
+    let first = Node::start(&server.url(), Some(fixture.path()), config);
+    assert!(first.log().contains("single mode"), "{}", first.log());
+    let client = server.client().await;
+    let reply = reco_e2e::ask(&client, 3, 500).await;
+    assert!(matches!(reply, RecommendReply::Ok(_)));
+    // The fallback subject is answered too.
+    let request = RecommendRequest::default();
+    let reply = client
+        .request(
+            Subjects::default().fallback_recommend(MemberId(3)),
+            encode(&request).into(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        decode::<RecommendReply>(&reply.payload, 1 << 20).unwrap(),
+        RecommendReply::Ok(r) if r.reason == Some(reco_messages::Reason::Failover)
+    ));
+
+    let refused = reco_sim::process::Node::start(&server.url(), Some(fixture.path()), config);
+    let error = format!(
+        "{:#}",
+        refused.err().expect("the second node refuses to start")
+    );
+    assert!(error.contains("reco nats-config"), "{error}");
+}
