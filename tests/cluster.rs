@@ -42,18 +42,25 @@ fn serving(node: &Node) -> f64 {
     node.metric("reco_partition_serving", &[])
 }
 
-/// Polls until the nodes together serve every partition, each at least
-/// one; returns how long that took. Panics after `limit`.
-async fn all_served(nodes: &[&Node], limit: Duration) -> Duration {
+/// Polls until each node serves the number of partitions rendezvous
+/// hashing gives it among `ids` (so all of them, each once); returns how
+/// long that took. Panics after `limit`.
+async fn converged(nodes: &[&Node], ids: &[&str], limit: Duration) -> Duration {
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    let want: Vec<f64> = node_ids
+        .iter()
+        .map(|id| owners.values().filter(|o| *o == id).count() as f64)
+        .collect();
     let started = Instant::now();
     loop {
         let counts: Vec<f64> = nodes.iter().map(|n| serving(n)).collect();
-        if counts.iter().sum::<f64>() == f64::from(PARTITIONS) && counts.iter().all(|&c| c > 0.0) {
+        if counts == want {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < limit,
-            "partitions not all served: {counts:?}"
+            "partitions not served as assigned: {counts:?}, want {want:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -118,7 +125,18 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
             .await;
     }
     let refs: Vec<&Node> = nodes.iter().collect();
-    all_served(&refs, Duration::from_secs(30)).await;
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let health = server
+        .client()
+        .await
+        .request(subjects.admin_health(), "".into())
+        .await
+        .unwrap();
+    let health: reco_messages::admin::Health = decode(&health.payload, 1 << 20).unwrap();
+    let cluster = health.cluster.expect("health tells the node's place");
+    assert_eq!(cluster.mode, "cluster");
+    assert!(ids.contains(&cluster.node.as_str()));
+    assert!(!cluster.partitions.is_empty());
     // The converged owners are rendezvous hashing's: the victim is the node
     // with the most partitions.
     let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
@@ -220,7 +238,13 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
         .filter(|(i, _)| *i != victim)
         .map(|(_, n)| n)
         .collect();
-    all_served(&survivors, Duration::from_secs(30)).await;
+    let survivor_ids: Vec<&str> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, id)| *id)
+        .collect();
+    converged(&survivors, &survivor_ids, Duration::from_secs(30)).await;
     let recovered = killed_at.elapsed();
 
     for &(m, item) in &tops {
@@ -268,6 +292,15 @@ async fn a_node_alone_on_a_plain_server_serves_and_a_second_one_refuses_to_start
         decode::<RecommendReply>(&reply.payload, 1 << 20).unwrap(),
         RecommendReply::Ok(r) if r.reason == Some(reco_messages::Reason::Failover)
     ));
+
+    let health = client
+        .request(Subjects::default().admin_health(), "".into())
+        .await
+        .unwrap();
+    let health: reco_messages::admin::Health = decode(&health.payload, 1 << 20).unwrap();
+    let cluster = health.cluster.expect("health tells the node's mode");
+    assert_eq!(cluster.mode, "single");
+    assert!(cluster.partitions.is_empty());
 
     let refused = reco_sim::process::Node::start(&server.url(), Some(fixture.path()), config);
     let error = format!(

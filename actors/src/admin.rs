@@ -12,7 +12,7 @@ use crate::responder::InFlight;
 use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};
 use futures::StreamExt;
-use reco_messages::admin::{Faults, Health, SetFaults};
+use reco_messages::admin::{ClusterHealth, Faults, Health, SetFaults};
 use reco_messages::{decode, encode, ErrorCode, ErrorReply, ItemId, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +42,8 @@ pub struct Admin {
     pub draining: Arc<AtomicBool>,
     /// Reads the process's resident set size (the caller knows how).
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Reads the node's place among the nodes of the prefix.
+    pub cluster: Option<Arc<dyn Fn() -> ClusterHealth + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -87,6 +89,7 @@ impl Admin {
             in_flight: self.in_flight.count() as u64,
             resident_members: resident,
             rss_bytes: (self.rss_bytes)(),
+            cluster: self.cluster.as_ref().map(|read| read()),
         };
         self.reply(&message, encode(&health)).await;
     }

@@ -28,6 +28,7 @@ use reco_cluster::{
     Fence, HostSettings, HostStatus, Leases, Membership, NodeId, PartitionHost, Rebalancer,
     RebalancerSettings,
 };
+use reco_messages::admin::ClusterHealth;
 use reco_messages::Subjects;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,23 @@ impl ClusterRole {
             Mode::Single => Vec::new(),
             Mode::Cluster { status, .. } => status.borrow().serving.iter().map(|k| k.0).collect(),
         }
+    }
+
+    /// What health requests report about this node's place (read live).
+    pub fn health(&self) -> Arc<dyn Fn() -> ClusterHealth + Send + Sync> {
+        let (node, mode) = (self.node.to_string(), self.mode_name());
+        let status = match &self.mode {
+            Mode::Single => None,
+            Mode::Cluster { status, .. } => Some(status.clone()),
+        };
+        Arc::new(move || ClusterHealth {
+            node: node.clone(),
+            mode: mode.into(),
+            partitions: status
+                .as_ref()
+                .map(|s| s.borrow().serving.iter().map(|k| k.0).collect())
+                .unwrap_or_default(),
+        })
     }
 
     /// The partition traffic, in cluster mode.

@@ -205,6 +205,7 @@ pub async fn run(
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
                 rss_bytes: Arc::new(rss_bytes),
+                cluster: Some(role.health()),
             },
             stop: telemetry_stop_rx,
             running: Arc::new(telemetry_tx),
