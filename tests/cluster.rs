@@ -160,72 +160,10 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
     let js = jetstream::new(client.clone());
     // Each victim member's current top item: played during the outage, it
     // must be gone from the member's next reply.
-    let mut tops = Vec::new();
-    for &m in victims.iter().take(12) {
-        let (reply, _) = ask(&client, m).await;
-        tops.push((m, reply.items.first().expect("a non-empty list").item));
-    }
+    let tops = top_items(&client, &victims[..victims.len().min(12)]).await;
 
-    // Steady load: events acknowledged by JetStream, requests by the rule.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (answered, via_fallback, events) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let requester = {
-        let (client, stop, answered, via_fallback) = (
-            client.clone(),
-            stop.clone(),
-            answered.clone(),
-            via_fallback.clone(),
-        );
-        tokio::spawn(async move {
-            let mut m = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let (_, fell_back) = ask(&client, m % MEMBERS).await;
-                answered.fetch_add(1, Ordering::Relaxed);
-                if fell_back {
-                    via_fallback.fetch_add(1, Ordering::Relaxed);
-                }
-                m += 7;
-            }
-        })
-    };
-    let producer = {
-        let (js, stop, events) = (js.clone(), stop.clone(), events.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // Plays of items outside every top list would be noise: use
-                // clicks, which count as events but exclude nothing.
-                let event = Event {
-                    member: MemberId(i % MEMBERS),
-                    item: ItemId(1000 + 7 * (i % 400)),
-                    kind: EventKind::Click,
-                    value: 0.0,
-                    at_ms: None,
-                    device: None,
-                };
-                js.publish(
-                    Subjects::default().events(MemberId(i % MEMBERS)),
-                    encode(&event).into(),
-                )
-                .await
-                .unwrap()
-                .await
-                .expect("JetStream acknowledged the event");
-                events.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    // Let the load run on the healthy cluster for a moment (gate: requests
-    // answered).
-    while answered.load(Ordering::Relaxed) < 50 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let load = Load::start(&client, &js);
+    load.running(50).await;
 
     let killed_at = Instant::now();
     nodes[victim].kill();
@@ -247,25 +185,208 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
     converged(&survivors, &survivor_ids, Duration::from_secs(30)).await;
     let recovered = killed_at.elapsed();
 
-    for &(m, item) in &tops {
-        let (reply, fell_back) = ask(&client, m).await;
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
+    eprintln!(
+        "SIGKILL of {} ({} of {PARTITIONS} partitions): served again after {recovered:?} \
+         (lease {LEASE_MS} ms); {answered} requests answered, {via_fallback} by the fallback \
+         subject; {events} events acknowledged",
+        ids[victim],
+        victim_partitions.len(),
+    );
+}
+
+/// A steady load: events acknowledged by JetStream (clicks, which exclude
+/// nothing) and requests following the caller rule; a request without any
+/// answer or an event without an acknowledgement fails the task.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    via_fallback: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &async_nats::Client, js: &jetstream::Context) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answered, via_fallback, events) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let requester = {
+            let (client, stop, answered, via_fallback) = (
+                client.clone(),
+                stop.clone(),
+                answered.clone(),
+                via_fallback.clone(),
+            );
+            tokio::spawn(async move {
+                let mut m = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, fell_back) = ask(&client, m % MEMBERS).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if fell_back {
+                        via_fallback.fetch_add(1, Ordering::Relaxed);
+                    }
+                    m += 7;
+                }
+            })
+        };
+        let producer = {
+            let (js, stop, events) = (js.clone(), stop.clone(), events.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let event = Event {
+                        member: MemberId(i % MEMBERS),
+                        item: ItemId(1000 + 7 * (i % 400)),
+                        kind: EventKind::Click,
+                        value: 0.0,
+                        at_ms: None,
+                        device: None,
+                    };
+                    js.publish(
+                        Subjects::default().events(MemberId(i % MEMBERS)),
+                        encode(&event).into(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .expect("JetStream acknowledged the event");
+                    events.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        Load {
+            stop,
+            answered,
+            via_fallback,
+            events,
+            tasks: vec![requester, producer],
+        }
+    }
+
+    /// Waits until `requests` requests were answered (the load runs).
+    async fn running(&self, requests: u64) {
+        while self.answered.load(Ordering::Relaxed) < requests {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the load; (requests answered, of them by the fallback subject,
+    /// events acknowledged).
+    async fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await
+                .expect("no request went unanswered and every event was acknowledged");
+        }
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.via_fallback.load(Ordering::Relaxed),
+            self.events.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Each of `members`' current top item.
+async fn top_items(client: &async_nats::Client, members: &[u64]) -> Vec<(u64, ItemId)> {
+    let mut tops = Vec::new();
+    for &m in members {
+        let (reply, _) = ask(client, m).await;
+        tops.push((m, reply.items.first().expect("a non-empty list").item));
+    }
+    tops
+}
+
+/// Asks each member again: the reply comes from its partition's owner and
+/// leaves out the item it played.
+async fn played_items_are_excluded(client: &async_nats::Client, played: &[(u64, ItemId)]) {
+    for &(m, item) in played {
+        let (reply, fell_back) = ask(client, m).await;
         assert!(!fell_back, "member {m}: its partition has an owner again");
         assert!(
             reply.items.iter().all(|s| s.item != item),
-            "member {m}: item {item:?}, played while its partition had no owner, is still recommended"
+            "member {m}: item {item:?}, played during the move, is still recommended"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    requester.await.expect("no request went unanswered");
-    producer.await.expect("every event was acknowledged");
+}
+
+/// The members among `0..MEMBERS` whose partition `owner` holds in the
+/// rendezvous assignment over `ids`.
+fn members_of(owner: &str, ids: &[&str]) -> Vec<u64> {
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    (0..MEMBERS)
+        .filter(|&m| owners[&partition_of(MemberId(m), PARTITIONS)].as_str() == owner)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_node_hands_over_and_a_joining_node_takes_its_share_without_losing_events() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let mut nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let load = Load::start(&client, &js);
+    load.running(50).await;
+
+    // SIGTERM: the node hands its partitions over before it exits.
+    let leaving = members_of("node-3", &ids);
+    let tops = top_items(&client, &leaving[..leaving.len().min(8)]).await;
+    let stopped_at = Instant::now();
+    nodes[2].terminate();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors = ["node-1", "node-2"];
+    converged(&[&nodes[0], &nodes[1]], &survivors, Duration::from_secs(30)).await;
+    let handed_over = stopped_at.elapsed();
+    nodes[2].wait_exit(Duration::from_secs(30));
+    played_items_are_excluded(&client, &tops).await;
+
+    // A fourth node joins: it takes its share, each partition replayed.
+    let joined = ["node-1", "node-2", "node-4"];
+    let moving = members_of("node-4", &joined);
+    let tops = top_items(&client, &moving[..moving.len().min(8)]).await;
+    let joined_at = Instant::now();
+    nodes.push(Node::start(
+        &server.url(),
+        Some(fixture.path()),
+        &node_config("node-4"),
+    ));
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    converged(
+        &[&nodes[0], &nodes[1], &nodes[3]],
+        &joined,
+        Duration::from_secs(30),
+    )
+    .await;
+    let rebalanced = joined_at.elapsed();
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
     eprintln!(
-        "SIGKILL of {} ({} of {PARTITIONS} partitions): served again after {recovered:?} \
-         (lease {LEASE_MS} ms); {} requests answered, {} by the fallback subject; {} events acknowledged",
-        ids[victim],
-        victim_partitions.len(),
-        answered.load(Ordering::Relaxed),
-        via_fallback.load(Ordering::Relaxed),
-        events.load(Ordering::Relaxed),
+        "SIGTERM of node-3: its partitions served again after {handed_over:?}; node-4 joined and \
+         served its share {rebalanced:?} after its start; {answered} requests answered, \
+         {via_fallback} by the fallback subject; {events} events acknowledged"
     );
 }
 
