@@ -418,6 +418,11 @@ impl Ingress {
             metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
             return;
         };
+        if self.subjects.is_own(&reply) {
+            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "forbidden_reply_subject")
+                .increment(1);
+            return;
+        }
         let responder = Responder::nats(
             self.client.clone(),
             reply,
