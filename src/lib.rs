@@ -137,6 +137,16 @@ impl Node {
         self.0.signal("-KILL").expect("kill -KILL failed");
     }
 
+    /// Sends SIGSTOP (a hang: the process keeps its connections).
+    pub fn pause(&self) {
+        self.0.signal("-STOP").expect("kill -STOP failed");
+    }
+
+    /// Sends SIGCONT (the hang ends).
+    pub fn resume(&self) {
+        self.0.signal("-CONT").expect("kill -CONT failed");
+    }
+
     /// Sends SIGHUP (reload the config file).
     pub fn hangup(&self) {
         self.0.signal("-HUP").expect("kill -HUP failed");

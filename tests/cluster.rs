@@ -430,3 +430,52 @@ async fn a_node_alone_on_a_plain_server_serves_and_a_second_one_refuses_to_start
     );
     assert!(error.contains("reco nats-config"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_resumes() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let load = Load::start(&client, &js);
+    load.running(50).await;
+
+    let hung = members_of("node-2", &ids);
+    let tops = top_items(&client, &hung[..hung.len().min(8)]).await;
+    let paused_at = Instant::now();
+    nodes[1].pause();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors = ["node-1", "node-3"];
+    converged(&[&nodes[0], &nodes[2]], &survivors, Duration::from_secs(30)).await;
+    let moved = paused_at.elapsed();
+    played_items_are_excluded(&client, &tops).await;
+
+    // Resumed, it finds its leases gone and drops them (fencing), then
+    // rejoins and gets its share back, replayed.
+    nodes[1].resume();
+    nodes[1]
+        .wait_log(Duration::from_secs(30), "Partition lease lost")
+        .await;
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
+    eprintln!(
+        "SIGSTOP of node-2: its partitions served by others after {moved:?}; after SIGCONT it \
+         dropped its stale leases and rejoined; {answered} requests answered, {via_fallback} by \
+         the fallback subject; {events} events acknowledged"
+    );
+}
