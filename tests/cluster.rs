@@ -479,3 +479,26 @@ async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_r
          the fallback subject; {events} events acknowledged"
     );
 }
+
+#[tokio::test]
+async fn training_reads_events_stored_under_the_partitioned_subjects() {
+    use reco_supervisors::config::EventsLogConfig;
+    use reco_supervisors::event_log::{ensure_stream, read_interactions};
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let js = jetstream::new(server.client().await);
+    let config = EventsLogConfig::default();
+    ensure_stream(&js, &config, &subjects).await.unwrap();
+    for m in 0..20 {
+        play(&js, m, ItemId(1000 + m)).await;
+    }
+    let read = read_interactions(&js, &config.stream, &subjects, 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!((read.events, read.bad), (20, 0));
+    assert_eq!(read.ratings.len(), 20);
+}

@@ -27,6 +27,7 @@
 //! unchanged, and the ingress rejects and dead-letters it.
 //!
 //! Emits `reco_partition_serving`, `reco_partition_requests_fenced_total`,
+//! `reco_partition_requests_without_reply_total`,
 //! `reco_partition_requests_shed_total`, `reco_partition_mismatch_total`,
 //! `reco_partition_lag_events`.
 
@@ -287,6 +288,12 @@ impl PartitionHost {
     }
 
     fn forward_request(&self, k: Partition, request: Message, requests: &mpsc::Sender<Message>) {
+        if request.reply.is_none() {
+            // Nobody waits for an answer (another node's mapping probe, or
+            // a publish where a request was meant): nothing to do.
+            metrics::counter!(m::PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL).increment(1);
+            return;
+        }
         if !self.fence.holds(k) {
             // The lease ran out (a long pause?): the new owner answers.
             metrics::counter!(m::PARTITION_REQUESTS_FENCED_TOTAL).increment(1);

@@ -29,3 +29,7 @@ pub const PARTITION_REQUESTS_SHED_TOTAL: &str = "reco_partition_requests_shed_to
 /// Counter: events delivered in a partition their member does not belong
 /// to by this node's count (server and node disagree on partitions).
 pub const PARTITION_MISMATCH_TOTAL: &str = "reco_partition_mismatch_total";
+/// Counter: messages on a partition's request subject without a reply
+/// subject (other nodes' mapping probes), dropped.
+pub const PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL: &str =
+    "reco_partition_requests_without_reply_total";
