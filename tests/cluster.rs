@@ -11,6 +11,7 @@
 //! second one on the same prefix refuses to start.
 
 use async_nats::jetstream;
+use reco_client::caller::ask_with_fallback;
 use reco_cluster::assignment::assign;
 use reco_cluster::testing::NatsServer as ConfiguredServer;
 use reco_cluster::{NodeId, ServerConfig};
@@ -19,7 +20,6 @@ use reco_messages::partition::{partition_of, Partition};
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
 };
-use reco_supervisors::client::ask_with_fallback;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -482,8 +482,8 @@ async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_r
 
 #[tokio::test]
 async fn training_reads_events_stored_under_the_partitioned_subjects() {
-    use reco_supervisors::config::EventsLogConfig;
-    use reco_supervisors::event_log::{ensure_stream, read_interactions};
+    use reco_offline::event_log::EventsLogConfig;
+    use reco_offline::event_log::{ensure_stream, read_interactions};
     let subjects = Subjects::default();
     let server = ConfiguredServer::start(
         ServerConfig::new()

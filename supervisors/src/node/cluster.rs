@@ -218,7 +218,7 @@ pub async fn start(
                 config.events_log.enabled,
                 "a cluster reads events from the JetStream event stream: set events_log.enabled = true"
             );
-            crate::event_log::ensure_stream(&js, &config.events_log, subjects)
+            reco_offline::event_log::ensure_stream(&js, &config.events_log, subjects)
                 .await
                 .context("a cluster needs the event stream")?;
             let leases = Leases::open(&js, &bucket_name("leases", subjects), lease, node.clone())

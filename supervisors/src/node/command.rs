@@ -1,0 +1,134 @@
+//! `reco serve`: the command-line face of a serving node: configuration
+//! sources (file, environment, flags), logging, the metrics exporter, the
+//! model directory, then [`super::run`] inside an actix system.
+
+use crate::config::{Config, ENV_NATS_URL};
+use crate::telemetry;
+use clap::Args;
+use reco_models::PrecomputedLists;
+use reco_offline::artifacts;
+use std::path::PathBuf;
+
+/// Arguments of `reco serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see the README's config reference).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL (overrides the file).
+    #[arg(long, env = ENV_NATS_URL)]
+    pub nats: Option<String>,
+    /// Model directory written by `reco train --out` (overrides the file).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prometheus exporter address; "" disables it (overrides the file).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Print the effective configuration, every default included, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// This node's name in a cluster (overrides cluster.node_id; default:
+    /// host name and process id).
+    #[arg(long)]
+    pub node_id: Option<String>,
+}
+
+/// Arguments of `reco nats-config`.
+#[derive(Debug, Args)]
+pub struct NatsConfigArgs {
+    /// Number of partitions (every node's cluster.partitions must match).
+    #[arg(long, default_value_t = reco_messages::partition::DEFAULT_PARTITIONS)]
+    pub partitions: u32,
+    /// Subject prefix of the deployment.
+    #[arg(long, default_value = reco_messages::subjects::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Print only the top-level `mappings { … }` block, to add to an
+    /// existing configuration.
+    #[arg(long)]
+    pub fragment: bool,
+    /// Client listen address of the complete configuration.
+    #[arg(long, default_value = "0.0.0.0:4222")]
+    pub listen: String,
+    /// JetStream store directory of the complete configuration.
+    #[arg(long, default_value = "/var/lib/nats/jetstream")]
+    pub store_dir: PathBuf,
+}
+
+/// Prints the nats-server configuration that lets several nodes share a
+/// prefix (complete, or only the mappings with `--fragment`).
+///
+/// # Errors
+/// On an invalid prefix or partition count.
+pub fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<()> {
+    let subjects = reco_messages::Subjects::new(&args.prefix)?;
+    let config = reco_cluster::ServerConfig::new()
+        .partitions(&subjects, args.partitions)?
+        .listen(args.listen.clone())
+        .store_dir(&args.store_dir);
+    if args.fragment {
+        print!("{}", config.fragment());
+    } else {
+        print!("{}", config.render());
+    }
+    Ok(())
+}
+
+fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.nats {
+        config.nats.url = url.clone();
+    }
+    if let Some(dir) = &args.model {
+        config.model.dir = Some(dir.clone());
+    }
+    if let Some(addr) = &args.metrics_addr {
+        config.node.metrics_addr = addr.clone();
+    }
+    if let Some(id) = &args.node_id {
+        config.cluster.node_id = id.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs `reco serve`: loads the configuration and the model directory,
+/// starts logging and metrics, and serves until SIGINT/SIGTERM.
+///
+/// # Errors
+/// A bad configuration or model directory, an unreachable server, or the
+/// root supervisor giving up.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(&args)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    telemetry::init_logging(config.node.log_format == "json");
+    reco_actors::lifecycle::install_panic_hook();
+    if !config.node.metrics_addr.is_empty() {
+        telemetry::init_metrics(config.node.metrics_addr.parse()?)?;
+    }
+    let (model, lists) = match &config.model.dir {
+        Some(dir) => {
+            let (model, lists) = artifacts::load(dir)?;
+            (Some(model), lists)
+        }
+        None => {
+            tracing::warn!("No model directory given (--model): serving fallback lists only, and they are empty.");
+            (None, PrecomputedLists::default())
+        }
+    };
+    let system = actix::System::new();
+    let result = system.block_on(super::run(
+        config,
+        model,
+        lists,
+        args.config.clone(),
+        super::shutdown_signal(),
+    ));
+    actix::System::current().stop();
+    result
+}
