@@ -32,7 +32,7 @@ use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, NearlineList, NearlineSettings};
 use crate::precomputed::{Fallback, ListsReader};
 use crate::responder::Responder;
-use crate::signals::RecentSignals;
+use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
 use std::sync::Arc;
@@ -78,6 +78,8 @@ pub struct SessionSettings {
     pub reply_margin: Duration,
     /// Crashes on the same event after which it is quarantined.
     pub quarantine_after: u32,
+    /// How recent signals are timed, aged and weighed.
+    pub signals: Arc<SignalPolicy>,
 }
 
 /// The actor of one member.
@@ -105,7 +107,7 @@ impl Session {
     pub fn new(member: MemberId, deps: Arc<SessionDeps>) -> Self {
         Session {
             member,
-            signals: RecentSignals::new(deps.settings.recent_events),
+            signals: RecentSignals::new(deps.settings.recent_events, deps.settings.signals.clone()),
             deps,
             applied: 0,
             nearline: None,
@@ -189,7 +191,10 @@ impl Session {
     /// address and mailbox stay, so the messages queued behind the one that
     /// crashed are still handled, in order.
     fn restart(&mut self, message: &'static str) {
-        self.signals = RecentSignals::new(self.deps.settings.recent_events);
+        self.signals = RecentSignals::new(
+            self.deps.settings.recent_events,
+            self.deps.settings.signals.clone(),
+        );
         self.nearline = None;
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
@@ -355,14 +360,25 @@ impl Session {
             None => offline,
         };
         let interactions = self.signals.interactions();
-        if interactions.is_empty() {
+        // A member the model was trained on is never cold: its history is
+        // in the model.
+        let known = || {
+            self.deps
+                .model
+                .model()
+                .load()
+                .is_some_and(|m| m.knows_member(member))
+        };
+        if interactions.is_empty() && !known() {
             responder.reply(fallback_reply(member, fallback, Reason::ColdStart));
             return;
         }
         let answer_by = deadline
             .checked_sub(self.deps.settings.reply_margin)
             .unwrap_or(deadline);
-        let score = Score::new(member, interactions, k, exclude, answer_by);
+        let mut score = Score::new(member, interactions, k, exclude, answer_by);
+        score.exclude_history = exclude_seen;
+        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -430,6 +446,7 @@ mod tests {
                 mailbox,
                 reply_margin: Duration::ZERO,
                 quarantine_after: 3,
+                signals: Arc::new(SignalPolicy::default()),
             },
             dead_letter: Arc::new(|_, _| {}),
             nearline: None,

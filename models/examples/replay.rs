@@ -33,15 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let policies: Vec<FoldInPolicy> = if numbers.is_empty() {
         vec![
+            FoldInPolicy::NEUTRAL,
+            FoldInPolicy {
+                recent_boost: 8.0,
+                half_life_ms: None,
+                ..FoldInPolicy::default()
+            },
             FoldInPolicy::default(),
-            FoldInPolicy {
-                recent_boost: 2.0,
-                ..FoldInPolicy::default()
-            },
-            FoldInPolicy {
-                recent_boost: 4.0,
-                ..FoldInPolicy::default()
-            },
         ]
     } else {
         numbers

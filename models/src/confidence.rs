@@ -20,10 +20,14 @@
 //!
 //! Several events for one (member, item) combine with [`combine`], the
 //! strongest weight (a play and a rating of the same film are one
-//! preference, not two). Stars do not change the weight: measured on
-//! ml-latest-small (80/20 per-member split, the README's protocol), weighting
-//! ratings by their stars lowered P@10 (a low rating still says the member
-//! chose to watch the film, which is what implicit ALS predicts).
+//! preference, not two). Stars do not change the weight. Measured with
+//! `reco train --holdout-fraction 0.2` on ml-latest-small (the README's
+//! protocol, weight 1 for every rating: P@10 0.2999, NDCG@10 0.3503,
+//! HR@10 0.8361): stars / 5 gave 0.2993 / 0.3498 / 0.8241; 0.5 + stars / 10
+//! gave 0.2987 / 0.3514 / 0.8316; 0.5 below 3 stars and 1 otherwise gave
+//! 0.3024 / 0.3542 / 0.8346 — better precision, a lower hit rate. A low
+//! rating still says the member chose to watch the film, which is what
+//! implicit ALS predicts, so every rating counts 1.
 
 use reco_messages::EventKind;
 

@@ -212,7 +212,9 @@ impl MemberHistory {
 
 /// How a member's online vector weighs its history against its recent
 /// events: the history's weights are scaled by `history_weight`, a recent
-/// event's weight by `recent_boost · 2^(-age / half_life)`.
+/// event's weight by `1 + (recent_boost - 1) · 2^(-age / half_life)`: a
+/// fresh event counts `recent_boost` times what it would in training, and
+/// its boost halves every half-life, never below what training gives it.
 ///
 /// The defaults are what the replay evaluation ([`crate::replay`]) measured
 /// best on ml-latest-small; see the README's replay figures.
@@ -220,23 +222,35 @@ impl MemberHistory {
 pub struct FoldInPolicy {
     /// Scale of the training interactions' weights (0 ignores the history).
     pub history_weight: f32,
-    /// Scale of a recent event's weight at age 0.
+    /// Scale of a recent event's weight at age 0 (at least 1).
     pub recent_boost: f32,
-    /// Age at which a recent event counts half; `None`: no decay.
+    /// Age at which a recent event's boost has halved; `None`: no decay.
     pub half_life_ms: Option<u64>,
 }
 
 impl Default for FoldInPolicy {
+    /// Measured best of the replay grid on ml-latest-small (boost 1, 2, 4,
+    /// 8, 16, 32, 64; half-life none, 1 h, 6 h, 1 day, 1 week; history
+    /// weight 0.5, 1): next-item HR@10 1.62x the static top-10 (boost 16:
+    /// 1.55x; 64: 1.56x without decay; no boost: 1.19x).
     fn default() -> Self {
         Self {
             history_weight: 1.0,
-            recent_boost: 1.0,
-            half_life_ms: None,
+            recent_boost: 32.0,
+            half_life_ms: Some(3_600_000),
         }
     }
 }
 
 impl FoldInPolicy {
+    /// Every event counts as in training: fold-in over history ∪ recent is
+    /// then what batch ALS computes with the recent events added.
+    pub const NEUTRAL: FoldInPolicy = FoldInPolicy {
+        history_weight: 1.0,
+        recent_boost: 1.0,
+        half_life_ms: None,
+    };
+
     /// The fold-in weight of a recent event of `weight` (from
     /// [`crate::confidence::event_weight`]) that happened `age_ms` ago.
     pub fn recent_weight(&self, weight: f32, age_ms: u64) -> f32 {
@@ -244,7 +258,8 @@ impl FoldInPolicy {
             Some(half) if half > 0 => 0.5f64.powf(age_ms as f64 / half as f64) as f32,
             _ => 1.0,
         };
-        weight * self.recent_boost * decay
+        let boost = self.recent_boost.max(1.0);
+        weight * (1.0 + (boost - 1.0) * decay)
     }
 }
 
@@ -295,12 +310,13 @@ mod tests {
     fn recent_weights_halve_every_half_life() {
         let p = FoldInPolicy {
             history_weight: 1.0,
-            recent_boost: 2.0,
+            recent_boost: 9.0,
             half_life_ms: Some(1000),
         };
-        assert_eq!(p.recent_weight(0.5, 0), 1.0);
-        assert!((p.recent_weight(0.5, 1000) - 0.5).abs() < 1e-6);
-        assert!((p.recent_weight(0.5, 2000) - 0.25).abs() < 1e-6);
+        assert_eq!(p.recent_weight(0.5, 0), 4.5);
+        assert!((p.recent_weight(0.5, 1000) - 2.5).abs() < 1e-6);
+        assert!((p.recent_weight(0.5, 2000) - 1.5).abs() < 1e-6);
+        assert!((p.recent_weight(0.5, u64::MAX) - 0.5).abs() < 1e-6);
         assert_eq!(FoldInPolicy::default().recent_weight(0.5, u64::MAX), 0.5);
     }
 }

@@ -291,6 +291,11 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         k: args.k,
         write_split: args.write_split,
         out: args.out,
+        values: if logged.is_some() {
+            train::RatingValues::Weights
+        } else {
+            train::RatingValues::Stars
+        },
     };
     let outcome = train::run(&ratings, &options)?;
     let published = if args.publish {

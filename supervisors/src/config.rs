@@ -324,6 +324,19 @@ pub struct SessionsConfig {
     /// Times an event may crash its member's session (each crash restarts
     /// the session) before it is quarantined: dropped and dead-lettered.
     pub quarantine_after: u32,
+    /// Recent signals older than this (ms) are not folded in.
+    pub signal_horizon_ms: u64,
+    /// A producer's `at_ms` up to this far (ms) in the future is believed;
+    /// beyond it (or older than the horizon) receipt time is used.
+    pub signal_max_skew_ms: u64,
+    /// A fresh event weighs this many times its training weight in the
+    /// online fold-in (measured by the replay evaluation, see README).
+    pub recent_boost: f32,
+    /// The recent boost halves every this many ms (0: no decay).
+    pub recent_half_life_ms: u64,
+    /// Scale of the member's training history in the online fold-in (0
+    /// ignores it).
+    pub history_weight: f32,
 }
 
 impl Default for SessionsConfig {
@@ -335,6 +348,11 @@ impl Default for SessionsConfig {
             mailbox: 64,
             shard_mailbox: 8_192,
             quarantine_after: 3,
+            signal_horizon_ms: 30 * 24 * 3_600_000,
+            signal_max_skew_ms: 60_000,
+            recent_boost: 32.0,
+            recent_half_life_ms: 3_600_000,
+            history_weight: 1.0,
         }
     }
 }
@@ -613,6 +631,53 @@ impl Config {
             1,
             10_000,
             "1 to 10000",
+        )?;
+        range(
+            "sessions.signal_horizon_ms",
+            self.sessions.signal_horizon_ms,
+            1,
+            365 * 24 * 3_600_000,
+            "1 ms to 365 days",
+        )?;
+        range(
+            "sessions.signal_max_skew_ms",
+            self.sessions.signal_max_skew_ms,
+            0,
+            24 * 3_600_000,
+            "0 to 1 day",
+        )?;
+        for (key, value) in [
+            ("sessions.recent_boost", self.sessions.recent_boost),
+            ("sessions.history_weight", self.sessions.history_weight),
+        ] {
+            if !value.is_finite() {
+                return Err(ConfigError::Range {
+                    key,
+                    value: value.to_string(),
+                    expected: "a finite number",
+                });
+            }
+        }
+        range(
+            "sessions.recent_boost",
+            self.sessions.recent_boost,
+            1.0,
+            1000.0,
+            "1 to 1000",
+        )?;
+        range(
+            "sessions.recent_half_life_ms",
+            self.sessions.recent_half_life_ms,
+            0,
+            365 * 24 * 3_600_000,
+            "0 (no decay) to 365 days",
+        )?;
+        range(
+            "sessions.history_weight",
+            self.sessions.history_weight,
+            0.0,
+            100.0,
+            "0 to 100",
         )?;
         range(
             "sessions.mailbox",

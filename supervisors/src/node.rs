@@ -529,6 +529,7 @@ impl TreeParts {
                 mailbox: config.sessions.mailbox,
                 reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
                 quarantine_after: config.sessions.quarantine_after,
+                signals: Arc::new(signal_policy(&config.sessions)),
             },
             dead_letter: self.dead_letter.clone(),
             nearline: self.nearline.clone(),
@@ -769,5 +770,18 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "Shutdown requested."),
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "Shutdown requested."),
+    }
+}
+
+/// The recent-signal policy of the node's sessions, from its configuration.
+fn signal_policy(c: &crate::config::SessionsConfig) -> reco_actors::signals::SignalPolicy {
+    reco_actors::signals::SignalPolicy {
+        horizon_ms: c.signal_horizon_ms,
+        max_skew_ms: c.signal_max_skew_ms,
+        fold_in: reco_models::FoldInPolicy {
+            history_weight: c.history_weight,
+            recent_boost: c.recent_boost,
+            half_life_ms: (c.recent_half_life_ms > 0).then_some(c.recent_half_life_ms),
+        },
     }
 }
