@@ -108,6 +108,11 @@ async fn events_then_requests_are_answered_by_the_model_without_seen_items() {
         );
         assert!(!reply.degraded && reply.reason.is_none());
         assert_eq!(reply.model_version.as_deref(), Some("fixture-v1"));
+        // Provenance: the lists in service, the ten events folded in.
+        assert_eq!(reply.lists_version.as_deref(), Some("fixture-v1"));
+        assert_eq!(reply.signals, Some(10), "member {member}: {reply:?}");
+        assert!(reply.newest_signal_age_ms.is_some());
+        assert_eq!(reply.list_age_ms, None, "not a list answer");
         assert_eq!(reply.items.len(), 10);
         let seen = played.get(&member).cloned().unwrap_or_default();
         for item in &reply.items {

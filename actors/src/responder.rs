@@ -228,6 +228,10 @@ mod tests {
             degraded: true,
             reason: None,
             served_us: 0,
+            lists_version: None,
+            list_age_ms: None,
+            signals: None,
+            newest_signal_age_ms: None,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

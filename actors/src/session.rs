@@ -289,7 +289,8 @@ impl Handler<Passivate> for Session {
     }
 }
 
-/// Builds the reply for a fallback answer.
+/// Builds the reply for a fallback answer, with its provenance (model and
+/// lists versions, a nearline list's age).
 pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> Recommendations {
     Recommendations {
         member,
@@ -299,6 +300,28 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         degraded: true,
         reason: Some(reason),
         served_us: 0,
+        lists_version: fallback.lists_version,
+        list_age_ms: fallback.age_ms,
+        signals: None,
+        newest_signal_age_ms: None,
+    }
+}
+
+/// The recent events a reply used: how many, and the newest one's age.
+#[derive(Clone, Copy, Debug)]
+struct Used {
+    signals: u32,
+    newest_age_ms: Option<u64>,
+}
+
+impl Used {
+    /// `reply` saying it used these events (model and nearline answers).
+    fn stamp(self, mut reply: Recommendations) -> Recommendations {
+        if matches!(reply.source, Source::Model | Source::Nearline) {
+            reply.signals = Some(self.signals);
+            reply.newest_signal_age_ms = self.newest_age_ms;
+        }
+        reply
     }
 }
 
@@ -330,6 +353,11 @@ impl Session {
         } else {
             Vec::new()
         };
+        let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
+        let used = Used {
+            signals: u32::try_from(signals).unwrap_or(u32::MAX),
+            newest_age_ms,
+        };
         // The fallback is taken before the model is asked: whatever happens
         // next, an answer is ready. The nearline list comes first.
         let offline = self.deps.lists.fallback(member, k, &exclude);
@@ -344,15 +372,10 @@ impl Session {
                 let fallback = list.fallback(k, &exclude, offline);
                 if fresh {
                     // Cheap answer: the list already reflects every event.
-                    responder.reply(Recommendations {
-                        member,
-                        items: fallback.items,
-                        source: Source::Nearline,
-                        model_version: fallback.version,
-                        degraded: false,
-                        reason: None,
-                        served_us: 0,
-                    });
+                    let mut reply = fallback_reply(member, fallback, Reason::Deadline);
+                    reply.degraded = false;
+                    reply.reason = None;
+                    responder.reply(used.stamp(reply));
                     return;
                 }
                 fallback
@@ -376,6 +399,8 @@ impl Session {
         let answer_by = deadline
             .checked_sub(self.deps.settings.reply_margin)
             .unwrap_or(deadline);
+        let lists_version = self.deps.lists.load().version.clone();
+        let lists_version = (!lists_version.is_empty()).then_some(lists_version);
         let mut score = Score::new(member, interactions, k, exclude, answer_by);
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
@@ -386,7 +411,7 @@ impl Session {
                     Refusal::Overloaded => Reason::Overloaded,
                     Refusal::Unavailable => Reason::ModelUnavailable,
                 };
-                responder.reply(fallback_reply(member, fallback, reason));
+                responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
                 return;
             }
         };
@@ -394,7 +419,7 @@ impl Session {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
             let reply = match outcome {
-                Ok(Ok(ScoreOutcome::Scored { items, version })) => Recommendations {
+                Ok(Ok(ScoreOutcome::Scored { items, version })) => used.stamp(Recommendations {
                     member,
                     items: items
                         .into_iter()
@@ -408,13 +433,19 @@ impl Session {
                     degraded: false,
                     reason: None,
                     served_us: 0,
-                },
-                Ok(Ok(ScoreOutcome::Cold)) => fallback_reply(member, fallback, Reason::ColdStart),
+                    lists_version: lists_version.clone(),
+                    list_age_ms: None,
+                    signals: None,
+                    newest_signal_age_ms: None,
+                }),
+                Ok(Ok(ScoreOutcome::Cold)) => {
+                    used.stamp(fallback_reply(member, fallback, Reason::ColdStart))
+                }
                 Ok(Ok(ScoreOutcome::Expired)) | Err(_) => {
-                    fallback_reply(member, fallback, Reason::Deadline)
+                    used.stamp(fallback_reply(member, fallback, Reason::Deadline))
                 }
                 Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => {
-                    fallback_reply(member, fallback, Reason::ModelUnavailable)
+                    used.stamp(fallback_reply(member, fallback, Reason::ModelUnavailable))
                 }
             };
             responder.reply(reply);

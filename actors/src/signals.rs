@@ -168,12 +168,13 @@ impl RecentSignals {
         pairs
     }
 
-    /// How many signals are within the horizon at `now_ms`, and the age of
-    /// the newest one (ms), if any.
+    /// How many signals a fold-in at `now_ms` uses (positive weight, within
+    /// the horizon), and the age of the newest one (ms), if any.
     pub fn freshness_at(&self, now_ms: u64) -> (usize, Option<u64>) {
         let ages = self
             .ring
             .iter()
+            .filter(|s| s.weight > 0.0)
             .map(|s| now_ms.saturating_sub(s.at_ms))
             .filter(|&age| age <= self.policy.horizon_ms);
         ages.fold((0, None), |(n, newest), age| {
