@@ -30,6 +30,7 @@
 //! ```
 
 pub mod admin;
+pub mod breaker;
 pub mod ingress;
 pub mod lifecycle;
 pub mod metrics;

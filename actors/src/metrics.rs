@@ -30,6 +30,11 @@ pub const MODEL_REQUESTS_TOTAL: &str = "reco_model_requests_total";
 pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
 /// Histogram: requests a model worker scored in one pass over the matrix.
 pub const MODEL_BATCH_SIZE: &str = "reco_model_batch_size";
+/// Gauge: state of the breaker in front of the model pool (0 closed, 1
+/// open, 2 half-open).
+pub const MODEL_BREAKER_STATE: &str = "reco_model_breaker_state";
+/// Counter: breaker state changes, by `to` (`closed`, `open`, `half_open`).
+pub const MODEL_BREAKER_TRANSITIONS_TOTAL: &str = "reco_model_breaker_transitions_total";
 /// Gauge: scoring requests admitted to the model pool and not finished.
 pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
 /// Counter: NATS slow-consumer events (messages the client dropped).

@@ -26,6 +26,7 @@
 //! passivation is a normal exit and nothing restarts them until the member
 //! comes back.
 
+use crate::breaker::{Admission, ModelBreaker};
 use crate::lifecycle::isolate;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
@@ -56,6 +57,8 @@ pub struct SessionDeps {
     pub dead_letter: DeadLetter,
     /// Nearline refreshes, when enabled.
     pub nearline: Option<NearlineSettings>,
+    /// The breaker in front of the model pool.
+    pub breaker: ModelBreaker,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -401,6 +404,17 @@ impl Session {
             .unwrap_or(deadline);
         let lists_version = self.deps.lists.load().version.clone();
         let lists_version = (!lists_version.is_empty()).then_some(lists_version);
+        let breaker = self.deps.breaker.clone();
+        let admission = breaker.admit(Instant::now());
+        if admission == Admission::Skip {
+            responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ModelSkipped)));
+            return;
+        }
+        let report = move |ok: bool| match admission {
+            Admission::Ask => breaker.record(Instant::now(), ok),
+            Admission::Probe => breaker.record_probe(Instant::now(), ok),
+            Admission::Skip => {}
+        };
         let mut score = Score::new(member, interactions, k, exclude, answer_by);
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
@@ -411,6 +425,7 @@ impl Session {
                     Refusal::Overloaded => Reason::Overloaded,
                     Refusal::Unavailable => Reason::ModelUnavailable,
                 };
+                report(false);
                 responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
                 return;
             }
@@ -418,6 +433,11 @@ impl Session {
         let wait = async move {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
+            // The model was on time (a cold member is not its fault).
+            report(matches!(
+                outcome,
+                Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
+            ));
             let reply = match outcome {
                 Ok(Ok(ScoreOutcome::Scored { items, version })) => used.stamp(Recommendations {
                     member,
@@ -481,6 +501,7 @@ mod tests {
             },
             dead_letter: Arc::new(|_, _| {}),
             nearline: None,
+            breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
         }
     }
 

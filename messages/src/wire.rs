@@ -181,6 +181,9 @@ pub enum Reason {
     ModelUnavailable,
     /// The member has no events the model knows about yet.
     ColdStart,
+    /// The breaker in front of the model is open (the model kept missing
+    /// its deadline): the fallback answered at once.
+    ModelSkipped,
 }
 
 impl Reason {
@@ -191,6 +194,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::ModelUnavailable => "model_unavailable",
             Reason::ColdStart => "cold_start",
+            Reason::ModelSkipped => "model_skipped",
         }
     }
 }

@@ -493,6 +493,19 @@ pub struct ModelConfig {
     /// TEST ONLY: every scoring pass first sleeps this long, in ms, to
     /// make the model late on purpose. Leave at 0 in production.
     pub test_delay_ms: u64,
+    /// The breaker in front of the model pool: off, every request asks the
+    /// model.
+    pub breaker_enabled: bool,
+    /// Its rolling window, in ms.
+    pub breaker_window_ms: u64,
+    /// Outcomes the window must hold before the breaker may open.
+    pub breaker_min_requests: u32,
+    /// Share of missed deadlines / failures in the window that opens it.
+    pub breaker_threshold: f64,
+    /// How long it stays open before half-open probes, in ms.
+    pub breaker_open_ms: u64,
+    /// Probes let through half-open; all must succeed to close it.
+    pub breaker_probes: u32,
 }
 
 impl Default for ModelConfig {
@@ -502,6 +515,12 @@ impl Default for ModelConfig {
             workers: 2,
             max_in_flight: 256,
             test_delay_ms: 0,
+            breaker_enabled: true,
+            breaker_window_ms: 10_000,
+            breaker_min_requests: 20,
+            breaker_threshold: 0.5,
+            breaker_open_ms: 5_000,
+            breaker_probes: 5,
         }
     }
 }
@@ -852,6 +871,41 @@ impl Config {
         )?;
         self.supervision.sessions.validate("sessions")?;
         range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
+        range(
+            "model.breaker_window_ms",
+            self.model.breaker_window_ms,
+            10,
+            3_600_000,
+            "10 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_min_requests",
+            self.model.breaker_min_requests,
+            1,
+            1_000_000,
+            "1 to 1000000",
+        )?;
+        if !(self.model.breaker_threshold > 0.0 && self.model.breaker_threshold <= 1.0) {
+            return Err(ConfigError::Range {
+                key: "model.breaker_threshold",
+                value: self.model.breaker_threshold.to_string(),
+                expected: "above 0, at most 1",
+            });
+        }
+        range(
+            "model.breaker_open_ms",
+            self.model.breaker_open_ms,
+            1,
+            3_600_000,
+            "1 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_probes",
+            self.model.breaker_probes,
+            1,
+            10_000,
+            "1 to 10000",
+        )?;
         range(
             "model.max_in_flight",
             self.model.max_in_flight,

@@ -180,6 +180,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        breaker: reco_actors::breaker::ModelBreaker::new(breaker_settings(&config.model)),
         ingress: IngressWiring {
             client: client.clone(),
             subjects: subjects.clone(),
@@ -353,6 +354,7 @@ struct TreeParts {
     shards: ShardTable,
     arbiters: Vec<ArbiterHandle>,
     dead_letter: DeadLetter,
+    breaker: reco_actors::breaker::ModelBreaker,
     ingress: IngressWiring,
     telemetry: TelemetryWiring,
     loader: Loader,
@@ -533,6 +535,7 @@ impl TreeParts {
             },
             dead_letter: self.dead_letter.clone(),
             nearline: self.nearline.clone(),
+            breaker: self.breaker.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
@@ -783,5 +786,17 @@ fn signal_policy(c: &crate::config::SessionsConfig) -> reco_actors::signals::Sig
             recent_boost: c.recent_boost,
             half_life_ms: (c.recent_half_life_ms > 0).then_some(c.recent_half_life_ms),
         },
+    }
+}
+
+/// The model breaker's settings, from the node's configuration.
+fn breaker_settings(c: &crate::config::ModelConfig) -> reco_actors::breaker::BreakerSettings {
+    reco_actors::breaker::BreakerSettings {
+        enabled: c.breaker_enabled,
+        window: Duration::from_millis(c.breaker_window_ms),
+        min_requests: c.breaker_min_requests,
+        threshold: c.breaker_threshold,
+        open_for: Duration::from_millis(c.breaker_open_ms),
+        probes: c.breaker_probes,
     }
 }
