@@ -578,7 +578,7 @@ async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared
         Some(fixture.path()),
         "[node]\nfault_injection = true\n\
          [model]\nbreaker_min_requests = 5\nbreaker_window_ms = 60000\n\
-         breaker_open_ms = 200\nbreaker_probes = 2\n",
+         breaker_open_ms = 2000\nbreaker_probes = 2\n",
     );
     let client = nats.client().await;
     for member in 0..20 {
@@ -617,14 +617,8 @@ async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared
         assert_eq!(reply.reason, Some(Reason::Deadline), "{reply:?}");
     }
     let skipped = skipped.expect("the breaker opened");
-    assert!(skipped.degraded);
-    assert_ne!(skipped.source, Source::Model);
-    node.wait_metric(Duration::from_secs(10), "breaker open", |m| {
-        reco_e2e::metric_sum(m, "reco_model_breaker_transitions_total", &["to=\"open\""]) >= 1.0
-    })
-    .await;
     // A skipped request does not wait for the deadline: it is answered
-    // before the model could have (its delay is 500 ms).
+    // before the model could have (its delay is 500 ms), well within the breaker's 2 s open time.
     let (reply, _) = ask(
         &client,
         4,
@@ -635,6 +629,22 @@ async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared
     )
     .await;
     assert_eq!(ok(reply).reason, Some(Reason::ModelSkipped));
+    let health = |client: async_nats::Client| async move {
+        let reply = client
+            .request(subjects().admin_health(), Vec::new().into())
+            .await
+            .unwrap();
+        decode::<reco_messages::admin::Health>(&reply.payload, LIMIT)
+            .unwrap()
+            .model_breaker
+    };
+    assert_eq!(health(client.clone()).await.as_deref(), Some("open"));
+    assert!(skipped.degraded);
+    assert_ne!(skipped.source, Source::Model);
+    node.wait_metric(Duration::from_secs(10), "breaker open", |m| {
+        reco_e2e::metric_sum(m, "reco_model_breaker_transitions_total", &["to=\"open\""]) >= 1.0
+    })
+    .await;
 
     // Fault cleared: half-open probes succeed and the model answers again.
     client
@@ -660,4 +670,5 @@ async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared
         reco_e2e::metric_sum(m, "reco_model_breaker_state", &[]) == 0.0
     })
     .await;
+    assert_eq!(health(client.clone()).await.as_deref(), Some("closed"));
 }

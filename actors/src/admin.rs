@@ -6,6 +6,7 @@
 //!
 //! Like the ingress it is a task, because it owns its subscriptions.
 
+use crate::breaker::ModelBreaker;
 use crate::model::{InjectedFaults, ModelHandle};
 use crate::precomputed::ListsReader;
 use crate::responder::InFlight;
@@ -40,6 +41,8 @@ pub struct Admin {
     pub faults: Option<InjectedFaults>,
     /// Set once the node drains.
     pub draining: Arc<AtomicBool>,
+    /// The breaker in front of the model pool.
+    pub breaker: ModelBreaker,
     /// Reads the process's resident set size (the caller knows how).
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -87,6 +90,7 @@ impl Admin {
             in_flight: self.in_flight.count() as u64,
             resident_members: resident,
             rss_bytes: (self.rss_bytes)(),
+            model_breaker: Some(self.breaker.state().as_str().to_owned()),
         };
         self.reply(&message, encode(&health)).await;
     }

@@ -23,6 +23,10 @@ pub struct Health {
     /// Resident set size of the node process, in bytes (0 where unknown).
     #[serde(default)]
     pub rss_bytes: u64,
+    /// State of the breaker in front of the model pool: `closed`, `open`
+    /// (requests skip the model) or `half_open`; nil from older nodes.
+    #[serde(default)]
+    pub model_breaker: Option<String>,
 }
 
 /// Request on `<prefix>.admin.faults`: change the injected faults of a node

@@ -172,6 +172,7 @@ pub async fn run(
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
+    let breaker = reco_actors::breaker::ModelBreaker::new(breaker_settings(&config.model));
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -180,7 +181,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
-        breaker: reco_actors::breaker::ModelBreaker::new(breaker_settings(&config.model)),
+        breaker: breaker.clone(),
         ingress: IngressWiring {
             client: client.clone(),
             subjects: subjects.clone(),
@@ -203,6 +204,7 @@ pub async fn run(
                 shards: shards.clone(),
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
+                breaker,
                 rss_bytes: Arc::new(rss_bytes),
             },
             stop: telemetry_stop_rx,
