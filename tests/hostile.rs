@@ -4,6 +4,7 @@
 
 use futures::StreamExt;
 use reco_e2e::{ask, metric_sum, play, Fixture, NatsServer, Node};
+use reco_messages::metrics as nm;
 use reco_messages::subjects::{DLQ_EXCERPT_BYTES, HEADER_DLQ_BYTES, HEADER_DLQ_REASON};
 use reco_messages::{MemberId, RecommendReply, Subjects};
 use std::time::Duration;
@@ -51,19 +52,11 @@ async fn events_just_under_the_server_limit_are_rejected_without_losing_the_conn
     assert!(matches!(reply, RecommendReply::Ok(_)), "{reply:?}");
     let metrics = node.metrics();
     assert_eq!(
-        metric_sum(
-            &metrics,
-            "reco_events_rejected_total",
-            &["why=\"too_large\""]
-        ),
+        metric_sum(&metrics, nm::EVENTS_REJECTED_TOTAL, &["why=\"too_large\""]),
         rounds as f64
     );
     assert_eq!(
-        metric_sum(
-            &metrics,
-            "reco_nats_events_total",
-            &["event=\"disconnected\""]
-        ),
+        metric_sum(&metrics, nm::NATS_EVENTS_TOTAL, &["event=\"disconnected\""]),
         0.0,
         "the node never lost its connection:\n{}",
         node.log()
@@ -91,7 +84,7 @@ async fn a_request_whose_reply_subject_is_recos_own_is_never_answered() {
     node.wait_metric(Duration::from_secs(10), "the forged request counted", |m| {
         metric_sum(
             m,
-            "reco_request_errors_total",
+            nm::REQUEST_ERRORS_TOTAL,
             &["code=\"forbidden_reply_subject\""],
         ) == 1.0
     })

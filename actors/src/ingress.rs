@@ -28,13 +28,23 @@
 //! reco's own is dropped unanswered and counted
 //! (`reco_request_errors_total{code="forbidden_reply_subject"}`).
 //!
-//! Emits: `reco_events_rejected_total{why}`, `reco_dlq_published_total`,
-//! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
+//! Emits: publishes rejected events on `<prefix>.dlq.events` (a 1 KiB excerpt; headers
+//! `Reco-Dlq-Reason`, `Reco-Dlq-Subject`, `Reco-Dlq-Bytes`) and replies on each request's reply
+//! subject; metrics `reco_events_rejected_total{why}`,
+//! `reco_dlq_published_total`, `reco_events_dropped_total{stage="shard"}`,
+//! `reco_request_errors_total{code}` (and the reply metrics of
+//! [`crate::reply`]). Logs: WARN for rejected events and requests without a
+//! usable reply subject, at most once a second; INFO "Draining subscriptions." / "Ingress stopped.".
+//!
+//! Fails: a request refused by a full or restarting shard is answered at
+//! once with the fallback (`reason: overloaded`); an event refused so is
+//! counted as dropped. A drain that the server never completes gives up
+//! after `drain_timeout`. The loop itself has no failure: when its
+//! subscriptions end, it returns and its supervisor decides.
 
+use crate::lists::ListsReader;
 use crate::metrics as m;
-use crate::precomputed::ListsReader;
-use crate::responder::{InFlight, Responder};
-use crate::session::{fallback_reply, Recommend};
+use crate::reply::{InFlight, Recommend, Responder};
 use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
@@ -43,7 +53,7 @@ use reco_messages::subjects::{
     DLQ_EXCERPT_BYTES, HEADER_DLQ_BYTES, HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT,
 };
 use reco_messages::Event;
-use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Reason, Subjects};
+use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -341,10 +351,7 @@ impl Ingress {
             None => Some(recommend), // the shard is restarting
         };
         if let Some(recommend) = refused {
-            let fallback = self.lists.fallback(member, recommend.k, &[]);
-            recommend
-                .responder
-                .reply(fallback_reply(member, fallback, Reason::Overloaded));
+            recommend.refused(&self.lists);
         }
     }
 }

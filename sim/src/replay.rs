@@ -144,7 +144,7 @@ struct Tally {
 
 /// Runs the live replay and returns its figures.
 pub async fn replay(options: ReplayOptions, log: impl Fn(&str)) -> Result<ReplayFigures> {
-    let ratings = reco_supervisors::train::read_ratings(&options.ratings)?;
+    let ratings = reco_offline::train::read_ratings(&options.ratings)?;
     let (train, test) = temporal_split(&ratings, 0.8, 5);
     log(&format!(
         "{} ratings: training on {}, replaying {}",
@@ -153,18 +153,18 @@ pub async fn replay(options: ReplayOptions, log: impl Fn(&str)) -> Result<Replay
         test.len()
     ));
     let model = tempfile::tempdir()?;
-    let trained = reco_supervisors::train::run(
+    let trained = reco_offline::train::run(
         &train,
-        &reco_supervisors::train::TrainOptions {
+        &reco_offline::train::TrainOptions {
             params: AlsParams::default(),
             top_n: 200,
             popular_n: 1_000,
             version: Some("replay".into()),
-            holdout: reco_supervisors::train::Holdout::None,
+            holdout: reco_offline::train::Holdout::None,
             k: 10,
             write_split: None,
             out: Some(model.path().to_owned()),
-            values: reco_supervisors::train::RatingValues::Stars,
+            values: reco_offline::train::RatingValues::Stars,
         },
     )
     .with_context(|| format!("cannot train on {}", options.ratings.display()))?;

@@ -6,8 +6,8 @@ use reco_actors::signals::{RecentSignals, SignalPolicy};
 use reco_messages::{Event, EventKind, ItemId, MemberId};
 use reco_models::confidence::confidence;
 use reco_models::{FoldInPolicy, Rating};
-use reco_supervisors::event_log::add_interaction;
-use reco_supervisors::train::RatingValues;
+use reco_offline::event_log::add_interaction;
+use reco_offline::train::RatingValues;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ fn events() -> Vec<Event> {
 /// The training side: the event log's interactions as `reco train` weighs them.
 fn trained(event: &Event) -> Option<f32> {
     let (mut ratings, mut seen) = (Vec::new(), HashMap::new());
-    if reco_supervisors::event_log::event_weight(event) <= 0.0 {
+    if reco_offline::event_log::event_weight(event) <= 0.0 {
         return None;
     }
     add_interaction(&mut ratings, &mut seen, event);
