@@ -6,6 +6,7 @@
 //!
 //! Like the ingress it is a task, because it owns its subscriptions.
 
+use crate::breaker::ModelBreaker;
 use crate::faults::InjectedFaults;
 use crate::lists::ListsReader;
 use crate::model::ModelHandle;
@@ -41,6 +42,8 @@ pub struct Admin {
     pub faults: Option<InjectedFaults>,
     /// Set once the node drains.
     pub draining: Arc<AtomicBool>,
+    /// The breaker in front of the model pool.
+    pub breaker: ModelBreaker,
     /// Reads the process's resident set size (the caller knows how).
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Reads the node's place among the nodes of the prefix.
@@ -91,6 +94,7 @@ impl Admin {
             resident_members: resident,
             rss_bytes: (self.rss_bytes)(),
             cluster: self.cluster.as_ref().map(|read| read()),
+            model_breaker: Some(self.breaker.state().as_str().to_owned()),
         };
         self.reply(&message, encode(&health)).await;
     }

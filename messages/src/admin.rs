@@ -27,6 +27,10 @@ pub struct Health {
     /// nodes of earlier versions).
     #[serde(default)]
     pub cluster: Option<ClusterHealth>,
+    /// State of the breaker in front of the model pool: `closed`, `open`
+    /// (requests skip the model) or `half_open`; nil from older nodes.
+    #[serde(default)]
+    pub model_breaker: Option<String>,
 }
 
 /// A node's place among the nodes sharing a prefix.

@@ -38,6 +38,11 @@ pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
 pub const MODEL_BATCH_SIZE: &str = "reco_model_batch_size";
 /// Gauge: scoring requests admitted to the model pool and not finished.
 pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
+/// Gauge: state of the breaker in front of the model pool (0 closed, 1
+/// open, 2 half-open).
+pub const MODEL_BREAKER_STATE: &str = "reco_model_breaker_state";
+/// Counter: breaker state changes, by `to` (`closed`, `open`, `half_open`).
+pub const MODEL_BREAKER_TRANSITIONS_TOTAL: &str = "reco_model_breaker_transitions_total";
 /// Counter: NATS slow-consumer events (messages the client dropped).
 pub const NATS_SLOW_CONSUMER_TOTAL: &str = "reco_nats_slow_consumer_total";
 /// Counter: NATS connection events, by `event` (`connected`, `disconnected`, …).
@@ -192,6 +197,16 @@ pub const ALL: &[Described] = &[
         name: MODEL_IN_FLIGHT,
         kind: Kind::Gauge,
         help: "Scoring requests admitted and not finished.",
+    },
+    Described {
+        name: MODEL_BREAKER_STATE,
+        kind: Kind::Gauge,
+        help: "State of the breaker in front of the model pool (0 closed, 1 open, 2 half-open).",
+    },
+    Described {
+        name: MODEL_BREAKER_TRANSITIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Breaker state changes, by the state entered.",
     },
     Described {
         name: NATS_SLOW_CONSUMER_TOTAL,

@@ -27,6 +27,12 @@
 //!   artifact, and [`ArtifactError`].
 //! - [`eval`]: per-member train/test split and ranking metrics
 //!   (precision, recall, NDCG, hit rate at k).
+//! - [`confidence`]: the one weighting of events, shared by training and
+//!   serving.
+//! - [`history`]: [`MemberHistory`], the trained members' interactions the
+//!   model artifact carries for history-aware fold-in.
+//! - [`replay`]: the replay evaluation (temporal split, ask then rate) of
+//!   the online fold-in against a static top-k and popularity.
 //! - [`tiers`]: [`TierMetrics`], the quality of every serving tier (model,
 //!   nearline fold-in, precomputed, popular) on the same held-out ratings.
 //! - `cg` (private): conjugate-gradient row solves, the fast default of
@@ -38,18 +44,22 @@
 pub mod als;
 pub mod artifact;
 mod cg;
+pub mod confidence;
 pub mod eval;
 pub mod factors;
+pub mod history;
 pub mod interactions;
 mod linalg;
 pub mod lists;
 mod model_error;
 pub mod ratings;
+pub mod replay;
 pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
 pub use factors::{ItemFactors, ModelError, Query, UserFactors};
+pub use history::{FoldInPolicy, MemberHistory};
 pub use interactions::Interactions;
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};

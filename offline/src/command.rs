@@ -198,6 +198,11 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
         k: args.k,
         write_split: args.write_split,
         out: args.out,
+        values: if logged.is_some() {
+            train::RatingValues::Weights
+        } else {
+            train::RatingValues::Stars
+        },
     };
     let outcome = train::run(&ratings, &options)?;
     let published = if args.publish {

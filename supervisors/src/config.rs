@@ -462,6 +462,19 @@ pub struct SessionsConfig {
     /// Times an event may crash its member's session (each crash restarts
     /// the session) before it is quarantined: dropped and dead-lettered.
     pub quarantine_after: u32,
+    /// Recent signals older than this (ms) are not folded in.
+    pub signal_horizon_ms: u64,
+    /// A producer's `at_ms` up to this far (ms) in the future is believed;
+    /// beyond it (or older than the horizon) receipt time is used.
+    pub signal_max_skew_ms: u64,
+    /// A fresh event weighs this many times its training weight in the
+    /// online fold-in (measured by the replay evaluation, see README).
+    pub recent_boost: f32,
+    /// The recent boost halves every this many ms (0: no decay).
+    pub recent_half_life_ms: u64,
+    /// Scale of the member's training history in the online fold-in (0
+    /// ignores it).
+    pub history_weight: f32,
 }
 
 impl Default for SessionsConfig {
@@ -473,6 +486,11 @@ impl Default for SessionsConfig {
             mailbox: 64,
             shard_mailbox: 8_192,
             quarantine_after: 3,
+            signal_horizon_ms: 30 * 24 * 3_600_000,
+            signal_max_skew_ms: 60_000,
+            recent_boost: 32.0,
+            recent_half_life_ms: 3_600_000,
+            history_weight: 1.0,
         }
     }
 }
@@ -516,6 +534,19 @@ pub struct ModelConfig {
     /// TEST ONLY: every scoring pass first sleeps this long, in ms, to
     /// make the model late on purpose. Leave at 0 in production.
     pub test_delay_ms: u64,
+    /// The breaker in front of the model pool: off, every request asks the
+    /// model.
+    pub breaker_enabled: bool,
+    /// Its rolling window, in ms.
+    pub breaker_window_ms: u64,
+    /// Outcomes the window must hold before the breaker may open.
+    pub breaker_min_requests: u32,
+    /// Share of missed deadlines / failures in the window that opens it.
+    pub breaker_threshold: f64,
+    /// How long it stays open before half-open probes, in ms.
+    pub breaker_open_ms: u64,
+    /// Probes let through half-open; all must succeed to close it.
+    pub breaker_probes: u32,
 }
 
 impl Default for ModelConfig {
@@ -525,6 +556,12 @@ impl Default for ModelConfig {
             workers: 2,
             max_in_flight: 256,
             test_delay_ms: 0,
+            breaker_enabled: true,
+            breaker_window_ms: 10_000,
+            breaker_min_requests: 20,
+            breaker_threshold: 0.5,
+            breaker_open_ms: 5_000,
+            breaker_probes: 5,
         }
     }
 }
@@ -725,6 +762,53 @@ impl Config {
             "1 to 10000",
         )?;
         range(
+            "sessions.signal_horizon_ms",
+            self.sessions.signal_horizon_ms,
+            1,
+            365 * 24 * 3_600_000,
+            "1 ms to 365 days",
+        )?;
+        range(
+            "sessions.signal_max_skew_ms",
+            self.sessions.signal_max_skew_ms,
+            0,
+            24 * 3_600_000,
+            "0 to 1 day",
+        )?;
+        for (key, value) in [
+            ("sessions.recent_boost", self.sessions.recent_boost),
+            ("sessions.history_weight", self.sessions.history_weight),
+        ] {
+            if !value.is_finite() {
+                return Err(ConfigError::Range {
+                    key,
+                    value: value.to_string(),
+                    expected: "a finite number",
+                });
+            }
+        }
+        range(
+            "sessions.recent_boost",
+            self.sessions.recent_boost,
+            1.0,
+            1000.0,
+            "1 to 1000",
+        )?;
+        range(
+            "sessions.recent_half_life_ms",
+            self.sessions.recent_half_life_ms,
+            0,
+            365 * 24 * 3_600_000,
+            "0 (no decay) to 365 days",
+        )?;
+        range(
+            "sessions.history_weight",
+            self.sessions.history_weight,
+            0.0,
+            100.0,
+            "0 to 100",
+        )?;
+        range(
             "sessions.mailbox",
             self.sessions.mailbox,
             1,
@@ -800,6 +884,41 @@ impl Config {
         )?;
         self.supervision.sessions.validate("sessions")?;
         range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
+        range(
+            "model.breaker_window_ms",
+            self.model.breaker_window_ms,
+            10,
+            3_600_000,
+            "10 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_min_requests",
+            self.model.breaker_min_requests,
+            1,
+            1_000_000,
+            "1 to 1000000",
+        )?;
+        if !(self.model.breaker_threshold > 0.0 && self.model.breaker_threshold <= 1.0) {
+            return Err(ConfigError::Range {
+                key: "model.breaker_threshold",
+                value: self.model.breaker_threshold.to_string(),
+                expected: "above 0, at most 1",
+            });
+        }
+        range(
+            "model.breaker_open_ms",
+            self.model.breaker_open_ms,
+            1,
+            3_600_000,
+            "1 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_probes",
+            self.model.breaker_probes,
+            1,
+            10_000,
+            "1 to 10000",
+        )?;
         range(
             "model.max_in_flight",
             self.model.max_in_flight,

@@ -128,6 +128,7 @@ pub async fn run(
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
+    let breaker = reco_actors::breaker::ModelBreaker::new(tree::breaker_settings(&config.model));
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -136,6 +137,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        breaker: breaker.clone(),
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
@@ -160,6 +162,7 @@ pub async fn run(
                 shards: shards.clone(),
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
+                breaker,
                 rss_bytes: Arc::new(rss_bytes),
                 cluster: Some(role.health()),
             },

@@ -80,6 +80,8 @@ pub(super) struct TreeParts {
     pub(super) shards: ShardTable,
     pub(super) arbiters: Vec<ArbiterHandle>,
     pub(super) dead_letter: DeadLetter,
+    /// The breaker in front of the model pool, shared by every session.
+    pub(super) breaker: reco_actors::breaker::ModelBreaker,
     /// The injectable faults the sessions check (poisoned items).
     pub(super) faults: InjectedFaults,
     pub(super) ingress: IngressWiring,
@@ -261,10 +263,12 @@ impl TreeParts {
                 mailbox: config.sessions.mailbox,
                 reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
                 quarantine_after: config.sessions.quarantine_after,
+                signals: Arc::new(signal_policy(&config.sessions)),
             },
             dead_letter: self.dead_letter.clone(),
             faults: self.faults.clone(),
             nearline: self.nearline.clone(),
+            breaker: self.breaker.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
@@ -369,4 +373,31 @@ pub(super) fn dead_letter(client: async_nats::Client, subjects: Subjects) -> Dea
             }
         });
     })
+}
+
+/// The recent-signal policy of the node's sessions, from its configuration.
+fn signal_policy(c: &crate::config::SessionsConfig) -> reco_actors::signals::SignalPolicy {
+    reco_actors::signals::SignalPolicy {
+        horizon_ms: c.signal_horizon_ms,
+        max_skew_ms: c.signal_max_skew_ms,
+        fold_in: reco_models::FoldInPolicy {
+            history_weight: c.history_weight,
+            recent_boost: c.recent_boost,
+            half_life_ms: (c.recent_half_life_ms > 0).then_some(c.recent_half_life_ms),
+        },
+    }
+}
+
+/// The model breaker's settings, from the node's configuration.
+pub(super) fn breaker_settings(
+    c: &crate::config::ModelConfig,
+) -> reco_actors::breaker::BreakerSettings {
+    reco_actors::breaker::BreakerSettings {
+        enabled: c.breaker_enabled,
+        window: Duration::from_millis(c.breaker_window_ms),
+        min_requests: c.breaker_min_requests,
+        threshold: c.breaker_threshold,
+        open_for: Duration::from_millis(c.breaker_open_ms),
+        probes: c.breaker_probes,
+    }
 }
