@@ -139,6 +139,12 @@ impl Subjects {
         format!("{}.published.model", self.prefix)
     }
 
+    /// Where the aggregation job (`reco nearline`) announces a new snapshot
+    /// of the near-real-time aggregates ([`crate::AggregatesPublished`]).
+    pub fn published_aggregates(&self) -> String {
+        format!("{}.published.aggregates", self.prefix)
+    }
+
     /// The member named by an events subject.
     pub fn member_of_event(&self, subject: &str) -> Result<MemberId, BadSubject> {
         member_after(subject, &self.events)

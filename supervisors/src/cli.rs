@@ -33,6 +33,24 @@ enum Command {
     Tree(client::TreeArgs),
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
+    /// Run the near-real-time aggregation job (one per cluster, a process of
+    /// its own) until SIGINT/SIGTERM: take rates and trending from the event
+    /// stream, checkpointed, published as snapshots.
+    Nearline(NearlineArgs),
+}
+
+#[derive(Debug, Args)]
+struct NearlineArgs {
+    /// TOML configuration file (the `[streaming]` section and the shared
+    /// `[nats]`, `[events_log]` keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NATS server URL (overrides the file).
+    #[arg(long, env = ENV_NATS_URL)]
+    nats: Option<String>,
+    /// Print the effective configuration, every default included, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +179,7 @@ pub fn main() -> ExitCode {
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
         Command::Model(args) => block_on(client::model(args)),
+        Command::Nearline(args) => nearline(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -396,4 +415,40 @@ async fn publish_outcome(
         subjects.published_model()
     );
     Ok(published)
+}
+
+/// `reco nearline`: the aggregation job lives in `reco_streaming`; this
+/// only reads the config, connects and makes sure the event stream exists.
+fn nearline(args: NearlineArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.nats {
+        config.nats.url = url.clone();
+    }
+    config.validate()?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    telemetry::init_logging(config.node.log_format == "json");
+    if !config.streaming.metrics_addr.is_empty() {
+        telemetry::init_metrics(config.streaming.metrics_addr.parse()?)?;
+    }
+    block_on(async {
+        let subjects = Subjects::new(&config.nats.prefix)?;
+        let client = connect_for_train(&config).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        event_log::ensure_stream(&js, &config.events_log, &subjects).await?;
+        let settings = config.streaming.settings(&config);
+        let report =
+            reco_streaming::run(client, subjects, settings, node::shutdown_signal()).await?;
+        tracing::info!(
+            sequence = report.state.last_sequence(),
+            applied = report.applied,
+            "Aggregation job stopped."
+        );
+        Ok(())
+    })
 }
