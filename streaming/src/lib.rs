@@ -21,6 +21,7 @@
 //!
 //! # Layout
 //! - [`job`]: the loop (consume, apply, checkpoint, publish) and [`run`].
+//! - [`batch`]: the same aggregation over everything the stream holds.
 //! - [`checkpoint`]: state + last sequence in a JetStream KV bucket (object
 //!   store when large).
 //! - [`snapshot`]: versioned snapshots in an object store, announced on
@@ -29,6 +30,7 @@
 //! - [`error`]: the job's error type, [`StreamingError`].
 //! - [`metrics`]: metric names.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod error;
 pub mod job;

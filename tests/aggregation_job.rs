@@ -1,0 +1,457 @@
+//! The near-real-time aggregation job (`reco nearline`, issue 15) end to
+//! end against a real nats-server: snapshots follow published events within
+//! the snapshot interval plus a second; a job killed with SIGKILL mid-stream
+//! and restarted ends with exactly the counts of an uninterrupted run; batch
+//! and streaming agree on the same events.
+
+use rand::{Rng, SeedableRng};
+use reco_e2e::{metric_sum, reco_binary, NatsServer};
+use reco_messages::{
+    decode, encode, AggregatesPublished, Event, EventKind, ItemId, MemberId, Subjects,
+};
+use reco_models::aggregates::{AggregateParams, AggregateState, Window};
+use reco_streaming::checkpoint::Checkpoints;
+use reco_streaming::{batch, snapshot, StreamingSettings};
+use reco_supervisors::config::EventsLogConfig;
+use reco_supervisors::event_log;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const STREAM: &str = "RECO_EVENTS";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A `reco nearline` process with its log; killed on drop.
+struct NearlineProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl NearlineProcess {
+    fn start(nats_url: &str, config_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("reco.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let mut child = Command::new(reco_binary())
+            .args(["nearline", "--nats", nats_url, "--config"])
+            .arg(&config)
+            .env_remove("RECO_NATS_URL")
+            .env("RECO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start reco nearline");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("RECO_TEST_VERBOSE").is_some() {
+                    eprintln!("{line}");
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        NearlineProcess {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing `text` and returns it.
+    async fn wait_log(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("reco nearline exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "reco nearline did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NearlineProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn job_config(
+    checkpoint_bucket: &str,
+    snapshot_bucket: &str,
+    checkpoint_ms: u64,
+    metrics_addr: &str,
+) -> String {
+    format!(
+        "[streaming]\ncheckpoint_bucket = \"{checkpoint_bucket}\"\nsnapshot_bucket = \"{snapshot_bucket}\"\n\
+         checkpoint_interval_ms = {checkpoint_ms}\nsnapshot_interval_ms = 1000\nmetrics_addr = \"{metrics_addr}\"\n"
+    )
+}
+
+async fn ensure_stream(client: &async_nats::Client) -> async_nats::jetstream::Context {
+    let js = async_nats::jetstream::new(client.clone());
+    event_log::ensure_stream(&js, &EventsLogConfig::default(), &Subjects::default())
+        .await
+        .expect("the event stream can be created");
+    js
+}
+
+fn event(member: u64, item: u64, kind: EventKind, value: f32, device: Option<&str>) -> Event {
+    Event {
+        member: MemberId(member),
+        item: ItemId(item),
+        kind,
+        value,
+        at_ms: None,
+        device: device.map(str::to_owned),
+    }
+}
+
+async fn publish_all(client: &async_nats::Client, events: &[Event]) {
+    let subjects = Subjects::default();
+    for e in events {
+        client
+            .publish(subjects.events(e.member), encode(e).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+}
+
+/// Random events over 40 titles, every kind, a few devices.
+fn random_events(seed: u64, n: usize) -> Vec<Event> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let devices = [None, Some("tv"), Some("web"), Some("phone")];
+    (0..n)
+        .map(|_| {
+            let kind = EventKind::ALL[rng.gen_range(0..EventKind::ALL.len())];
+            let value = match kind {
+                EventKind::Rate => rng.gen_range(1..=5) as f32,
+                EventKind::Play | EventKind::Stop => rng.gen_range(0.0..3000.0),
+                _ => 0.0,
+            };
+            event(
+                rng.gen_range(0..500),
+                rng.gen_range(1..=40),
+                kind,
+                value,
+                devices[rng.gen_range(0..devices.len())],
+            )
+        })
+        .collect()
+}
+
+/// Waits until the stream holds `sequence` (the server stored every event
+/// published so far).
+async fn wait_stored(js: &async_nats::jetstream::Context, sequence: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut stream = js.get_stream(STREAM).await.unwrap();
+        if stream.info().await.unwrap().state.last_sequence >= sequence {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream never stored {sequence}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the checkpoint in `bucket` satisfies `done`, returns it.
+async fn wait_checkpoint(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    done: impl Fn(&AggregateState) -> bool,
+) -> AggregateState {
+    let checkpoints = Checkpoints::open(js, bucket).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(state) = checkpoints.load().await.unwrap() {
+            if done(&state) {
+                return state;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint in {bucket} never got there"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_events_show_in_a_snapshot_within_the_interval_plus_a_second() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let js = ensure_stream(&client).await;
+    let interval = Duration::from_millis(1000);
+    let mut job = NearlineProcess::start(&nats.url(), &job_config("ck_snap", "snap", 200, ""));
+    job.wait_log("Aggregation job ready.").await;
+
+    let mut notices = client
+        .subscribe(Subjects::default().published_aggregates())
+        .await
+        .unwrap();
+    // Round trip: the server has our subscription before anything below.
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, Vec::new().into()).await.unwrap();
+    futures::StreamExt::next(&mut echo).await.unwrap();
+
+    // Title 10: 20 impressions, 10 plays (take rate 0.5); title 20: 40
+    // impressions, 4 plays (0.1) and one completed viewing; title 30: 8
+    // plays from search, no impression.
+    let mut events = Vec::new();
+    for i in 0..20 {
+        events.push(event(i, 10, EventKind::Impression, 0.0, Some("tv")));
+    }
+    for i in 0..10 {
+        events.push(event(i, 10, EventKind::Play, 0.0, Some("tv")));
+    }
+    for i in 0..40 {
+        events.push(event(i, 20, EventKind::Impression, 0.0, Some("web")));
+    }
+    for i in 0..4 {
+        events.push(event(i, 20, EventKind::Play, 0.0, Some("web")));
+    }
+    events.push(event(1, 20, EventKind::Stop, 1500.0, Some("web")));
+    for i in 0..8 {
+        events.push(event(i, 30, EventKind::Play, 0.0, None));
+    }
+    publish_all(&client, &events).await;
+    let last = events.len() as u64;
+    wait_stored(&js, last).await;
+    let stored_at = Instant::now();
+
+    let notice = tokio::time::timeout(interval + Duration::from_secs(1), async {
+        loop {
+            let message = futures::StreamExt::next(&mut notices).await.unwrap();
+            let notice: AggregatesPublished = decode(&message.payload, 1 << 20).unwrap();
+            if notice.last_sequence >= last {
+                return notice;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no snapshot with sequence {last} within {:?} of the events being stored:\n{}",
+            interval + Duration::from_secs(1),
+            job.log()
+        )
+    });
+    eprintln!(
+        "snapshot {} announced {:?} after the events were stored",
+        notice.version,
+        stored_at.elapsed()
+    );
+
+    let snapshot = snapshot::fetch(&js, &notice.bucket, &notice.version)
+        .await
+        .unwrap();
+    let title = |item| snapshot.title(ItemId(item)).unwrap();
+    assert_eq!(title(10).hour.impressions, 20);
+    assert_eq!(title(10).hour.take_rate(), Some(0.5));
+    assert_eq!(title(20).day.take_rate(), Some(0.1));
+    assert_eq!(title(20).total.completed, 1);
+    assert_eq!(title(20).total.play_ms, 1_500_000);
+    assert_eq!(title(30).hour.take_rate(), None);
+    assert_eq!(title(10).by_device, vec![("tv".to_owned(), title(10).day)]);
+    let trending: Vec<u64> = snapshot.trending.iter().map(|t| t.item.0).collect();
+    assert_eq!(trending, vec![10, 30, 20], "{:?}", snapshot.trending);
+    job.signal("-TERM");
+    assert!(job.wait_exit().success(), "{}", job.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_stream_restarts_from_its_checkpoint_with_the_counts_of_an_uninterrupted_run(
+) {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let js = ensure_stream(&client).await;
+    let first = random_events(1, 3000);
+    let second = random_events(2, 1500);
+    let third = random_events(3, 1500);
+    let total = (first.len() + second.len() + third.len()) as u64;
+
+    // The reference: an uninterrupted job, in process, on buckets of its own.
+    let (stop_reference, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reference = tokio::spawn(reco_streaming::run(
+        nats.client().await,
+        Subjects::default(),
+        StreamingSettings {
+            checkpoint_bucket: "ck_reference".into(),
+            snapshot_bucket: "snap_reference".into(),
+            checkpoint_interval: Duration::from_millis(200),
+            ..StreamingSettings::default()
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    publish_all(&client, &first).await;
+    // Checkpoints every 3 s, so the kill below lands between two of them.
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", reco_e2e::free_port())
+        .parse()
+        .unwrap();
+    let config = job_config("ck_killed", "snap_killed", 3000, &metrics_addr.to_string());
+    let mut job = NearlineProcess::start(&nats.url(), &config);
+    job.wait_log("Aggregation job ready.").await;
+    let checkpointed = wait_checkpoint(&js, "ck_killed", |s| s.last_sequence() > 0)
+        .await
+        .last_sequence();
+    publish_all(&client, &second).await;
+    // Killed once it has applied events past its checkpoint: their counts
+    // exist only in the dead process's memory.
+    let deadline = Instant::now() + WAIT;
+    let applied_at_kill = loop {
+        let text = reco_sim::process::scrape(metrics_addr).unwrap_or_default();
+        let applied = metric_sum(&text, "reco_aggregates_last_sequence", &[]) as u64;
+        if applied > checkpointed {
+            job.signal("-KILL");
+            break applied;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never got past {checkpointed}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let status = job.wait_exit();
+    assert!(!status.success(), "SIGKILL should end the job: {status}");
+    publish_all(&client, &third).await;
+    wait_stored(&js, total).await;
+
+    let mut restarted = NearlineProcess::start(&nats.url(), &config);
+    let ready = restarted.wait_log("Aggregation job ready.").await;
+    let resumed_after: u64 = ready
+        .split("resumed_after=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resumed_after in {ready:?}"));
+    assert!(
+        resumed_after > 0 && resumed_after < applied_at_kill,
+        "the restart resumed after {resumed_after}, the killed job had applied {applied_at_kill}: nothing to redo"
+    );
+    let recovered = wait_checkpoint(&js, "ck_killed", |s| s.last_sequence() == total).await;
+
+    wait_checkpoint(&js, "ck_reference", |s| s.last_sequence() == total).await;
+    stop_reference.send(()).unwrap();
+    let uninterrupted = reference.await.unwrap().unwrap().state;
+
+    let batch = batch::aggregate_stream(&js, STREAM, 1 << 16, AggregateParams::default())
+        .await
+        .unwrap();
+    eprintln!(
+        "killed after applying {applied_at_kill}, resumed after {resumed_after} of {total}; {} titles, {} events applied",
+        recovered.titles(),
+        recovered.events_applied()
+    );
+    assert_eq!(recovered.events_applied(), total);
+    assert_eq!(recovered, uninterrupted, "restarted vs uninterrupted");
+    assert_eq!(recovered, batch, "restarted vs batch");
+    let now = recovered.watermark_ms();
+    for item in 1..=40 {
+        for window in Window::ALL {
+            assert_eq!(
+                recovered.window(ItemId(item), window, now),
+                uninterrupted.window(ItemId(item), window, now)
+            );
+        }
+    }
+    restarted.signal("-TERM");
+    assert!(restarted.wait_exit().success(), "{}", restarted.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_and_streaming_agree_on_the_same_events_bad_ones_included() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let js = ensure_stream(&client).await;
+    let events = random_events(9, 800);
+    publish_all(&client, &events[..400]).await;
+    // Bytes that are not events are skipped the same way by both.
+    // (the last: five stars is the most a rating can be).
+    let invalid = encode(&event(1, 1, EventKind::Rate, 9.0, None));
+    for junk in [&b"\xc1"[..], b"not msgpack", &invalid] {
+        client
+            .publish("reco.events.1", bytes::Bytes::copy_from_slice(junk))
+            .await
+            .unwrap();
+    }
+    publish_all(&client, &events[400..]).await;
+    let total = events.len() as u64 + 3;
+    wait_stored(&js, total).await;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let streaming = tokio::spawn(reco_streaming::run(
+        client.clone(),
+        Subjects::default(),
+        StreamingSettings {
+            checkpoint_interval: Duration::from_millis(100),
+            ..StreamingSettings::default()
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let last_event = total; // the last message is an event
+    wait_checkpoint(&js, &StreamingSettings::default().checkpoint_bucket, |s| {
+        s.last_sequence() == last_event
+    })
+    .await;
+    stop.send(()).unwrap();
+    let report = streaming.await.unwrap().unwrap();
+
+    let read = batch::read_stream(&js, STREAM, 1 << 16).await.unwrap();
+    assert_eq!(read.bad, 3);
+    assert_eq!(read.events.len(), events.len());
+    let batch = AggregateState::batch(AggregateParams::default(), &read.events);
+    assert_eq!(report.state, batch);
+    assert_eq!(report.state.events_applied(), events.len() as u64);
+    let now = batch.watermark_ms();
+    assert_eq!(report.state.snapshot(now, 50), batch.snapshot(now, 50));
+}
