@@ -300,6 +300,37 @@ async fn published_events_show_in_a_snapshot_within_the_interval_plus_a_second()
     assert_eq!(title(10).by_device, vec![("tv".to_owned(), title(10).day)]);
     let trending: Vec<u64> = snapshot.trending.iter().map(|t| t.item.0).collect();
     assert_eq!(trending, vec![10, 30, 20], "{:?}", snapshot.trending);
+
+    // The early read an operator prints: the same counts, with intervals.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reco.toml");
+    std::fs::write(&config, job_config("ck_snap", "snap", 200, "")).unwrap();
+    let output = Command::new(reco_binary())
+        .args([
+            "insights",
+            "--item",
+            "10",
+            "--nats",
+            &nats.url(),
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("RECO_NATS_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{text}");
+    let hour = text.lines().find(|l| l.starts_with("hour")).unwrap();
+    assert!(hour.contains(" 20 ") && hour.contains("50.0 %"), "{text}");
+    assert!(
+        text.contains("titles of the same age (1): median take rate 10.0 %"),
+        "{text}"
+    );
     job.signal("-TERM");
     assert!(job.wait_exit().success(), "{}", job.log());
 }

@@ -641,6 +641,103 @@ impl AggregateSnapshot {
     }
 }
 
+/// A 95 % Wilson score interval on a take rate of `takes` out of
+/// `impressions` (takes beyond impressions count as one per impression);
+/// `None` without impressions. Wilson rather than the normal approximation
+/// because early reads are exactly the small counts where the latter
+/// fails (it gives negative bounds at 0 takes).
+pub fn wilson_interval(takes: u64, impressions: u64) -> Option<(f64, f64)> {
+    if impressions == 0 {
+        return None;
+    }
+    let n = impressions as f64;
+    let p = takes.min(impressions) as f64 / n;
+    let z = 1.959_964f64;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+/// One window of an early read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowRead {
+    /// The window.
+    pub window: Window,
+    /// The counts.
+    pub counts: Counts,
+    /// Plays per impression.
+    pub take_rate: Option<f64>,
+    /// Its 95 % interval ([`wilson_interval`]).
+    pub interval: Option<(f64, f64)>,
+}
+
+/// An early read on a title (`reco insights`): counts and take rate with a
+/// confidence interval per window, and how it compares with titles of the
+/// same age.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Insight {
+    /// The title.
+    pub item: ItemId,
+    /// Time since it was first seen, in ms.
+    pub age_ms: u64,
+    /// Hour, day, total.
+    pub windows: Vec<WindowRead>,
+    /// Titles of a similar age (first seen between half and twice this
+    /// title's age ago) with impressions in total.
+    pub peers: usize,
+    /// Their median total take rate.
+    pub peer_median_take_rate: Option<f64>,
+    /// Share of those peers whose total take rate is below this title's.
+    pub percentile_among_peers: Option<f64>,
+}
+
+impl AggregateSnapshot {
+    /// The early read on `item` at the snapshot's time; `None` if unseen.
+    pub fn insight(&self, item: ItemId) -> Option<Insight> {
+        let title = self.title(item)?;
+        let age = self.now_ms.saturating_sub(title.first_seen_ms);
+        let windows = [
+            (Window::Hour, title.hour),
+            (Window::Day, title.day),
+            (Window::Total, title.total),
+        ]
+        .into_iter()
+        .map(|(window, counts)| WindowRead {
+            window,
+            counts,
+            take_rate: counts.take_rate(),
+            interval: wilson_interval(counts.plays, counts.impressions),
+        })
+        .collect();
+        let mut peer_rates: Vec<f64> = self
+            .titles
+            .iter()
+            .filter(|t| t.item != item)
+            .filter(|t| {
+                let peer_age = self.now_ms.saturating_sub(t.first_seen_ms);
+                peer_age >= age / 2 && peer_age <= age.saturating_mul(2)
+            })
+            .filter_map(|t| t.total.take_rate())
+            .collect();
+        peer_rates.sort_by(f64::total_cmp);
+        let median = (!peer_rates.is_empty()).then(|| peer_rates[peer_rates.len() / 2]);
+        let percentile = title.total.take_rate().and_then(|own| {
+            (!peer_rates.is_empty()).then(|| {
+                peer_rates.iter().filter(|&&r| r < own).count() as f64 / peer_rates.len() as f64
+            })
+        });
+        Some(Insight {
+            item,
+            age_ms: age,
+            windows,
+            peers: peer_rates.len(),
+            peer_median_take_rate: median,
+            percentile_among_peers: percentile,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,6 +913,41 @@ mod tests {
             Some(1.0)
         );
         assert!(AggregateSnapshot::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn an_early_read_gives_intervals_and_compares_with_titles_of_the_same_age() {
+        assert_eq!(wilson_interval(0, 0), None);
+        let (lo, hi) = wilson_interval(0, 10).unwrap();
+        assert!(lo == 0.0 && hi > 0.2 && hi < 0.35, "{lo} {hi}");
+        let (lo, hi) = wilson_interval(50, 100).unwrap();
+        assert!(
+            (lo - 0.404).abs() < 0.01 && (hi - 0.596).abs() < 0.01,
+            "{lo} {hi}"
+        );
+        let mut events = Vec::new();
+        let mut seq = 0;
+        // Titles 1..=4 launched at T0 with take rates 0.1..0.4; title 9 a day
+        // earlier (not a peer).
+        for item in 1..=4u64 {
+            for i in 0..10 {
+                seq += 1;
+                events.push(ev(seq, item, EventKind::Impression, 0.0, T0 + i));
+                if i < item {
+                    seq += 1;
+                    events.push(ev(seq, item, EventKind::Play, 0.0, T0 + i));
+                }
+            }
+        }
+        let state = AggregateState::batch(AggregateParams::default(), &events);
+        let snapshot = state.snapshot(T0 + HOUR_MS / 2, 10);
+        let read = snapshot.insight(ItemId(3)).unwrap();
+        assert_eq!(read.windows[0].take_rate, Some(0.3));
+        assert!(read.windows[0].interval.unwrap().0 < 0.3);
+        assert_eq!(read.peers, 3);
+        assert_eq!(read.peer_median_take_rate, Some(0.2));
+        assert_eq!(read.percentile_among_peers, Some(2.0 / 3.0));
+        assert!(snapshot.insight(ItemId(77)).is_none());
     }
 
     fn any_events() -> impl Strategy<Value = Vec<Observed>> {

@@ -26,6 +26,7 @@
 //!   store when large).
 //! - [`snapshot`]: versioned snapshots in an object store, announced on
 //!   `<prefix>.published.aggregates`; [`snapshot::latest`] for readers.
+//! - [`insights`]: `reco insights`, an early read on one title.
 //! - [`settings`]: the job's typed settings.
 //! - [`error`]: the job's error type, [`StreamingError`].
 //! - [`metrics`]: metric names.
@@ -33,6 +34,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod insights;
 pub mod job;
 pub mod metrics;
 pub mod settings;

@@ -37,6 +37,26 @@ enum Command {
     /// its own) until SIGINT/SIGTERM: take rates and trending from the event
     /// stream, checkpointed, published as snapshots.
     Nearline(NearlineArgs),
+    /// Print a title's early read from the newest aggregate snapshot: counts
+    /// and take rate with a 95 % interval per window, against titles of the
+    /// same age.
+    Insights(InsightsArgs),
+}
+
+#[derive(Debug, Args)]
+struct InsightsArgs {
+    /// The title.
+    #[arg(long)]
+    item: u64,
+    /// TOML configuration file (`[streaming]`, `[nats]`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NATS server URL (overrides the file).
+    #[arg(long, env = ENV_NATS_URL)]
+    nats: Option<String>,
+    /// Print the read as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +200,7 @@ pub fn main() -> ExitCode {
         Command::Tree(args) => block_on(client::tree(args)),
         Command::Model(args) => block_on(client::model(args)),
         Command::Nearline(args) => nearline(args),
+        Command::Insights(args) => insights(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -451,4 +472,43 @@ fn nearline(args: NearlineArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// `reco insights --item ID`: reads the newest snapshot (logic in
+/// `reco_streaming::insights`).
+fn insights(args: InsightsArgs) -> anyhow::Result<()> {
+    use reco_streaming::insights::{self, Read};
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.nats {
+        config.nats.url = url.clone();
+    }
+    config.validate()?;
+    let bucket = config.streaming.snapshot_bucket.clone();
+    let read = block_on_value(async {
+        let client = connect_for_train(&config).await?;
+        let js = async_nats::jetstream::new(client);
+        Ok(insights::read(&js, &bucket, reco_messages::ItemId(args.item)).await?)
+    })?;
+    match read {
+        Read::Found { version, insight } if args.json => {
+            let mut json = serde_json::to_value(&insight)?;
+            json["snapshot"] = serde_json::json!(version);
+            println!("{json:#}");
+            Ok(())
+        }
+        Read::Found { version, insight } => {
+            print!("{}", insights::render(&version, &insight));
+            Ok(())
+        }
+        Read::NoSnapshot => anyhow::bail!(
+            "no aggregate snapshot in bucket {bucket} yet: is `reco nearline` running against this NATS server?"
+        ),
+        Read::Unseen { version } => anyhow::bail!(
+            "title {} has no events in the aggregates (snapshot {version})",
+            args.item
+        ),
+    }
 }
