@@ -9,7 +9,9 @@ use reco_e2e::{metric_sum, reco_binary, NatsServer};
 use reco_messages::{
     decode, encode, AggregatesPublished, Event, EventKind, ItemId, MemberId, Subjects,
 };
-use reco_models::aggregates::{AggregateParams, AggregateState, Window};
+use reco_models::aggregates::{
+    observed_from_ratings, AggregateParams, AggregateSnapshot, AggregateState, Window,
+};
 use reco_streaming::checkpoint::Checkpoints;
 use reco_streaming::{batch, snapshot, StreamingSettings};
 use reco_supervisors::config::EventsLogConfig;
@@ -485,4 +487,68 @@ async fn batch_and_streaming_agree_on_the_same_events_bad_ones_included() {
     assert_eq!(report.state.events_applied(), events.len() as u64);
     let now = batch.watermark_ms();
     assert_eq!(report.state.snapshot(now, 50), batch.snapshot(now, 50));
+
+    // `reco train --from-stream --aggregates` is the same batch.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("aggregates.bin");
+    let status = Command::new(reco_binary())
+        .args([
+            "train",
+            "--from-stream",
+            "--nats",
+            &nats.url(),
+            "--aggregates",
+        ])
+        .arg(&out)
+        .env_remove("RECO_NATS_URL")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = AggregateSnapshot::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(written, batch.snapshot(now, 100));
+}
+
+#[test]
+fn reco_train_computes_the_aggregates_of_a_ratings_file_with_the_same_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ratings.csv");
+    let hour = 3600;
+    let t0 = 1_700_000_000 / hour * hour;
+    let mut text = String::from("userId,movieId,rating,timestamp\n");
+    // Title 5: 2 plays a day ago; title 6: 6 plays in the last hour; title
+    // 7: 4 plays spread over the day.
+    for (user, movie, at) in [
+        (1, 5, t0),
+        (2, 5, t0 + 60),
+        (3, 7, t0 + 2 * hour),
+        (4, 7, t0 + 6 * hour),
+        (5, 7, t0 + 12 * hour),
+        (6, 7, t0 + 20 * hour),
+    ] {
+        text.push_str(&format!("{user},{movie},4.0,{at}\n"));
+    }
+    for user in 10..16 {
+        text.push_str(&format!("{user},6,3.5,{}\n", t0 + 23 * hour + user));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let out = dir.path().join("aggregates.bin");
+    let status = Command::new(reco_binary())
+        .args(["train", "--ratings"])
+        .arg(&csv)
+        .arg("--aggregates")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = AggregateSnapshot::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    let ratings = reco_models::parse_ratings(text.as_bytes()).unwrap();
+    let batch = AggregateState::batch(AggregateParams::default(), &observed_from_ratings(&ratings));
+    assert_eq!(written, batch.snapshot(batch.watermark_ms(), 100));
+    assert_eq!(written.title(ItemId(6)).unwrap().hour.plays, 6);
+    assert_eq!(written.title(ItemId(7)).unwrap().day.plays, 4);
+    assert_eq!(written.title(ItemId(5)).unwrap().total.plays, 2);
+    let trending: Vec<u64> = written.trending.iter().map(|t| t.item.0).collect();
+    assert_eq!(trending, vec![6]);
 }

@@ -641,6 +641,33 @@ impl AggregateSnapshot {
     }
 }
 
+/// A ratings file (MovieLens CSV) as the aggregation's input, for `reco
+/// train --aggregates`: each row is a `play` of the item by the member at
+/// the row's time (a rating says the member watched it; a CSV has no
+/// impressions, so take rates stay unknown and trending reads plays only).
+/// Rows are ordered by time (stable, so equal times keep file order) and
+/// numbered 1, 2, … as their sequence.
+pub fn observed_from_ratings(ratings: &[crate::Rating]) -> Vec<Observed> {
+    let mut order: Vec<&crate::Rating> = ratings.iter().collect();
+    order.sort_by_key(|r| r.at_ms);
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Observed {
+            sequence: i as u64 + 1,
+            event: Event {
+                member: r.member,
+                item: r.item,
+                kind: EventKind::Play,
+                value: 0.0,
+                at_ms: Some(r.at_ms),
+                device: None,
+            },
+            time_ms: r.at_ms,
+        })
+        .collect()
+}
+
 /// A 95 % Wilson score interval on a take rate of `takes` out of
 /// `impressions` (takes beyond impressions count as one per impression);
 /// `None` without impressions. Wilson rather than the normal approximation

@@ -187,6 +187,12 @@ struct TrainArgs {
     /// Model version to record (default: derived from the clock).
     #[arg(long)]
     version: Option<String>,
+    /// Also compute the near-real-time aggregates in batch (the same
+    /// function `reco nearline` streams) and write the snapshot artifact
+    /// here: from --ratings each row is a play; --from-stream reads the
+    /// stream's events as the job does.
+    #[arg(long)]
+    aggregates: Option<PathBuf>,
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -289,10 +295,11 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     config.validate()?;
     anyhow::ensure!(
         args.out.is_some()
+            || args.aggregates.is_some()
             || args.publish
             || args.test.is_some()
             || args.holdout_fraction.is_some(),
-        "nothing to do: give --out DIR, --publish, --test FILE or --holdout-fraction F"
+        "nothing to do: give --out DIR, --aggregates FILE, --publish, --test FILE or --holdout-fraction F"
     );
     let threads = args
         .threads
@@ -304,6 +311,16 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             (logged.ratings.clone(), Some(logged))
         }
     };
+    if let Some(path) = &args.aggregates {
+        write_aggregates(&config, &ratings, args.from_stream, path)?;
+        if args.out.is_none()
+            && !args.publish
+            && args.test.is_none()
+            && args.holdout_fraction.is_none()
+        {
+            return Ok(());
+        }
+    }
     let holdout = match (&args.test, args.holdout_fraction) {
         (Some(path), _) => Holdout::Given(train::read_ratings(path)?),
         (None, Some(fraction)) => Holdout::Split {
@@ -511,4 +528,49 @@ fn insights(args: InsightsArgs) -> anyhow::Result<()> {
             args.item
         ),
     }
+}
+
+/// `reco train --aggregates FILE`: the batch side of the aggregation (logic
+/// in `reco_models::aggregates` and `reco_streaming::batch`).
+fn write_aggregates(
+    config: &Config,
+    ratings: &[reco_models::Rating],
+    from_stream: bool,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use reco_models::aggregates::{observed_from_ratings, AggregateState};
+    let params = config.streaming.settings(config).params;
+    let state = if from_stream {
+        block_on_value(async {
+            let client = connect_for_train(config).await?;
+            let js = async_nats::jetstream::new(client);
+            Ok(reco_streaming::batch::aggregate_stream(
+                &js,
+                &config.events_log.stream,
+                config.limits.max_payload_bytes,
+                params,
+            )
+            .await?)
+        })?
+    } else {
+        AggregateState::batch(params, &observed_from_ratings(ratings))
+    };
+    // Read at the last event's time: a batch has no "now" of its own.
+    let snapshot = state.snapshot(state.watermark_ms(), config.streaming.trending_n);
+    std::fs::write(path, snapshot.to_bytes())
+        .with_context(|| format!("cannot write aggregates to {}", path.display()))?;
+    eprintln!(
+        "Aggregates of {} events over {} titles (last sequence {}) written to {}; trending: {:?}.",
+        state.events_applied(),
+        state.titles(),
+        state.last_sequence(),
+        path.display(),
+        snapshot
+            .trending
+            .iter()
+            .take(5)
+            .map(|t| t.item.0)
+            .collect::<Vec<_>>()
+    );
+    Ok(())
 }
