@@ -552,3 +552,112 @@ fn reco_train_computes_the_aggregates_of_a_ratings_file_with_the_same_function()
     let trending: Vec<u64> = written.trending.iter().map(|t| t.item.0).collect();
     assert_eq!(trending, vec![6]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_loader_swaps_in_new_snapshots_and_keeps_the_old_one_on_a_damaged_or_stale_notice() {
+    use reco_models::aggregates::Observed;
+    use reco_streaming::loader::{AggregatesHandle, AggregatesLoader};
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let js = async_nats::jetstream::new(client.clone());
+    let subjects = Subjects::default();
+    let bucket = "snap_loader";
+    let store = snapshot::open_bucket(&js, bucket).await.unwrap();
+    let observed: Vec<Observed> = random_events(4, 30)
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Observed {
+            sequence: i as u64 + 1,
+            event,
+            time_ms: 1_700_000_000_000 + i as u64,
+        })
+        .collect();
+    let state_at = |n: usize| AggregateState::batch(AggregateParams::default(), &observed[..n]);
+    let publish = |n: usize, now: u64| {
+        let (client, subjects, store) = (client.clone(), subjects.clone(), store.clone());
+        async move {
+            snapshot::publish(
+                &client,
+                &subjects,
+                &store,
+                bucket,
+                &state_at(n).snapshot(now, 10),
+                5,
+            )
+            .await
+            .unwrap()
+            .version
+        }
+    };
+    // A snapshot published before the node starts is loaded at start-up.
+    let v1 = publish(10, 1_800_000_000_000).await;
+    let handle = AggregatesHandle::default();
+    let serve = AggregatesLoader {
+        client: nats.client().await,
+        subjects: subjects.clone(),
+        bucket: bucket.into(),
+        handle: handle.clone(),
+    }
+    .subscribe()
+    .await
+    .unwrap();
+    tokio::spawn(serve);
+    let wait_version = |want: String| {
+        let handle = handle.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            let mut seen = Vec::new();
+            loop {
+                let now = handle.load().map(|l| l.version.clone());
+                if seen.last() != Some(&now) {
+                    seen.push(now.clone());
+                }
+                if now.as_deref() == Some(want.as_str()) {
+                    return seen;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{want} never in service: {seen:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_version(v1.clone()).await;
+    let v2 = publish(20, 1_800_000_001_000).await;
+    wait_version(v2.clone()).await;
+    assert_eq!(
+        handle.load().unwrap().snapshot,
+        state_at(20).snapshot(1_800_000_001_000, 10)
+    );
+
+    // A damaged object, then a replay of the older v1 notice: neither is
+    // swapped in; the next good snapshot is.
+    let damaged = snapshot::version_name(25, 1_800_000_002_000);
+    let mut bytes = state_at(25).snapshot(1_800_000_002_000, 10).to_bytes();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    store
+        .put(damaged.as_str(), &mut bytes.as_slice())
+        .await
+        .unwrap();
+    for (version, last_sequence) in [(damaged.clone(), 25), (v1.clone(), 10)] {
+        let notice = AggregatesPublished {
+            version,
+            bucket: bucket.into(),
+            published_at_ms: 0,
+            last_sequence,
+        };
+        client
+            .publish(subjects.published_aggregates(), encode(&notice).into())
+            .await
+            .unwrap();
+    }
+    let v3 = publish(30, 1_800_000_003_000).await;
+    let seen = wait_version(v3.clone()).await;
+    assert!(
+        !seen.contains(&Some(damaged.clone())) && !seen.contains(&Some(v1.clone())),
+        "{seen:?}"
+    );
+    assert_eq!(handle.load().unwrap().snapshot.last_sequence, 30);
+}

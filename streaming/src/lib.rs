@@ -27,6 +27,7 @@
 //! - [`snapshot`]: versioned snapshots in an object store, announced on
 //!   `<prefix>.published.aggregates`; [`snapshot::latest`] for readers.
 //! - [`insights`]: `reco insights`, an early read on one title.
+//! - [`loader`]: a node's hot swap of published snapshots.
 //! - [`settings`]: the job's typed settings.
 //! - [`error`]: the job's error type, [`StreamingError`].
 //! - [`metrics`]: metric names.
@@ -36,6 +37,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod insights;
 pub mod job;
+pub mod loader;
 pub mod metrics;
 pub mod settings;
 pub mod snapshot;
