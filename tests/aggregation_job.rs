@@ -12,10 +12,10 @@ use reco_messages::{
 use reco_models::aggregates::{
     observed_from_ratings, AggregateParams, AggregateSnapshot, AggregateState, Window,
 };
+use reco_offline::event_log;
+use reco_offline::event_log::EventsLogConfig;
 use reco_streaming::checkpoint::Checkpoints;
 use reco_streaming::{batch, snapshot, StreamingSettings};
-use reco_supervisors::config::EventsLogConfig;
-use reco_supervisors::event_log;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
