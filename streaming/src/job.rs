@@ -86,7 +86,6 @@ async fn run_inner(
     settings: StreamingSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Report, StreamingError> {
-    m::describe();
     let js = jetstream::new(client.clone());
     let checkpoints = Checkpoints::open(&js, &settings.checkpoint_bucket).await?;
     let snapshots = snapshot::open_bucket(&js, &settings.snapshot_bucket).await?;

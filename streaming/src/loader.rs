@@ -17,8 +17,7 @@ use reco_messages::{decode, AggregatesPublished, Subjects};
 use reco_models::aggregates::AggregateSnapshot;
 use std::sync::Arc;
 
-/// Counter: snapshot swaps on a node, by `outcome`.
-pub const SWAPS_TOTAL: &str = "reco_aggregates_swaps_total";
+use crate::metrics::SWAPS_TOTAL;
 /// Largest notification accepted, in bytes.
 const MAX_NOTICE: usize = 64 * 1024;
 
