@@ -31,7 +31,7 @@ pub mod wire;
 
 pub use codec::{decode, decode_event, decode_request, encode, DecodeError, ValidRequest};
 pub use ids::{ItemId, MemberId};
-pub use published::ModelPublished;
+pub use published::{AggregatesPublished, ModelPublished};
 pub use subjects::Subjects;
 pub use wire::{
     ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,

@@ -104,6 +104,34 @@ pub const PUBLISH_VERSIONS_DELETED_TOTAL: &str = "reco_publish_versions_deleted_
 /// are then not recorded).
 pub const EVENTS_LOG_SETUP_FAILED_TOTAL: &str = "reco_events_log_setup_failed_total";
 
+// The near-real-time aggregation job (`reco nearline`) and the nodes'
+// aggregate loaders.
+
+/// Counter: events read by the aggregation job, by `outcome`: `applied`,
+/// `duplicate` (at or below the checkpoint's sequence), `bad` (not an
+/// event; skipped), `late` (older than the day window: totals only),
+/// `overflow` (beyond `max_titles`).
+pub const AGGREGATES_EVENTS_TOTAL: &str = "reco_aggregates_events_total";
+/// Gauge: events in the stream not yet aggregated (the consumer's pending count).
+pub const AGGREGATES_LAG_EVENTS: &str = "reco_aggregates_lag_events";
+/// Gauge: seconds since the aggregation job's last checkpoint.
+pub const AGGREGATES_CHECKPOINT_AGE_SECONDS: &str = "reco_aggregates_checkpoint_age_seconds";
+/// Counter: aggregate checkpoints, by `outcome` (`ok`, `failed`) and `store` (`kv`, `object`).
+pub const AGGREGATES_CHECKPOINTS_TOTAL: &str = "reco_aggregates_checkpoints_total";
+/// Counter: events past the checkpoint already in the stream at start-up:
+/// what a restart redid or caught up on.
+pub const AGGREGATES_REPROCESSED_EVENTS_TOTAL: &str = "reco_aggregates_reprocessed_events_total";
+/// Counter: aggregate snapshots published, by `outcome`.
+pub const AGGREGATES_SNAPSHOTS_TOTAL: &str = "reco_aggregates_snapshots_total";
+/// Gauge: the last event-stream sequence aggregated.
+pub const AGGREGATES_LAST_SEQUENCE: &str = "reco_aggregates_last_sequence";
+/// Gauge: titles the aggregation job tracks.
+pub const AGGREGATES_TITLES: &str = "reco_aggregates_titles";
+/// Histogram: seconds to build, store and announce one aggregate snapshot.
+pub const AGGREGATES_SNAPSHOT_SECONDS: &str = "reco_aggregates_snapshot_seconds";
+/// Counter: aggregate snapshot swaps on a node, by `outcome` (`ok`, `rejected`, `stale`).
+pub const AGGREGATES_SWAPS_TOTAL: &str = "reco_aggregates_swaps_total";
+
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -337,6 +365,56 @@ pub const ALL: &[Described] = &[
         name: EVENTS_LOG_SETUP_FAILED_TOTAL,
         kind: Kind::Counter,
         help: "Node start-ups where the event log could not be set up.",
+    },
+    Described {
+        name: AGGREGATES_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events read by the aggregation job, by outcome.",
+    },
+    Described {
+        name: AGGREGATES_LAG_EVENTS,
+        kind: Kind::Gauge,
+        help: "Events in the stream not yet aggregated.",
+    },
+    Described {
+        name: AGGREGATES_CHECKPOINT_AGE_SECONDS,
+        kind: Kind::Gauge,
+        help: "Seconds since the aggregation job's last checkpoint.",
+    },
+    Described {
+        name: AGGREGATES_CHECKPOINTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate checkpoints, by outcome and store.",
+    },
+    Described {
+        name: AGGREGATES_REPROCESSED_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events past the checkpoint that were already in the stream at start-up.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate snapshots published, by outcome.",
+    },
+    Described {
+        name: AGGREGATES_LAST_SEQUENCE,
+        kind: Kind::Gauge,
+        help: "Last event-stream sequence aggregated.",
+    },
+    Described {
+        name: AGGREGATES_TITLES,
+        kind: Kind::Gauge,
+        help: "Titles the aggregation job tracks.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOT_SECONDS,
+        kind: Kind::Histogram,
+        help: "Seconds to build, store and announce one aggregate snapshot.",
+    },
+    Described {
+        name: AGGREGATES_SWAPS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate snapshot swaps on a node, by outcome.",
     },
 ];
 

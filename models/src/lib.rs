@@ -35,14 +35,20 @@
 //!   the online fold-in against a static top-k and popularity.
 //! - [`tiers`]: [`TierMetrics`], the quality of every serving tier (model,
 //!   nearline fold-in, precomputed, popular) on the same held-out ratings.
+//! - [`aggregates`]: per-title windowed counts, take rates and trending over
+//!   the event stream; one function for the streaming job and batch.
+//! - [`bandit`]: Thompson sampling and UCB over take rates, seeded by model
+//!   scores (the billboard).
 //! - `cg` (private): conjugate-gradient row solves, the fast default of
 //!   training.
 //! - `linalg` (private): dot products, Gram matrices and the shared
 //!   regularised least-squares solve used by both training and fold-in, so
 //!   that a folded-in vector equals the trained one.
 
+pub mod aggregates;
 pub mod als;
 pub mod artifact;
+pub mod bandit;
 mod cg;
 pub mod confidence;
 pub mod eval;

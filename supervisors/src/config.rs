@@ -48,6 +48,8 @@ pub struct Config {
     /// Many nodes on one NATS (used when the server maps the subjects into
     /// partitions; see `reco nats-config`).
     pub cluster: ClusterConfig,
+    /// The near-real-time aggregation job (`reco nearline`).
+    pub streaming: StreamingConfig,
 }
 
 /// Many nodes on one NATS: partitions, leases and replay. A node detects at
@@ -566,6 +568,142 @@ impl Default for ModelConfig {
     }
 }
 
+/// The near-real-time aggregation job, `reco nearline` (see the
+/// `reco_streaming` crate): it consumes the event stream `events_log.stream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// JetStream KV bucket of the checkpoint (state + last sequence).
+    pub checkpoint_bucket: String,
+    /// How often the state is checkpointed, in ms: at most this much of the
+    /// stream is re-read after a crash.
+    pub checkpoint_interval_ms: u64,
+    /// Object-store bucket of the published snapshots.
+    pub snapshot_bucket: String,
+    /// How often a snapshot (take rates, trending) is published, in ms.
+    pub snapshot_interval_ms: u64,
+    /// Snapshot versions kept in the bucket.
+    pub keep_snapshots: usize,
+    /// Titles in a snapshot's trending list.
+    pub trending_n: usize,
+    /// A stop with at least this many seconds watched is a completed play.
+    pub completed_seconds: f32,
+    /// Titles tracked at most (bounded memory whatever ids producers send).
+    pub max_titles: usize,
+    /// Distinct devices kept as segments; later ones pool under "other".
+    pub max_segments: usize,
+    /// Plays in the last hour a title needs to be trending.
+    pub trending_min_plays: u64,
+    /// Where the job's Prometheus exporter listens; empty disables it (a
+    /// port of its own: it may run beside a node).
+    pub metrics_addr: String,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            checkpoint_bucket: "reco_aggregates_state".into(),
+            checkpoint_interval_ms: 2_000,
+            snapshot_bucket: "reco_aggregates".into(),
+            snapshot_interval_ms: 5_000,
+            keep_snapshots: 5,
+            trending_n: 100,
+            completed_seconds: 1200.0,
+            max_titles: 1_000_000,
+            max_segments: 32,
+            trending_min_plays: 3,
+            metrics_addr: "127.0.0.1:9465".into(),
+        }
+    }
+}
+
+impl StreamingConfig {
+    /// The job's typed settings under `config` (stream, payload limit).
+    pub fn settings(&self, config: &Config) -> reco_streaming::StreamingSettings {
+        reco_streaming::StreamingSettings {
+            stream: config.events_log.stream.clone(),
+            checkpoint_bucket: self.checkpoint_bucket.clone(),
+            checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            snapshot_bucket: self.snapshot_bucket.clone(),
+            snapshot_interval: Duration::from_millis(self.snapshot_interval_ms),
+            keep_snapshots: self.keep_snapshots,
+            trending_n: self.trending_n,
+            max_payload: config.limits.max_payload_bytes,
+            params: reco_models::aggregates::AggregateParams {
+                completed_seconds: self.completed_seconds,
+                max_titles: self.max_titles,
+                max_segments: self.max_segments,
+                trending_min_plays: self.trending_min_plays,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, value: String, expected: &'static str| {
+            Err(ConfigError::Range {
+                key,
+                value,
+                expected,
+            })
+        };
+        for (key, name) in [
+            ("streaming.checkpoint_bucket", &self.checkpoint_bucket),
+            ("streaming.snapshot_bucket", &self.snapshot_bucket),
+        ] {
+            if !reco_offline::settings::is_valid_jetstream_name(name) {
+                return bad(
+                    key,
+                    format!("{name:?}"),
+                    "1 to 64 letters, digits, '-' or '_'",
+                );
+            }
+        }
+        if !(100..=3_600_000).contains(&self.checkpoint_interval_ms) {
+            let v = self.checkpoint_interval_ms.to_string();
+            return bad("streaming.checkpoint_interval_ms", v, "100 to 3600000");
+        }
+        if !(100..=3_600_000).contains(&self.snapshot_interval_ms) {
+            let v = self.snapshot_interval_ms.to_string();
+            return bad("streaming.snapshot_interval_ms", v, "100 to 3600000");
+        }
+        if !(1..=1000).contains(&self.keep_snapshots) {
+            let v = self.keep_snapshots.to_string();
+            return bad("streaming.keep_snapshots", v, "1 to 1000");
+        }
+        if !(1..=10_000).contains(&self.trending_n) {
+            return bad(
+                "streaming.trending_n",
+                self.trending_n.to_string(),
+                "1 to 10000",
+            );
+        }
+        if !(self.completed_seconds.is_finite()
+            && (0.0..=604_800.0).contains(&self.completed_seconds))
+        {
+            let v = self.completed_seconds.to_string();
+            return bad("streaming.completed_seconds", v, "0 to 604800 (a week)");
+        }
+        if !(1..=100_000_000).contains(&self.max_titles) {
+            let v = self.max_titles.to_string();
+            return bad("streaming.max_titles", v, "1 to 100000000");
+        }
+        if self.max_segments > 1024 {
+            let v = self.max_segments.to_string();
+            return bad("streaming.max_segments", v, "0 to 1024");
+        }
+        if !self.metrics_addr.is_empty()
+            && self.metrics_addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "streaming.metrics_addr",
+                format!("{:?}", self.metrics_addr),
+                "an address like \"127.0.0.1:9465\", or \"\" to disable the exporter",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -972,6 +1110,7 @@ impl Config {
             10_000_000,
             "16 to 10000000",
         )?;
+        self.streaming.validate()?;
         Ok(())
     }
 
@@ -985,6 +1124,8 @@ impl Config {
             events_log: self.events_log.clone(),
             publish: self.publish.clone(),
             max_payload_bytes: self.limits.max_payload_bytes,
+            aggregate_params: self.streaming.settings(self).params,
+            trending_n: self.streaming.trending_n,
         }
     }
 
@@ -1057,6 +1198,8 @@ mod tests {
             "[events_log]\nmax_age_secs = 1",
             "[publish]\nbucket = \"\"",
             "[publish]\nkeep_versions = 0",
+            "[streaming]\nsnapshot_interval_ms = 0",
+            "[streaming]\ncheckpoint_bucket = \"a.b\"",
         ] {
             let config = Config::from_toml(text).unwrap();
             let err = config.validate().unwrap_err().to_string();
