@@ -132,6 +132,34 @@ pub const AGGREGATES_SNAPSHOT_SECONDS: &str = "reco_aggregates_snapshot_seconds"
 /// Counter: aggregate snapshot swaps on a node, by `outcome` (`ok`, `rejected`, `stale`).
 pub const AGGREGATES_SWAPS_TOTAL: &str = "reco_aggregates_swaps_total";
 
+// The cluster layer (reco-cluster).
+
+/// Gauge: partitions this node holds a lease for.
+pub const PARTITIONS_OWNED: &str = "reco_partitions_owned";
+/// Counter: ownership changes of this node, by `change` (`acquired`, `released`, `lost`).
+pub const PARTITION_MOVES_TOTAL: &str = "reco_partition_moves_total";
+/// Gauge: live nodes as this node sees them (itself included).
+pub const CLUSTER_NODES_LIVE: &str = "reco_cluster_nodes_live";
+/// Counter: lease operations, by `op` (`acquire`, `renew`, `release`) and `outcome`.
+pub const LEASE_OPERATIONS_TOTAL: &str = "reco_lease_operations_total";
+/// Histogram: seconds from opening a partition's intake to caught up.
+pub const REPLAY_SECONDS: &str = "reco_replay_seconds";
+/// Counter: events delivered during replays.
+pub const REPLAY_EVENTS_TOTAL: &str = "reco_replay_events_total";
+/// Gauge: partitions this node answers requests for (replay done).
+pub const PARTITION_SERVING: &str = "reco_partition_serving";
+/// Gauge: events of a partition stored and not yet delivered to its owner, by `partition`.
+pub const PARTITION_LAG_EVENTS: &str = "reco_partition_lag_events";
+/// Counter: requests not answered because the partition's lease had run out.
+pub const PARTITION_REQUESTS_FENCED_TOTAL: &str = "reco_partition_requests_fenced_total";
+/// Counter: partition requests shed because the ingress had no room.
+pub const PARTITION_REQUESTS_SHED_TOTAL: &str = "reco_partition_requests_shed_total";
+/// Counter: events delivered in a partition their member does not belong to by this node's count.
+pub const PARTITION_MISMATCH_TOTAL: &str = "reco_partition_mismatch_total";
+/// Counter: messages on a partition's request subject without a reply subject, dropped.
+pub const PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL: &str =
+    "reco_partition_requests_without_reply_total";
+
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -415,6 +443,66 @@ pub const ALL: &[Described] = &[
         name: AGGREGATES_SWAPS_TOTAL,
         kind: Kind::Counter,
         help: "Aggregate snapshot swaps on a node, by outcome.",
+    },
+    Described {
+        name: PARTITIONS_OWNED,
+        kind: Kind::Gauge,
+        help: "Partitions this node holds a lease for.",
+    },
+    Described {
+        name: PARTITION_MOVES_TOTAL,
+        kind: Kind::Counter,
+        help: "Ownership changes of this node, by change (acquired, released, lost).",
+    },
+    Described {
+        name: CLUSTER_NODES_LIVE,
+        kind: Kind::Gauge,
+        help: "Live nodes as this node sees them, itself included.",
+    },
+    Described {
+        name: LEASE_OPERATIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Partition lease operations, by op and outcome.",
+    },
+    Described {
+        name: REPLAY_SECONDS,
+        kind: Kind::Histogram,
+        help: "Seconds from opening a partition's intake to caught up.",
+    },
+    Described {
+        name: REPLAY_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events delivered during partition replays.",
+    },
+    Described {
+        name: PARTITION_SERVING,
+        kind: Kind::Gauge,
+        help: "Partitions this node answers requests for (replay done).",
+    },
+    Described {
+        name: PARTITION_LAG_EVENTS,
+        kind: Kind::Gauge,
+        help: "Events of a partition stored and not yet delivered to its owner (consumer lag), by partition.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_FENCED_TOTAL,
+        kind: Kind::Counter,
+        help: "Requests not answered because the partition's lease had run out.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_SHED_TOTAL,
+        kind: Kind::Counter,
+        help: "Partition requests shed because the ingress had no room (the caller falls back).",
+    },
+    Described {
+        name: PARTITION_MISMATCH_TOTAL,
+        kind: Kind::Counter,
+        help: "Events in a partition their member does not belong to by this node's count.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL,
+        kind: Kind::Counter,
+        help: "Messages on a partition's request subject without a reply subject, dropped.",
     },
 ];
 
