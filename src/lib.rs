@@ -160,6 +160,21 @@ impl Node {
         self.0.terminate().expect("kill -TERM failed");
     }
 
+    /// Sends SIGKILL (a crash: no drain, no hand-over).
+    pub fn kill(&self) {
+        self.0.signal("-KILL").expect("kill -KILL failed");
+    }
+
+    /// Sends SIGSTOP (a hang: the process keeps its connections).
+    pub fn pause(&self) {
+        self.0.signal("-STOP").expect("kill -STOP failed");
+    }
+
+    /// Sends SIGCONT (the hang ends).
+    pub fn resume(&self) {
+        self.0.signal("-CONT").expect("kill -CONT failed");
+    }
+
     /// Sends SIGHUP (reload the config file).
     pub fn hangup(&self) {
         self.0.signal("-HUP").expect("kill -HUP failed");

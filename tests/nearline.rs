@@ -81,6 +81,12 @@ async fn the_nearline_list_is_the_first_fallback_when_the_model_is_late() {
     );
     assert!(reply.degraded);
     assert!(reply.items.iter().all(|i| i.item != fixture.items[0]));
+    // Provenance: the model that computed the list, the lists in service,
+    // the list's age and the one play it used.
+    assert_eq!(reply.model_version.as_deref(), Some("fixture-v1"));
+    assert_eq!(reply.lists_version.as_deref(), Some("fixture-v1"));
+    assert!(reply.list_age_ms.is_some(), "{reply:?}");
+    assert_eq!(reply.signals, Some(1), "{reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

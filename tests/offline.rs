@@ -45,7 +45,8 @@ async fn publish_events(
             .publish(subjects.events(MemberId(member)), encode(&event).into())
             .await
             .unwrap();
-        if matches!(kind, EventKind::Play | EventKind::Rate | EventKind::ListAdd) {
+        // The one weighting: every kind but impressions is an interaction.
+        if kind != EventKind::Impression {
             pairs.insert((member, item));
         }
     }
@@ -79,6 +80,7 @@ fn batch(members: std::ops::Range<u64>, items: u64) -> Vec<(u64, u64, EventKind)
         EventKind::Rate,
         EventKind::ListAdd,
         EventKind::Click,
+        EventKind::Impression,
     ];
     let mut events = Vec::new();
     for member in members {
@@ -164,12 +166,15 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
         serde_json::from_slice(&output.stdout).expect("--json prints JSON on stdout");
     assert_eq!(report["stream"]["events"], total, "{report:#}");
     assert_eq!(report["stream"]["bad"], 1, "{report:#}");
-    let clicks = first
+    let impressions = first
         .iter()
         .chain(&second)
-        .filter(|e| e.2 == EventKind::Click)
+        .filter(|e| e.2 == EventKind::Impression)
         .count();
-    assert_eq!(report["stream"]["ignored"], clicks as u64, "{report:#}");
+    assert_eq!(
+        report["stream"]["ignored"], impressions as u64,
+        "{report:#}"
+    );
     assert_eq!(report["interactions"], pairs.len() as u64, "{report:#}");
     assert_eq!(report["members"], 40, "{report:#}");
     assert_eq!(report["published"]["version"], "from-log-1", "{report:#}");

@@ -110,6 +110,11 @@ async fn events_then_requests_are_answered_by_the_model_without_seen_items() {
         );
         assert!(!reply.degraded && reply.reason.is_none());
         assert_eq!(reply.model_version.as_deref(), Some("fixture-v1"));
+        // Provenance: the lists in service, the ten events folded in.
+        assert_eq!(reply.lists_version.as_deref(), Some("fixture-v1"));
+        assert_eq!(reply.signals, Some(10), "member {member}: {reply:?}");
+        assert!(reply.newest_signal_age_ms.is_some());
+        assert_eq!(reply.list_age_ms, None, "not a list answer");
         assert_eq!(reply.items.len(), 10);
         let seen = played.get(&member).cloned().unwrap_or_default();
         for item in &reply.items {
@@ -543,4 +548,109 @@ async fn sigterm_stops_the_node_even_when_the_nats_server_is_gone() {
     let status = node.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}\n{}", node.log());
     assert!(node.log().contains("Node drained."), "{}", node.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared() {
+    use reco_messages::admin::SetFaults;
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(2_000, 16, 100, "fixture-v1");
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n\
+         [model]\nbreaker_min_requests = 5\nbreaker_window_ms = 60000\n\
+         breaker_open_ms = 2000\nbreaker_probes = 2\n",
+    );
+    let client = nats.client().await;
+    for member in 0..20 {
+        publish_event(
+            &client,
+            member,
+            fixture.items[member as usize],
+            EventKind::Play,
+        )
+        .await;
+    }
+    let request = RecommendRequest {
+        deadline_ms: Some(60),
+        ..Default::default()
+    };
+    let set = |ms| {
+        encode(&SetFaults {
+            model_delay_ms: Some(ms),
+            ..Default::default()
+        })
+    };
+    assert_eq!(ok(ask(&client, 3, &request).await.0).source, Source::Model);
+    client
+        .request(subjects().admin_faults(), set(500).into())
+        .await
+        .unwrap();
+    // Slow model: replies fall back at the deadline until the misses open
+    // the breaker; then the fallback answers at once, saying so.
+    let mut skipped = None;
+    for n in 0..200u64 {
+        let reply = ok(ask(&client, n % 20, &request).await.0);
+        if reply.reason == Some(Reason::ModelSkipped) {
+            skipped = Some(reply);
+            break;
+        }
+        assert_eq!(reply.reason, Some(Reason::Deadline), "{reply:?}");
+    }
+    let skipped = skipped.expect("the breaker opened");
+    // A skipped request does not wait for the deadline: it is answered
+    // before the model could have (its delay is 500 ms), well within the breaker's 2 s open time.
+    let (reply, _) = ask(
+        &client,
+        4,
+        &RecommendRequest {
+            deadline_ms: Some(5_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ok(reply).reason, Some(Reason::ModelSkipped));
+    let health = |client: async_nats::Client| async move {
+        let reply = client
+            .request(subjects().admin_health(), Vec::new().into())
+            .await
+            .unwrap();
+        decode::<reco_messages::admin::Health>(&reply.payload, LIMIT)
+            .unwrap()
+            .model_breaker
+    };
+    assert_eq!(health(client.clone()).await.as_deref(), Some("open"));
+    assert!(skipped.degraded);
+    assert_ne!(skipped.source, Source::Model);
+    node.wait_metric(Duration::from_secs(10), "breaker open", |m| {
+        reco_e2e::metric_sum(m, "reco_model_breaker_transitions_total", &["to=\"open\""]) >= 1.0
+    })
+    .await;
+
+    // Fault cleared: half-open probes succeed and the model answers again.
+    client
+        .request(subjects().admin_faults(), set(0).into())
+        .await
+        .unwrap();
+    // Both probes must succeed, so the model answers several in a row.
+    let mut in_a_row = 0;
+    for n in 0..2_000u64 {
+        let reply = ok(ask(&client, n % 20, &request).await.0);
+        if reply.source == Source::Model {
+            in_a_row += 1;
+            if in_a_row == 3 {
+                break;
+            }
+        } else {
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(in_a_row, 3, "the breaker closed again\n{}", node.log());
+    node.wait_metric(Duration::from_secs(10), "breaker closed", |m| {
+        reco_e2e::metric_sum(m, "reco_model_breaker_state", &[]) == 0.0
+    })
+    .await;
+    assert_eq!(health(client.clone()).await.as_deref(), Some("closed"));
 }

@@ -41,7 +41,7 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
     let node = Node::start(
         &nats.url(),
         Some(fixture.path()),
-        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n",
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n[model]\nbreaker_enabled = false\n",
     );
     let client = nats.client().await;
     for member in 0..50u64 {
@@ -251,7 +251,7 @@ async fn a_model_that_keeps_crashing_stays_down_without_stopping_the_node_and_co
     let node = Node::start(
         &nats.url(),
         Some(fixture.path()),
-        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 3\nbackoff_min_ms = 1\nbackoff_max_ms = 5\nretry_after_ms = 300\n",
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 3\nbackoff_min_ms = 1\nbackoff_max_ms = 5\nretry_after_ms = 300\n[model]\nbreaker_enabled = false\n",
     );
     let client = nats.client().await;
     for member in 0..20u64 {
@@ -417,7 +417,7 @@ async fn restarted_model_workers_do_not_leak_threads() {
     let node = Node::start(
         &nats.url(),
         Some(fixture.path()),
-        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 1\nbackoff_max_ms = 2\n",
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 1000\nbackoff_min_ms = 1\nbackoff_max_ms = 2\n[model]\nbreaker_enabled = false\n",
     );
     let client = nats.client().await;
     play(&client, 5, fixture.items[0]).await;

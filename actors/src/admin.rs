@@ -6,6 +6,7 @@
 //!
 //! Like the ingress it is a task, because it owns its subscriptions.
 
+use crate::breaker::ModelBreaker;
 use crate::faults::InjectedFaults;
 use crate::lists::ListsReader;
 use crate::model::ModelHandle;
@@ -13,7 +14,7 @@ use crate::reply::InFlight;
 use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};
 use futures::StreamExt;
-use reco_messages::admin::{Faults, Health, SetFaults};
+use reco_messages::admin::{ClusterHealth, Faults, Health, SetFaults};
 use reco_messages::{decode, encode, ErrorCode, ErrorReply, ItemId, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +44,12 @@ pub struct Admin {
     pub draining: Arc<AtomicBool>,
     /// The operator token check on state-changing requests.
     pub guard: crate::guard::OperatorGuard,
+    /// The breaker in front of the model pool.
+    pub breaker: ModelBreaker,
     /// Reads the process's resident set size (the caller knows how).
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Reads the node's place among the nodes of the prefix.
+    pub cluster: Option<Arc<dyn Fn() -> ClusterHealth + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -90,6 +95,8 @@ impl Admin {
             in_flight: self.in_flight.count() as u64,
             resident_members: resident,
             rss_bytes: (self.rss_bytes)(),
+            cluster: self.cluster.as_ref().map(|read| read()),
+            model_breaker: Some(self.breaker.state().as_str().to_owned()),
         };
         self.reply(&message, encode(&health)).await;
     }

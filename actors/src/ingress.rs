@@ -117,6 +117,49 @@ pub struct IngressSettings {
     pub drain_timeout: Duration,
 }
 
+/// Where the ingress reads one kind of traffic from.
+pub enum Inbound {
+    /// A NATS subscription (a node alone): drained on shutdown.
+    Subscription(Subscriber),
+    /// The traffic of the owned partitions, fed by the cluster's partition
+    /// host: it ends once the host has handed every partition over.
+    Channel(futures::stream::BoxStream<'static, Message>),
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inbound::Subscription(_) => f.write_str("Inbound::Subscription"),
+            Inbound::Channel(_) => f.write_str("Inbound::Channel"),
+        }
+    }
+}
+
+impl futures::Stream for Inbound {
+    type Item = Message;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        match self.get_mut() {
+            Inbound::Subscription(sub) => sub.poll_next_unpin(cx),
+            Inbound::Channel(stream) => stream.poll_next_unpin(cx),
+        }
+    }
+}
+
+impl Inbound {
+    /// Stops taking new messages from the server (a subscription); a
+    /// channel ends by itself when its feeder stops.
+    async fn drain(&mut self) -> Result<(), async_nats::Error> {
+        match self {
+            Inbound::Subscription(sub) => Ok(sub.drain().await?),
+            Inbound::Channel(_) => Ok(()),
+        }
+    }
+}
+
 /// The NATS front of a node.
 #[derive(Debug)]
 pub struct Ingress {
@@ -157,12 +200,18 @@ impl Ingress {
     /// both subscriptions: no new message is taken from the server, and the
     /// ones the client already received are still handled. Returns when both
     /// streams have ended.
+    ///
+    /// `fallback` (every node, one queue group) is answered at once from the
+    /// precomputed lists: callers ask there when a member's partition has
+    /// no responders or timed out.
     pub async fn run(
         self,
-        mut events: Subscriber,
-        mut requests: Subscriber,
+        mut events: Inbound,
+        mut requests: Inbound,
+        fallback: Option<Subscriber>,
         shutdown: impl Future<Output = ()>,
     ) {
+        let mut fallback = fallback.map(Inbound::Subscription);
         let runtime = tokio::runtime::Handle::current();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut draining = false;
@@ -176,7 +225,8 @@ impl Ingress {
         let mut nudge = tokio::time::interval(DRAIN_NUDGE);
         nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut events_open, mut requests_open) = (true, true);
-        while events_open || requests_open {
+        let mut fallback_open = fallback.is_some();
+        while events_open || requests_open || fallback_open {
             tokio::select! {
                 biased;
                 () = &mut shutdown, if !draining => {
@@ -184,7 +234,7 @@ impl Ingress {
                     tracing::info!("Draining subscriptions.");
                     let limit = self.settings.drain_timeout;
                     give_up.as_mut().reset(tokio::time::Instant::now() + limit);
-                    for sub in [&mut events, &mut requests] {
+                    for sub in [Some(&mut events), Some(&mut requests), fallback.as_mut()].into_iter().flatten() {
                         match tokio::time::timeout(limit, sub.drain()).await {
                             Ok(Ok(())) => {}
                             Ok(Err(error)) => tracing::warn!(%error, "Subscription could not be drained."),
@@ -221,6 +271,10 @@ impl Ingress {
                 message = requests.next(), if requests_open => match message {
                     Some(message) => self.on_request(message, &runtime),
                     None => requests_open = false,
+                },
+                message = next_of(&mut fallback), if fallback_open => match message {
+                    Some(message) => self.on_fallback(message, &runtime),
+                    None => fallback_open = false,
                 },
             }
         }
@@ -353,6 +407,49 @@ impl Ingress {
         if let Some(recommend) = refused {
             recommend.refused(&self.lists);
         }
+    }
+}
+
+async fn next_of(inbound: &mut Option<Inbound>) -> Option<Message> {
+    match inbound {
+        Some(inbound) => inbound.next().await,
+        None => None,
+    }
+}
+
+impl Ingress {
+    /// A request on the fallback subject: the precomputed list, at once.
+    fn on_fallback(&self, message: Message, runtime: &tokio::runtime::Handle) {
+        let received = Instant::now();
+        let Some(reply) = message.reply.clone() else {
+            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
+            return;
+        };
+        if self.subjects.is_own(&reply) {
+            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "forbidden_reply_subject")
+                .increment(1);
+            return;
+        }
+        let responder = Responder::nats(
+            self.client.clone(),
+            reply,
+            runtime.clone(),
+            received,
+            &self.in_flight,
+        );
+        let member = match self.subjects.member_of_fallback(&message.subject) {
+            Ok(member) => member,
+            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
+        };
+        let request = match decode_request(&message.payload, self.settings.max_payload) {
+            Ok(request) => request,
+            Err(error @ DecodeError::TooLarge { .. }) => {
+                return responder.error(ErrorCode::TooLarge, error.to_string())
+            }
+            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
+        };
+        let fallback = self.lists.fallback(member, request.k as usize, &[]);
+        responder.fall_back(member, fallback, reco_messages::Reason::Failover);
     }
 }
 

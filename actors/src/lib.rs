@@ -32,6 +32,7 @@
 //! does not keep a copy.
 
 pub mod admin;
+pub mod breaker;
 pub mod faults;
 pub mod guard;
 pub mod ingress;

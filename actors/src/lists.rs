@@ -37,8 +37,13 @@ pub struct Fallback {
     pub source: Source,
     /// Up to k items, best first, without excluded items.
     pub items: Vec<ScoredItem>,
-    /// The version of the batch that produced the lists.
+    /// The version of the model that computed the items: the batch run
+    /// of the lists, or the model of a nearline list.
     pub version: Option<String>,
+    /// The version of the precomputed lists in service.
+    pub lists_version: Option<String>,
+    /// How old a nearline list is, in ms (`None` for batch lists).
+    pub age_ms: Option<u64>,
 }
 
 impl ListsReader {
@@ -97,7 +102,9 @@ impl ListsReader {
         Fallback {
             source,
             items,
+            lists_version: version.clone(),
             version,
+            age_ms: None,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `ModelWorker`: the model actors that score items for a member online.
 //!
-//! Purpose: fold a user vector in from a member's recent events against the
-//! frozen item factors and return the top k items, within the request's
-//! deadline or not at all.
+//! Purpose: fold a user vector in from a member's training history (carried
+//! by the model) and recent events against the frozen item factors and
+//! return the top k items, leaving out the history like seen items, within
+//! the request's deadline or not at all.
 //!
 //! Mailbox: `Drain` → `()`, a wake-up. Each worker is a `SyncArbiter` of
 //! one dedicated thread with its own inbox of [`Score`] jobs, so scoring
@@ -102,6 +103,12 @@ pub struct Score {
     pub exclude: Vec<ItemId>,
     /// When the answer stops being useful.
     pub deadline: Instant,
+    /// Leave out the items of the member's training history too (as seen
+    /// items; default true).
+    pub exclude_history: bool,
+    /// Scale of the history's weights in the fold-in (default 1: the
+    /// trained vector when there is no recent event).
+    pub history_weight: f32,
     permit: Option<Permit>,
 }
 
@@ -120,6 +127,8 @@ impl Score {
             k,
             exclude,
             deadline,
+            exclude_history: true,
+            history_weight: 1.0,
             permit: None,
         }
     }
@@ -220,7 +229,8 @@ impl ModelWorker {
             outcomes.fill(ScoreOutcome::Unavailable);
             return outcomes;
         };
-        let mut users: Vec<(usize, Vec<f32>)> = Vec::with_capacity(jobs.len());
+        // (job, user vector, exclusions when they differ from the job's).
+        let mut users: Vec<(usize, Vec<f32>, Vec<ItemId>)> = Vec::with_capacity(jobs.len());
         let (mut expired, mut cold) = (0, 0);
         for (at, job) in jobs.iter().enumerate() {
             if started >= job.score.deadline {
@@ -230,8 +240,18 @@ impl ModelWorker {
             if self.faults.hits(job.score.member) {
                 self.faults.maybe_panic();
             }
-            match model.fold_in(&job.score.interactions) {
-                Some(user) => users.push((at, user)),
+            // History ∪ recent: the member's training interactions (when
+            // the model carries them) with its recent events.
+            let score = &job.score;
+            match model.fold_in_member(score.member, &score.interactions, score.history_weight) {
+                Some(user) => {
+                    let mut exclude = Vec::new();
+                    if score.exclude_history {
+                        exclude = model.history_items(score.member);
+                        exclude.extend_from_slice(&score.exclude);
+                    }
+                    users.push((at, user, exclude));
+                }
                 None => {
                     cold += 1;
                     outcomes[at] = ScoreOutcome::Cold;
@@ -245,16 +265,20 @@ impl ModelWorker {
         }
         let queries: Vec<Query<'_>> = users
             .iter()
-            .map(|(at, user)| Query {
+            .map(|(at, user, exclude)| Query {
                 user,
                 k: jobs[*at].score.k,
-                exclude: &jobs[*at].score.exclude,
+                exclude: if exclude.is_empty() {
+                    &jobs[*at].score.exclude
+                } else {
+                    exclude
+                },
             })
             .collect();
         let answers = model.top_k_batch(&queries);
         let per_request = started.elapsed().as_secs_f64() / users.len() as f64;
         let histogram = metrics::histogram!(m::MODEL_SCORE_SECONDS, "pool" => self.slot.pool);
-        for ((at, _), items) in users.iter().zip(answers) {
+        for ((at, _, _), items) in users.iter().zip(answers) {
             histogram.record(per_request);
             outcomes[*at] = ScoreOutcome::Scored {
                 items,
@@ -656,6 +680,69 @@ mod tests {
                 other => panic!("request {n}: {other:?}"),
             }
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_trained_members_reply_excludes_its_training_items() {
+        use reco_models::{train_als, AlsParams, Interactions};
+        // Two taste groups of 8 items; member 0 trained on 5 of group A.
+        let mut triples = Vec::new();
+        for m in 0..20u64 {
+            let base = if m < 10 { 0 } else { 10 };
+            for i in base..base + 8 {
+                if m != 0 || i < 5 {
+                    triples.push((MemberId(m), ItemId(i), 1.0));
+                }
+            }
+        }
+        let params = AlsParams {
+            factors: 4,
+            iterations: 10,
+            reg: 0.1,
+            alpha: 10.0,
+            reg_exponent: 0.0,
+            seed: 7,
+            threads: 1,
+            cg_steps: 0,
+        };
+        let data = Interactions::from_triples(triples);
+        let trained = train_als(&data, &params, "h".into(), |_| {}).unwrap();
+        let model = ItemFactors::from_bytes(&trained.item_factors.to_bytes()).unwrap();
+        let pool = ModelPool::new(
+            "online",
+            1,
+            8,
+            ModelHandle::new(Some(model)),
+            InjectedFaults::default(),
+        );
+        let _workers = pool.start_all();
+        let ask = |exclude_history: bool| {
+            let mut score = Score::new(
+                MemberId(0),
+                Vec::new(),
+                8,
+                Vec::new(),
+                Instant::now() + Duration::from_secs(5),
+            );
+            score.exclude_history = exclude_history;
+            pool.try_score(score).map_err(|_| ()).unwrap()
+        };
+        // No recent event: the member's history alone ranks, and none of it
+        // is recommended back.
+        let ScoreOutcome::Scored { items, .. } = ask(true).await.unwrap() else {
+            panic!("a trained member is not cold");
+        };
+        assert_eq!(items.len(), 8);
+        assert!(items.iter().all(|s| s.item.0 >= 5), "{items:?}");
+        assert!(
+            items[..3].iter().all(|s| (5..8).contains(&s.item.0)),
+            "{items:?}"
+        );
+        // Asked to keep seen items, the history may come back.
+        let ScoreOutcome::Scored { items, .. } = ask(false).await.unwrap() else {
+            panic!("scored");
+        };
+        assert!(items.iter().any(|s| s.item.0 < 5), "{items:?}");
     }
 
     #[actix_rt::test]

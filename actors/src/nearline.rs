@@ -91,6 +91,7 @@ impl NearlineList {
             .take(k)
             .copied()
             .collect();
+        let padding_lists = padding.lists_version;
         for extra in padding.items {
             if items.len() == k {
                 break;
@@ -103,6 +104,8 @@ impl NearlineList {
             source: Source::Nearline,
             items,
             version: Some(self.version.clone()),
+            lists_version: padding_lists,
+            age_ms: Some(self.age().as_millis() as u64),
         }
     }
 }
@@ -251,10 +254,15 @@ mod tests {
                 })
                 .to_vec(),
             version: None,
+            lists_version: Some("l1".into()),
+            age_ms: None,
         };
         let f = list.fallback(4, &[ItemId(6)], padding);
         let ids: Vec<u64> = f.items.iter().map(|s| s.item.0).collect();
         assert_eq!(ids, vec![5, 7, 8, 9]);
         assert_eq!(f.source, Source::Nearline);
+        assert_eq!(f.version.as_deref(), Some("v1"));
+        assert_eq!(f.lists_version.as_deref(), Some("l1"));
+        assert!(f.age_ms.is_some());
     }
 }

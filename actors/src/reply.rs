@@ -140,6 +140,10 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         degraded: true,
         reason: Some(reason),
         served_us: 0,
+        lists_version: fallback.lists_version,
+        list_age_ms: fallback.age_ms,
+        signals: None,
+        newest_signal_age_ms: None,
     }
 }
 
@@ -297,6 +301,10 @@ mod tests {
             degraded: true,
             reason: None,
             served_us: 0,
+            lists_version: None,
+            list_age_ms: None,
+            signals: None,
+            newest_signal_age_ms: None,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

@@ -30,18 +30,19 @@
 //! passivation is a normal exit and nothing restarts them until the member
 //! comes back.
 
+use crate::breaker::{Admission, ModelBreaker};
 use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
-use crate::reply::Recommend;
-use crate::signals::RecentSignals;
+use crate::reply::{fallback_reply, Recommend};
+use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Where quarantined events go: the node publishes them to the dead-letter
@@ -64,6 +65,8 @@ pub struct SessionDeps {
     pub faults: InjectedFaults,
     /// Nearline refreshes, when enabled.
     pub nearline: Option<NearlineSettings>,
+    /// The breaker in front of the model pool.
+    pub breaker: ModelBreaker,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -86,6 +89,8 @@ pub struct SessionSettings {
     pub reply_margin: Duration,
     /// Crashes on the same event after which it is quarantined.
     pub quarantine_after: u32,
+    /// How recent signals are timed, aged and weighed.
+    pub signals: Arc<SignalPolicy>,
 }
 
 /// The actor of one member.
@@ -107,7 +112,7 @@ impl Session {
     pub fn new(member: MemberId, deps: Arc<SessionDeps>) -> Self {
         Session {
             member,
-            signals: RecentSignals::new(deps.settings.recent_events),
+            signals: RecentSignals::new(deps.settings.recent_events, deps.settings.signals.clone()),
             deps,
             applied: 0,
             nearline: MemberNearline::default(),
@@ -152,7 +157,10 @@ impl Session {
     /// address and mailbox stay, so the messages queued behind the one that
     /// crashed are still handled, in order.
     fn restart(&mut self, message: &'static str) {
-        self.signals = RecentSignals::new(self.deps.settings.recent_events);
+        self.signals = RecentSignals::new(
+            self.deps.settings.recent_events,
+            self.deps.settings.signals.clone(),
+        );
         self.nearline.forget_list();
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
@@ -266,28 +274,52 @@ impl Session {
             &exclude,
             offline,
         );
+        let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
+        let used = Used {
+            signals: u32::try_from(signals).unwrap_or(u32::MAX),
+            newest_age_ms,
+        };
         if fresh {
             // Cheap answer: the list already reflects every event.
-            responder.reply(Recommendations {
-                member,
-                items: fallback.items,
-                source: Source::Nearline,
-                model_version: fallback.version,
-                degraded: false,
-                reason: None,
-                served_us: 0,
-            });
+            let mut reply = fallback_reply(member, fallback, Reason::Deadline);
+            reply.degraded = false;
+            reply.reason = None;
+            responder.reply(used.stamp(reply));
             return;
         }
         let interactions = self.signals.interactions();
-        if interactions.is_empty() {
-            responder.fall_back(member, fallback, Reason::ColdStart);
+        // A member the model was trained on is never cold: its history is
+        // in the model.
+        let known = || {
+            self.deps
+                .model
+                .model()
+                .load()
+                .is_some_and(|m| m.knows_member(member))
+        };
+        if interactions.is_empty() && !known() {
+            responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ColdStart)));
             return;
         }
         let answer_by = deadline
             .checked_sub(self.deps.settings.reply_margin)
             .unwrap_or(deadline);
-        let score = Score::new(member, interactions, k, exclude, answer_by);
+        let breaker = self.deps.breaker.clone();
+        let admission = breaker.admit(Instant::now());
+        if admission == Admission::Skip {
+            responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ModelSkipped)));
+            return;
+        }
+        let report = move |ok: bool| match admission {
+            Admission::Ask => breaker.record(Instant::now(), ok),
+            Admission::Probe => breaker.record_probe(Instant::now(), ok),
+            Admission::Skip => {}
+        };
+        let lists_version = self.deps.lists.load().version.clone();
+        let lists_version = (!lists_version.is_empty()).then_some(lists_version);
+        let mut score = Score::new(member, interactions, k, exclude, answer_by);
+        score.exclude_history = exclude_seen;
+        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -295,16 +327,22 @@ impl Session {
                     Refusal::Overloaded => Reason::Overloaded,
                     Refusal::Unavailable => Reason::ModelUnavailable,
                 };
-                responder.fall_back(member, fallback, reason);
+                report(false);
+                responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
                 return;
             }
         };
         let wait = async move {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
+            // The model was on time (a cold member is not its fault).
+            report(matches!(
+                outcome,
+                Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
+            ));
             let reason = match outcome {
                 Ok(Ok(ScoreOutcome::Scored { items, version })) => {
-                    return responder.reply(Recommendations {
+                    return responder.reply(used.stamp(Recommendations {
                         member,
                         items,
                         source: Source::Model,
@@ -312,16 +350,38 @@ impl Session {
                         degraded: false,
                         reason: None,
                         served_us: 0,
-                    });
+                        lists_version,
+                        list_age_ms: None,
+                        signals: None,
+                        newest_signal_age_ms: None,
+                    }));
                 }
                 Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
                 Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
                 Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
             };
-            responder.fall_back(member, fallback, reason);
+            responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
+    }
+}
+
+/// The recent events a reply used: how many, and the newest one's age.
+#[derive(Clone, Copy, Debug)]
+struct Used {
+    signals: u32,
+    newest_age_ms: Option<u64>,
+}
+
+impl Used {
+    /// `reply` saying it used these events (model and nearline answers).
+    fn stamp(self, mut reply: Recommendations) -> Recommendations {
+        if matches!(reply.source, Source::Model | Source::Nearline) {
+            reply.signals = Some(self.signals);
+            reply.newest_signal_age_ms = self.newest_age_ms;
+        }
+        reply
     }
 }
 
@@ -349,10 +409,12 @@ mod tests {
                 mailbox,
                 reply_margin: Duration::ZERO,
                 quarantine_after: 3,
+                signals: Arc::new(SignalPolicy::default()),
             },
             dead_letter: Arc::new(|_, _| {}),
             faults: InjectedFaults::default(),
             nearline: None,
+            breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
         }
     }
 

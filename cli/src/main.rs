@@ -33,6 +33,17 @@ enum Command {
     Tree(client::TreeArgs),
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
+    /// Print the nats-server configuration that lets several nodes share a
+    /// prefix (subject mappings into partitions, JetStream).
+    NatsConfig(reco_supervisors::node::command::NatsConfigArgs),
+    /// Run the near-real-time aggregation job (one per cluster, a process of
+    /// its own) until SIGINT/SIGTERM: take rates and trending from the event
+    /// stream, checkpointed, published as snapshots.
+    Nearline(reco_supervisors::nearline::NearlineArgs),
+    /// Print a title's early read from the newest aggregate snapshot: counts
+    /// and take rate with a 95 % interval per window, against titles of the
+    /// same age.
+    Insights(reco_supervisors::nearline::InsightsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,9 @@ fn main() -> ExitCode {
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
         Command::Model(args) => block_on(client::model(args)),
+        Command::NatsConfig(args) => reco_supervisors::node::command::nats_config(&args),
+        Command::Nearline(args) => reco_supervisors::nearline::nearline(args),
+        Command::Insights(args) => reco_supervisors::nearline::insights(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,10 @@ pub struct RecommendArgs {
     /// Keep items the member has already watched.
     #[arg(long)]
     include_seen: bool,
+    /// How long one try may take before the fallback subject is asked (the
+    /// caller rule), in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    try_timeout_ms: u64,
 }
 
 /// Arguments of `reco event`.
@@ -87,7 +91,7 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
         &subjects,
         MemberId(args.member),
         &request,
-        Duration::from_secs(10),
+        Duration::from_millis(args.try_timeout_ms),
     )
     .await?;
     println!("{}", serde_json::to_string_pretty(&reply)?);

@@ -28,6 +28,27 @@ pub struct Health {
     /// Resident set size of the node process, in bytes (0 where unknown).
     #[serde(default)]
     pub rss_bytes: u64,
+    /// The node's place among the nodes sharing the prefix (absent from
+    /// nodes of earlier versions).
+    #[serde(default)]
+    pub cluster: Option<ClusterHealth>,
+    /// State of the breaker in front of the model pool: `closed`, `open`
+    /// (requests skip the model) or `half_open`; nil from older nodes.
+    #[serde(default)]
+    pub model_breaker: Option<String>,
+}
+
+/// A node's place among the nodes sharing a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHealth {
+    /// The node's name.
+    pub node: String,
+    /// `single` (alone on a server without the partition mapping) or
+    /// `cluster`.
+    pub mode: String,
+    /// The partitions it answers for now (empty alone).
+    #[serde(default)]
+    pub partitions: Vec<u32>,
 }
 
 /// Request on `<prefix>.admin.faults`: change the injected faults of a node

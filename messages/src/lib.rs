@@ -10,6 +10,8 @@
 //! - [`wire`]: the payloads (`Event`, `RecommendRequest`, `Recommendations`,
 //!   `ErrorReply`) and their enums.
 //! - [`subjects`]: every NATS subject, built from one prefix.
+//! - [`partition`]: the partition function (the server's `{{partition(N,1)}}`)
+//!   and the partitioned subjects of a cluster.
 //! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
 //! - [`published`]: notifications of the offline job
 //!   (`<prefix>.published.…`).
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod codec;
 pub mod ids;
 pub mod metrics;
+pub mod partition;
 pub mod published;
 mod strict;
 pub mod subjects;
@@ -28,7 +31,7 @@ pub mod wire;
 
 pub use codec::{decode, decode_event, decode_request, encode, DecodeError, ValidRequest};
 pub use ids::{ItemId, MemberId};
-pub use published::ModelPublished;
+pub use published::{AggregatesPublished, ModelPublished};
 pub use subjects::Subjects;
 pub use wire::{
     ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,
@@ -39,7 +42,7 @@ pub use wire::{
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde::Serialize;
+    use serde::{Deserialize, Serialize};
 
     const LIMIT: usize = 64 * 1024;
 
@@ -88,6 +91,10 @@ mod tests {
                 degraded: true,
                 reason: Some(Reason::Deadline),
                 served_us: 1234,
+                lists_version: Some("l1".into()),
+                list_age_ms: Some(5),
+                signals: Some(3),
+                newest_signal_age_ms: None,
             };
             let back: RecommendReply = decode(&encode(&reply), LIMIT).unwrap();
             prop_assert_eq!(back, RecommendReply::Ok(reply));
@@ -106,6 +113,53 @@ mod tests {
             let cut = cut.min(bytes.len().saturating_sub(1));
             prop_assert!(decode_event(&bytes[..cut], event.member, LIMIT).is_err());
         }
+    }
+
+    #[test]
+    fn replies_with_and_without_provenance_decode_on_both_sides() {
+        // An older node's reply: no provenance fields.
+        #[derive(Serialize, Deserialize)]
+        struct OldReply {
+            member: u64,
+            items: Vec<ScoredItem>,
+            source: String,
+            model_version: Option<String>,
+            degraded: bool,
+            reason: Option<String>,
+            served_us: u64,
+        }
+        let old = OldReply {
+            member: 4,
+            items: vec![],
+            source: "model".into(),
+            model_version: Some("m1".into()),
+            degraded: false,
+            reason: None,
+            served_us: 7,
+        };
+        let RecommendReply::Ok(new) =
+            decode::<RecommendReply>(&rmp_serde::to_vec_named(&old).unwrap(), LIMIT).unwrap()
+        else {
+            panic!("a list");
+        };
+        assert_eq!((new.lists_version, new.signals), (None, None));
+        // A new reply, read by an older caller that ignores the new fields.
+        let reply = Recommendations {
+            member: MemberId(4),
+            items: vec![],
+            source: Source::Nearline,
+            model_version: Some("m1".into()),
+            degraded: true,
+            reason: Some(Reason::Deadline),
+            served_us: 7,
+            lists_version: Some("l1".into()),
+            list_age_ms: Some(1500),
+            signals: Some(2),
+            newest_signal_age_ms: Some(40),
+        };
+        let read: OldReply = rmp_serde::from_slice(&encode(&reply)).unwrap();
+        assert_eq!(read.model_version.as_deref(), Some("m1"));
+        assert_eq!(read.served_us, 7);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
 pub const MODEL_BATCH_SIZE: &str = "reco_model_batch_size";
 /// Gauge: scoring requests admitted to the model pool and not finished.
 pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
+/// Gauge: state of the breaker in front of the model pool (0 closed, 1
+/// open, 2 half-open).
+pub const MODEL_BREAKER_STATE: &str = "reco_model_breaker_state";
+/// Counter: breaker state changes, by `to` (`closed`, `open`, `half_open`).
+pub const MODEL_BREAKER_TRANSITIONS_TOTAL: &str = "reco_model_breaker_transitions_total";
 /// Counter: NATS slow-consumer events (messages the client dropped).
 pub const NATS_SLOW_CONSUMER_TOTAL: &str = "reco_nats_slow_consumer_total";
 /// Counter: NATS connection events, by `event` (`connected`, `disconnected`, …).
@@ -101,6 +106,62 @@ pub const PUBLISH_VERSIONS_DELETED_TOTAL: &str = "reco_publish_versions_deleted_
 /// Counter: node start-ups where the event log could not be set up (events
 /// are then not recorded).
 pub const EVENTS_LOG_SETUP_FAILED_TOTAL: &str = "reco_events_log_setup_failed_total";
+
+// The near-real-time aggregation job (`reco nearline`) and the nodes'
+// aggregate loaders.
+
+/// Counter: events read by the aggregation job, by `outcome`: `applied`,
+/// `duplicate` (at or below the checkpoint's sequence), `bad` (not an
+/// event; skipped), `late` (older than the day window: totals only),
+/// `overflow` (beyond `max_titles`).
+pub const AGGREGATES_EVENTS_TOTAL: &str = "reco_aggregates_events_total";
+/// Gauge: events in the stream not yet aggregated (the consumer's pending count).
+pub const AGGREGATES_LAG_EVENTS: &str = "reco_aggregates_lag_events";
+/// Gauge: seconds since the aggregation job's last checkpoint.
+pub const AGGREGATES_CHECKPOINT_AGE_SECONDS: &str = "reco_aggregates_checkpoint_age_seconds";
+/// Counter: aggregate checkpoints, by `outcome` (`ok`, `failed`) and `store` (`kv`, `object`).
+pub const AGGREGATES_CHECKPOINTS_TOTAL: &str = "reco_aggregates_checkpoints_total";
+/// Counter: events past the checkpoint already in the stream at start-up:
+/// what a restart redid or caught up on.
+pub const AGGREGATES_REPROCESSED_EVENTS_TOTAL: &str = "reco_aggregates_reprocessed_events_total";
+/// Counter: aggregate snapshots published, by `outcome`.
+pub const AGGREGATES_SNAPSHOTS_TOTAL: &str = "reco_aggregates_snapshots_total";
+/// Gauge: the last event-stream sequence aggregated.
+pub const AGGREGATES_LAST_SEQUENCE: &str = "reco_aggregates_last_sequence";
+/// Gauge: titles the aggregation job tracks.
+pub const AGGREGATES_TITLES: &str = "reco_aggregates_titles";
+/// Histogram: seconds to build, store and announce one aggregate snapshot.
+pub const AGGREGATES_SNAPSHOT_SECONDS: &str = "reco_aggregates_snapshot_seconds";
+/// Counter: aggregate snapshot swaps on a node, by `outcome` (`ok`, `rejected`, `stale`).
+pub const AGGREGATES_SWAPS_TOTAL: &str = "reco_aggregates_swaps_total";
+
+// The cluster layer (reco-cluster).
+
+/// Gauge: partitions this node holds a lease for.
+pub const PARTITIONS_OWNED: &str = "reco_partitions_owned";
+/// Counter: ownership changes of this node, by `change` (`acquired`, `released`, `lost`).
+pub const PARTITION_MOVES_TOTAL: &str = "reco_partition_moves_total";
+/// Gauge: live nodes as this node sees them (itself included).
+pub const CLUSTER_NODES_LIVE: &str = "reco_cluster_nodes_live";
+/// Counter: lease operations, by `op` (`acquire`, `renew`, `release`) and `outcome`.
+pub const LEASE_OPERATIONS_TOTAL: &str = "reco_lease_operations_total";
+/// Histogram: seconds from opening a partition's intake to caught up.
+pub const REPLAY_SECONDS: &str = "reco_replay_seconds";
+/// Counter: events delivered during replays.
+pub const REPLAY_EVENTS_TOTAL: &str = "reco_replay_events_total";
+/// Gauge: partitions this node answers requests for (replay done).
+pub const PARTITION_SERVING: &str = "reco_partition_serving";
+/// Gauge: events of a partition stored and not yet delivered to its owner, by `partition`.
+pub const PARTITION_LAG_EVENTS: &str = "reco_partition_lag_events";
+/// Counter: requests not answered because the partition's lease had run out.
+pub const PARTITION_REQUESTS_FENCED_TOTAL: &str = "reco_partition_requests_fenced_total";
+/// Counter: partition requests shed because the ingress had no room.
+pub const PARTITION_REQUESTS_SHED_TOTAL: &str = "reco_partition_requests_shed_total";
+/// Counter: events delivered in a partition their member does not belong to by this node's count.
+pub const PARTITION_MISMATCH_TOTAL: &str = "reco_partition_mismatch_total";
+/// Counter: messages on a partition's request subject without a reply subject, dropped.
+pub const PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL: &str =
+    "reco_partition_requests_without_reply_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +261,16 @@ pub const ALL: &[Described] = &[
         name: MODEL_IN_FLIGHT,
         kind: Kind::Gauge,
         help: "Scoring requests admitted and not finished.",
+    },
+    Described {
+        name: MODEL_BREAKER_STATE,
+        kind: Kind::Gauge,
+        help: "State of the breaker in front of the model pool (0 closed, 1 open, 2 half-open).",
+    },
+    Described {
+        name: MODEL_BREAKER_TRANSITIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Breaker state changes, by the state entered.",
     },
     Described {
         name: NATS_SLOW_CONSUMER_TOTAL,
@@ -330,6 +401,116 @@ pub const ALL: &[Described] = &[
         name: EVENTS_LOG_SETUP_FAILED_TOTAL,
         kind: Kind::Counter,
         help: "Node start-ups where the event log could not be set up.",
+    },
+    Described {
+        name: AGGREGATES_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events read by the aggregation job, by outcome.",
+    },
+    Described {
+        name: AGGREGATES_LAG_EVENTS,
+        kind: Kind::Gauge,
+        help: "Events in the stream not yet aggregated.",
+    },
+    Described {
+        name: AGGREGATES_CHECKPOINT_AGE_SECONDS,
+        kind: Kind::Gauge,
+        help: "Seconds since the aggregation job's last checkpoint.",
+    },
+    Described {
+        name: AGGREGATES_CHECKPOINTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate checkpoints, by outcome and store.",
+    },
+    Described {
+        name: AGGREGATES_REPROCESSED_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events past the checkpoint that were already in the stream at start-up.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate snapshots published, by outcome.",
+    },
+    Described {
+        name: AGGREGATES_LAST_SEQUENCE,
+        kind: Kind::Gauge,
+        help: "Last event-stream sequence aggregated.",
+    },
+    Described {
+        name: AGGREGATES_TITLES,
+        kind: Kind::Gauge,
+        help: "Titles the aggregation job tracks.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOT_SECONDS,
+        kind: Kind::Histogram,
+        help: "Seconds to build, store and announce one aggregate snapshot.",
+    },
+    Described {
+        name: AGGREGATES_SWAPS_TOTAL,
+        kind: Kind::Counter,
+        help: "Aggregate snapshot swaps on a node, by outcome.",
+    },
+    Described {
+        name: PARTITIONS_OWNED,
+        kind: Kind::Gauge,
+        help: "Partitions this node holds a lease for.",
+    },
+    Described {
+        name: PARTITION_MOVES_TOTAL,
+        kind: Kind::Counter,
+        help: "Ownership changes of this node, by change (acquired, released, lost).",
+    },
+    Described {
+        name: CLUSTER_NODES_LIVE,
+        kind: Kind::Gauge,
+        help: "Live nodes as this node sees them, itself included.",
+    },
+    Described {
+        name: LEASE_OPERATIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Partition lease operations, by op and outcome.",
+    },
+    Described {
+        name: REPLAY_SECONDS,
+        kind: Kind::Histogram,
+        help: "Seconds from opening a partition's intake to caught up.",
+    },
+    Described {
+        name: REPLAY_EVENTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Events delivered during partition replays.",
+    },
+    Described {
+        name: PARTITION_SERVING,
+        kind: Kind::Gauge,
+        help: "Partitions this node answers requests for (replay done).",
+    },
+    Described {
+        name: PARTITION_LAG_EVENTS,
+        kind: Kind::Gauge,
+        help: "Events of a partition stored and not yet delivered to its owner (consumer lag), by partition.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_FENCED_TOTAL,
+        kind: Kind::Counter,
+        help: "Requests not answered because the partition's lease had run out.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_SHED_TOTAL,
+        kind: Kind::Counter,
+        help: "Partition requests shed because the ingress had no room (the caller falls back).",
+    },
+    Described {
+        name: PARTITION_MISMATCH_TOTAL,
+        kind: Kind::Counter,
+        help: "Events in a partition their member does not belong to by this node's count.",
+    },
+    Described {
+        name: PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL,
+        kind: Kind::Counter,
+        help: "Messages on a partition's request subject without a reply subject, dropped.",
     },
 ];
 

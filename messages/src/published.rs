@@ -19,3 +19,22 @@ pub struct ModelPublished {
     #[serde(default)]
     pub published_at_ms: u64,
 }
+
+/// Published on `<prefix>.published.aggregates` by the aggregation job
+/// (`reco nearline`) after it has stored a new snapshot of the near-real-time
+/// aggregates (take-rate table, trending list). Like model versions,
+/// snapshot versions are immutable; nodes fetch and hot-swap the newest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregatesPublished {
+    /// The new snapshot version (the object's name in the bucket).
+    pub version: String,
+    /// The JetStream object-store bucket holding it.
+    #[serde(default)]
+    pub bucket: String,
+    /// When it was published, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub published_at_ms: u64,
+    /// The last event-stream sequence the snapshot reflects.
+    #[serde(default)]
+    pub last_sequence: u64,
+}

@@ -139,6 +139,12 @@ impl Subjects {
         format!("{}.published.model", self.prefix)
     }
 
+    /// Where the aggregation job (`reco nearline`) announces a new snapshot
+    /// of the near-real-time aggregates ([`crate::AggregatesPublished`]).
+    pub fn published_aggregates(&self) -> String {
+        format!("{}.published.aggregates", self.prefix)
+    }
+
     /// Whether `subject` is one of reco's own (it starts with the prefix):
     /// a request naming such a subject as its reply subject is forged or
     /// broken, and answering it would publish into reco's own traffic.

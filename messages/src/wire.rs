@@ -181,6 +181,12 @@ pub enum Reason {
     ModelUnavailable,
     /// The member has no events the model knows about yet.
     ColdStart,
+    /// Asked on the fallback subject: the member's partition had no owner
+    /// ready to answer (a node failed or the partition is moving).
+    Failover,
+    /// The breaker in front of the model is open (the model kept missing
+    /// its deadline): the fallback answered at once.
+    ModelSkipped,
 }
 
 impl Reason {
@@ -191,6 +197,8 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::ModelUnavailable => "model_unavailable",
             Reason::ColdStart => "cold_start",
+            Reason::Failover => "failover",
+            Reason::ModelSkipped => "model_skipped",
         }
     }
 }
@@ -204,7 +212,9 @@ pub struct Recommendations {
     pub items: Vec<ScoredItem>,
     /// Where the items came from.
     pub source: Source,
-    /// The version of the model (or batch lists) that produced the items.
+    /// The version of the model that scored the items, or that computed
+    /// the nearline list; for precomputed and popular answers, the version
+    /// of the batch run that produced the lists.
     #[serde(default)]
     pub model_version: Option<String>,
     /// True when a fallback answered instead of the model.
@@ -216,6 +226,24 @@ pub struct Recommendations {
     /// Time from receipt of the request to the reply, in microseconds.
     #[serde(default)]
     pub served_us: u64,
+    /// The version of the precomputed lists in service when the reply was
+    /// made (nil when none are loaded). Provenance fields, this and the
+    /// ones below, are always written (nil when unknown) and optional when
+    /// read: replies of older nodes decode without them.
+    #[serde(default)]
+    pub lists_version: Option<String>,
+    /// For a nearline answer, how old the list was (ms since it was
+    /// computed); nil for other sources.
+    #[serde(default)]
+    pub list_age_ms: Option<u64>,
+    /// How many of the member's recent events (within the node's horizon)
+    /// the answer used: the model's and nearline's fold-in; nil for
+    /// answers that use none (precomputed, popular).
+    #[serde(default)]
+    pub signals: Option<u32>,
+    /// Age of the newest of those events, in ms; nil when there is none.
+    #[serde(default)]
+    pub newest_signal_age_ms: Option<u64>,
 }
 
 /// Machine-readable class of an [`ErrorReply`].

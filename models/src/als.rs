@@ -26,6 +26,7 @@
 
 use crate::cg::{gram_f32, CgSolver};
 use crate::factors::{ItemFactors, ModelError, UserFactors, MAX_DIM};
+use crate::history::MemberHistory;
 use crate::interactions::{Csr, Interactions};
 use crate::linalg::{gram, Penalty, Solver};
 use rand::{Rng, SeedableRng};
@@ -98,8 +99,9 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// What training produces: the item factors to publish and the user factors
-/// for batch lists and evaluation.
+/// What training produces: the item factors to publish (carrying every
+/// training member's interactions, see [`crate::history`]) and the user
+/// factors for batch lists and evaluation.
 #[derive(Clone, Debug)]
 pub struct TrainedModel {
     /// The model to publish (carries version, reg and alpha).
@@ -186,7 +188,8 @@ pub fn train_als(
         params.reg,
         params.alpha,
     )?
-    .with_reg_exponent(params.reg_exponent)?;
+    .with_reg_exponent(params.reg_exponent)?
+    .with_history(MemberHistory::from_interactions(data))?;
     let user_factors = UserFactors::new(k, data.members().to_vec(), users);
     Ok(TrainedModel {
         item_factors,

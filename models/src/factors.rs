@@ -4,11 +4,13 @@
 mod top_k;
 
 use crate::artifact::{self, ArtifactError, Cursor};
+use crate::history::MemberHistory;
 use crate::linalg::{self, Penalty, Solver};
 pub use crate::model_error::{ModelError, MAX_DIM};
 use crate::Scored;
 use reco_messages::{ItemId, MemberId};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Magic bytes of an item-factors artifact.
 const MAGIC: &[u8; 8] = b"RECOITF\0";
@@ -44,6 +46,8 @@ pub struct ItemFactors {
     reg: f32,
     alpha: f32,
     reg_exponent: f32,
+    /// The trained members' interactions, when the artifact carries them.
+    history: Option<Arc<MemberHistory>>,
 }
 
 impl PartialEq for ItemFactors {
@@ -56,6 +60,7 @@ impl PartialEq for ItemFactors {
             && self.reg.to_bits() == other.reg.to_bits()
             && self.alpha.to_bits() == other.alpha.to_bits()
             && self.reg_exponent.to_bits() == other.reg_exponent.to_bits()
+            && self.history == other.history
             && self.factors.len() == other.factors.len()
             && self
                 .factors
@@ -123,7 +128,119 @@ impl ItemFactors {
             reg,
             alpha,
             reg_exponent: 0.0,
+            history: None,
         })
+    }
+
+    /// Attaches the trained members' interactions (rows of this model), so
+    /// that serving folds a member in over its history as well as its
+    /// recent events ([`fold_in_member`](Self::fold_in_member)).
+    ///
+    /// # Errors
+    /// [`ModelError::Length`] when a history row is not a row of this model.
+    pub fn with_history(mut self, history: MemberHistory) -> Result<Self, ModelError> {
+        if let Some(bad) = history.max_row().filter(|&r| r >= self.items.len()) {
+            return Err(ModelError::Length {
+                len: self.items.len(),
+                dim: self.dim,
+                expected: self.items.len(),
+                found: bad + 1,
+            });
+        }
+        self.history = Some(Arc::new(history));
+        Ok(self)
+    }
+
+    /// The trained members' interactions, when the model carries them
+    /// (artifacts written before they existed do not).
+    pub fn history(&self) -> Option<&MemberHistory> {
+        self.history.as_deref()
+    }
+
+    /// Whether the model knows `member`'s training history.
+    pub fn knows_member(&self, member: MemberId) -> bool {
+        self.history.as_ref().is_some_and(|h| h.contains(member))
+    }
+
+    /// The items of `member`'s training history (empty when unknown): left
+    /// out of its recommendations like seen items.
+    pub fn history_items(&self, member: MemberId) -> Vec<ItemId> {
+        match &self.history {
+            Some(h) => h
+                .get(member)
+                .0
+                .iter()
+                .map(|&r| self.items[r as usize])
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Fold-in over a member's history ∪ its recent events: the user vector
+    /// of [`fold_in`](Self::fold_in) for the member's training interactions
+    /// (each weight times `history_weight`) together with `recent` (item,
+    /// weight) pairs. An item in both keeps the stronger weight
+    /// ([`crate::confidence::combine`]). A member the model has no history
+    /// for is folded in from `recent` alone; `None` when nothing usable is
+    /// left.
+    ///
+    /// With no recent event and `history_weight` 1 this is the member's
+    /// trained vector; with one new event, the vector batch ALS would give
+    /// the member with that event added, the item factors held fixed.
+    pub fn fold_in_member(
+        &self,
+        member: MemberId,
+        recent: &[(ItemId, f32)],
+        history_weight: f32,
+    ) -> Option<Vec<f32>> {
+        let (rows, weights) = match &self.history {
+            Some(h) if history_weight.is_finite() && history_weight > 0.0 => h.get(member),
+            _ => (&[][..], &[][..]),
+        };
+        let mut known: Vec<(usize, f32)> = Vec::with_capacity(rows.len() + recent.len());
+        known.extend(
+            rows.iter()
+                .zip(weights)
+                .map(|(&r, &w)| (r as usize, w * history_weight)),
+        );
+        known.extend(
+            recent
+                .iter()
+                .filter(|(_, w)| w.is_finite() && *w > 0.0)
+                .filter_map(|&(item, w)| self.index_of(item).map(|i| (i, w))),
+        );
+        if known.is_empty() {
+            return None;
+        }
+        known.sort_by_key(|e| e.0);
+        known.dedup_by(|later, first| {
+            if later.0 == first.0 {
+                first.1 = crate::confidence::combine(first.1, later.1);
+                true
+            } else {
+                false
+            }
+        });
+        self.solve_rows(known)
+    }
+
+    /// The regularised solve of fold-in over (row, weight) pairs, rows
+    /// ascending and distinct.
+    fn solve_rows(&self, known: Vec<(usize, f32)>) -> Option<Vec<f32>> {
+        let mut out = vec![0.0f32; self.dim];
+        let penalty = Penalty {
+            reg: self.reg,
+            exponent: self.reg_exponent,
+        };
+        let solved = Solver::new(self.dim).solve(
+            &self.gram,
+            penalty,
+            self.alpha,
+            &self.factors,
+            known.into_iter(),
+            &mut out,
+        );
+        solved.then_some(out)
     }
 
     /// Sets the frequency scaling of the regularisation training used (see
@@ -252,20 +369,7 @@ impl ItemFactors {
                 false
             }
         });
-        let mut out = vec![0.0f32; self.dim];
-        let penalty = Penalty {
-            reg: self.reg,
-            exponent: self.reg_exponent,
-        };
-        let solved = Solver::new(self.dim).solve(
-            &self.gram,
-            penalty,
-            self.alpha,
-            &self.factors,
-            known.into_iter(),
-            &mut out,
-        );
-        solved.then_some(out)
+        self.solve_rows(known)
     }
 
     /// Scoring kernel + top-k: `dot(user, row)` for every item, the best `k`
@@ -377,9 +481,11 @@ impl ItemFactors {
     /// | len x item id u64 | len*dim x f32 (row-major) [| reg_exponent f32]
     /// ```
     ///
-    /// The trailing `reg_exponent` is written only when it is not 0, so a
-    /// model without frequency-scaled regularisation is byte-identical to
-    /// what earlier builds wrote, and their artifacts still load.
+    /// The trailing `reg_exponent` is written only when it is not 0 or a
+    /// history follows, so a model without frequency-scaled regularisation
+    /// or history is byte-identical to what earlier builds wrote, and their
+    /// artifacts still load. The members' history, when attached, follows as
+    /// a tagged section (see [`crate::history`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(
             24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4,
@@ -396,8 +502,11 @@ impl ItemFactors {
         for v in &self.factors {
             body.extend_from_slice(&v.to_le_bytes());
         }
-        if self.reg_exponent != 0.0 {
+        if self.reg_exponent != 0.0 || self.history.is_some() {
             body.extend_from_slice(&self.reg_exponent.to_le_bytes());
+        }
+        if let Some(history) = &self.history {
+            history.encode(&mut body);
         }
         artifact::seal(MAGIC, &body)
     }
@@ -426,9 +535,10 @@ impl ItemFactors {
         let need = len
             .checked_mul(8 + 4 * dim)
             .ok_or(ArtifactError::Malformed("len"))?;
-        let has_exponent = match cur.remaining().checked_sub(need) {
-            Some(0) => false,
-            Some(4) => true,
+        let (has_exponent, has_history) = match cur.remaining().checked_sub(need) {
+            Some(0) => (false, false),
+            Some(4) => (true, false),
+            Some(n) if n > 4 => (true, true),
             _ => {
                 return Err(ArtifactError::Malformed(
                     "ids and factors do not match len x dim",
@@ -450,7 +560,17 @@ impl ItemFactors {
         } else {
             0.0
         };
-        Ok(Self::new(version, dim, items, factors, reg, alpha)?.with_reg_exponent(reg_exponent)?)
+        let history = if has_history {
+            Some(MemberHistory::decode(&mut cur, len)?)
+        } else {
+            None
+        };
+        let model =
+            Self::new(version, dim, items, factors, reg, alpha)?.with_reg_exponent(reg_exponent)?;
+        match history {
+            Some(history) => Ok(model.with_history(history)?),
+            None => Ok(model),
+        }
     }
 }
 

@@ -27,29 +27,45 @@
 //!   artifact, and [`ArtifactError`].
 //! - [`eval`]: per-member train/test split and ranking metrics
 //!   (precision, recall, NDCG, hit rate at k).
+//! - [`confidence`]: the one weighting of events, shared by training and
+//!   serving.
+//! - [`history`]: [`MemberHistory`], the trained members' interactions the
+//!   model artifact carries for history-aware fold-in.
+//! - [`replay`]: the replay evaluation (temporal split, ask then rate) of
+//!   the online fold-in against a static top-k and popularity.
 //! - [`tiers`]: [`TierMetrics`], the quality of every serving tier (model,
 //!   nearline fold-in, precomputed, popular) on the same held-out ratings.
+//! - [`aggregates`]: per-title windowed counts, take rates and trending over
+//!   the event stream; one function for the streaming job and batch.
+//! - [`bandit`]: Thompson sampling and UCB over take rates, seeded by model
+//!   scores (the billboard).
 //! - `cg` (private): conjugate-gradient row solves, the fast default of
 //!   training.
 //! - `linalg` (private): dot products, Gram matrices and the shared
 //!   regularised least-squares solve used by both training and fold-in, so
 //!   that a folded-in vector equals the trained one.
 
+pub mod aggregates;
 pub mod als;
 pub mod artifact;
+pub mod bandit;
 mod cg;
+pub mod confidence;
 pub mod eval;
 pub mod factors;
+pub mod history;
 pub mod interactions;
 mod linalg;
 pub mod lists;
 mod model_error;
 pub mod ratings;
+pub mod replay;
 pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
 pub use factors::{ItemFactors, ModelError, Query, UserFactors};
+pub use history::{FoldInPolicy, MemberHistory};
 pub use interactions::Interactions;
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};

@@ -34,6 +34,10 @@ pub struct TrainTarget {
     pub publish: PublishConfig,
     /// Largest event payload accepted when reading the log.
     pub max_payload_bytes: usize,
+    /// The rules of `--aggregates` (the `[streaming]` section's).
+    pub aggregate_params: reco_models::aggregates::AggregateParams,
+    /// Titles in the trending list of `--aggregates`.
+    pub trending_n: usize,
 }
 
 /// Arguments of `reco train`.
@@ -135,6 +139,12 @@ pub struct TrainArgs {
     /// Model version to record (default: derived from the clock).
     #[arg(long)]
     pub version: Option<String>,
+    /// Also compute the near-real-time aggregates in batch (the same
+    /// function `reco nearline` streams) and write the snapshot artifact
+    /// here: from --ratings each row is a play; --from-stream reads the
+    /// stream's events as the job does.
+    #[arg(long)]
+    pub aggregates: Option<PathBuf>,
 }
 
 /// Runs `reco train` with `args` against `target` (the config file's
@@ -162,10 +172,11 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
     config.publish.validate()?;
     anyhow::ensure!(
         args.out.is_some()
+            || args.aggregates.is_some()
             || args.publish
             || args.test.is_some()
             || args.holdout_fraction.is_some(),
-        "nothing to do: give --out DIR, --publish, --test FILE or --holdout-fraction F"
+        "nothing to do: give --out DIR, --aggregates FILE, --publish, --test FILE or --holdout-fraction F"
     );
     let threads = args
         .threads
@@ -177,6 +188,16 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
             (logged.ratings.clone(), Some(logged))
         }
     };
+    if let Some(path) = &args.aggregates {
+        write_aggregates(&config, &ratings, args.ratings.is_none(), path)?;
+        if args.out.is_none()
+            && !args.publish
+            && args.test.is_none()
+            && args.holdout_fraction.is_none()
+        {
+            return Ok(());
+        }
+    }
     let holdout = match (&args.test, args.holdout_fraction) {
         (Some(path), _) => Holdout::Given(train::read_ratings(path)?),
         (None, Some(fraction)) => Holdout::Split {
@@ -204,6 +225,11 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
         k: args.k,
         write_split: args.write_split,
         out: args.out,
+        values: if logged.is_some() {
+            train::RatingValues::Weights
+        } else {
+            train::RatingValues::Stars
+        },
     };
     let outcome = train::run(&ratings, &options)?;
     let published = if args.publish {
@@ -302,4 +328,51 @@ async fn publish_outcome(
         subjects.published_model()
     );
     Ok(published)
+}
+
+/// `reco train --aggregates FILE`: the batch side of the near-real-time
+/// aggregation (logic in `reco_models::aggregates` and
+/// `reco_streaming::batch`).
+fn write_aggregates(
+    config: &TrainTarget,
+    ratings: &[reco_models::Rating],
+    from_stream: bool,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use reco_models::aggregates::{observed_from_ratings, AggregateState};
+    let params = config.aggregate_params.clone();
+    let state = if from_stream {
+        block_on(async {
+            let client = connect_for_train(config).await?;
+            let js = async_nats::jetstream::new(client);
+            Ok(reco_streaming::batch::aggregate_stream(
+                &js,
+                &config.events_log.stream,
+                config.max_payload_bytes,
+                params,
+            )
+            .await?)
+        })?
+    } else {
+        AggregateState::batch(params, &observed_from_ratings(ratings))
+    };
+    // Read at the last event's time: a batch has no "now" of its own.
+    let snapshot = state.snapshot(state.watermark_ms(), config.trending_n);
+    std::fs::write(path, snapshot.to_bytes())
+        .with_context(|| format!("cannot write aggregates to {}", path.display()))?;
+    eprintln!(
+        "Aggregates of {} events over {} titles (last sequence {}) written to {}; trending: {:?}.",
+        state.events_applied(),
+        state.titles(),
+        state.last_sequence(),
+        path.display(),
+        snapshot
+            .trending
+            .iter()
+            .take(5)
+            .map(|t| t.item.0)
+            .collect::<Vec<_>>()
+    );
+    Ok(())
 }

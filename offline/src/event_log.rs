@@ -1,4 +1,5 @@
-//! The event log: a JetStream stream over `<prefix>.events.*` that the NATS
+//! The event log: a JetStream stream over `<prefix>.events.*` (and, in a
+//! cluster, the partitioned `<prefix>.p.events.*.*`) that the NATS
 //! server fills by itself with every event producers publish, and that
 //! `reco train --from-stream` reads back as training interactions.
 //!
@@ -18,10 +19,10 @@ use crate::settings::{check_name, range, OutOfRange};
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use reco_messages::metrics as nm;
-use reco_messages::{EventKind, ItemId, MemberId, Subjects};
+use reco_messages::{Event, ItemId, MemberId, Subjects};
 use reco_models::Rating;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -70,7 +71,9 @@ pub fn stream_config(config: &EventsLogConfig, subjects: &Subjects) -> stream::C
     stream::Config {
         name: config.stream.clone(),
         description: Some("reco member events, recorded for training".into()),
-        subjects: vec![subjects.events_wildcard()],
+        // The public subject (a node alone) and the partitioned one (a
+        // cluster: the server maps publishes before the stream sees them).
+        subjects: vec![subjects.events_wildcard(), subjects.p_events_wildcard()],
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
         storage: stream::StorageType::File,
@@ -102,15 +105,25 @@ pub async fn ensure_stream(
         .map_err(|e| create(e.into()))?;
     let info = stream.info().await.map_err(|e| create(e.into()))?.clone();
     let existing = &info.config;
-    if existing.subjects != wanted.subjects {
+    // A stream of an earlier version records only the public subject: it
+    // gains the partitioned one.
+    let older = existing
+        .subjects
+        .iter()
+        .all(|s| wanted.subjects.contains(s));
+    if !older {
         return Err(EventLogError::Incompatible {
             stream: config.stream.clone(),
             found: existing.subjects.clone(),
-            wanted: subjects.events_wildcard(),
+            wanted: wanted.subjects.join(", "),
         });
     }
-    if existing.max_age != wanted.max_age || existing.max_bytes != wanted.max_bytes {
+    if existing.subjects != wanted.subjects
+        || existing.max_age != wanted.max_age
+        || existing.max_bytes != wanted.max_bytes
+    {
         let updated = stream::Config {
+            subjects: wanted.subjects.clone(),
             max_age: wanted.max_age,
             max_bytes: wanted.max_bytes,
             ..existing.clone()
@@ -206,28 +219,32 @@ impl EventsLogConfig {
 /// What reading the event log produced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoggedInteractions {
-    /// One interaction per distinct (member, item) with a play, rating or
-    /// list add, weight 1 (`value` 1.0), at the time of its first event.
+    /// One interaction per distinct (member, item) with an event of
+    /// positive weight; `value` is its weight
+    /// ([`reco_models::confidence::event_weight`], the strongest of its
+    /// events: [`reco_models::confidence::combine`]), `at_ms` the time of
+    /// its first event. Train with
+    /// [`crate::train::RatingValues::Weights`].
     pub ratings: Vec<Rating>,
     /// Events read.
     pub events: u64,
     /// Records that did not decode (or named another member than their
     /// subject); skipped.
     pub bad: u64,
-    /// Valid events of kinds that are not interactions (clicks, stops,
-    /// impressions).
+    /// Valid events of weight 0 (impressions): not interactions.
     pub ignored: u64,
 }
 
-/// Whether an event kind says the member chose the item (and so is a
-/// training interaction): plays, ratings and list adds.
-pub fn is_interaction(kind: EventKind) -> bool {
-    matches!(kind, EventKind::Play | EventKind::Rate | EventKind::ListAdd)
+/// The training weight of an event: the one weighting serving uses too
+/// ([`reco_models::confidence::event_weight`]); 0 is not an interaction.
+pub fn event_weight(event: &Event) -> f32 {
+    reco_models::confidence::event_weight(event.kind, event.value)
 }
 
 /// Reads every event stored in `stream` when the call starts (events arriving
-/// meanwhile are left for the next run) and turns plays, ratings and list
-/// adds into weight-1 interactions. Bad records are counted and skipped.
+/// meanwhile are left for the next run) and turns every event of positive
+/// weight into an interaction (weighted as serving weighs it, see
+/// [`event_weight`]). Bad records are counted and skipped.
 ///
 /// # Errors
 /// [`EventLogError::Read`] when the stream is missing or the server stops
@@ -268,7 +285,7 @@ pub async fn read_interactions(
         .await
         .map_err(|e| read(e.into()))?;
     let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
-    let mut seen: HashSet<(MemberId, ItemId)> = HashSet::new();
+    let mut seen: HashMap<(MemberId, ItemId), usize> = HashMap::new();
     loop {
         let next = tokio::time::timeout(READ_STALL_TIMEOUT, messages.next())
             .await
@@ -282,23 +299,19 @@ pub async fn read_interactions(
         out.events += 1;
         let event = subjects
             .member_of_event(&message.subject)
+            .or_else(|_| {
+                subjects
+                    .member_of_p_event(&message.subject)
+                    .map(|(_, member)| member)
+            })
             .ok()
             .and_then(|member| {
                 reco_messages::decode_event(&message.payload, member, max_payload).ok()
             });
         match event {
             None => out.bad += 1,
-            Some(event) if !is_interaction(event.kind) => out.ignored += 1,
-            Some(event) => {
-                if seen.insert((event.member, event.item)) {
-                    out.ratings.push(Rating {
-                        member: event.member,
-                        item: event.item,
-                        value: 1.0,
-                        at_ms: event.at_ms.unwrap_or(0),
-                    });
-                }
-            }
+            Some(event) if event_weight(&event) <= 0.0 => out.ignored += 1,
+            Some(event) => add_interaction(&mut out.ratings, &mut seen, &event),
         }
         if sequence >= last || pending == 0 {
             break;
@@ -311,20 +324,64 @@ pub async fn read_interactions(
     Ok(out)
 }
 
+/// Adds `event` to `ratings` (the training side of the one weighting): a
+/// new (member, item) becomes an interaction of the event's weight; a known
+/// one (its position in `ratings` is in `seen`) keeps the strongest weight.
+/// Events of weight 0 are the caller's to skip.
+pub fn add_interaction(
+    ratings: &mut Vec<Rating>,
+    seen: &mut HashMap<(MemberId, ItemId), usize>,
+    event: &Event,
+) {
+    let weight = event_weight(event);
+    match seen.entry((event.member, event.item)) {
+        Entry::Occupied(at) => {
+            let r = &mut ratings[*at.get()];
+            r.value = reco_models::confidence::combine(r.value, weight);
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(ratings.len());
+            ratings.push(Rating {
+                member: event.member,
+                item: event.item,
+                value: weight,
+                at_ms: event.at_ms.unwrap_or(0),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_messages::EventKind;
+
+    fn event(item: u64, kind: EventKind, value: f32) -> Event {
+        Event {
+            member: MemberId(7),
+            item: ItemId(item),
+            kind,
+            value,
+            at_ms: Some(1),
+            device: None,
+        }
+    }
 
     #[test]
-    fn only_choices_are_interactions() {
-        let chosen: Vec<_> = EventKind::ALL
-            .into_iter()
-            .filter(|&k| is_interaction(k))
-            .collect();
-        assert_eq!(
-            chosen,
-            vec![EventKind::Play, EventKind::Rate, EventKind::ListAdd]
-        );
+    fn events_become_interactions_of_their_weight_the_strongest_per_item() {
+        let mut ratings = Vec::new();
+        let mut seen = HashMap::new();
+        for e in [
+            event(1, EventKind::Play, 0.0),
+            event(1, EventKind::Stop, 1200.0),
+            event(2, EventKind::Click, 0.0),
+            event(1, EventKind::Click, 0.0),
+        ] {
+            add_interaction(&mut ratings, &mut seen, &e);
+        }
+        let weights: Vec<(u64, f32)> = ratings.iter().map(|r| (r.item.0, r.value)).collect();
+        assert_eq!(weights, vec![(1, 1.0), (2, 0.25)]);
+        assert_eq!(event_weight(&event(3, EventKind::Impression, 0.0)), 0.0);
     }
 
     #[test]
@@ -337,7 +394,13 @@ mod tests {
         };
         let c = stream_config(&config, &Subjects::new("prod.reco").unwrap());
         assert_eq!(c.name, "EV");
-        assert_eq!(c.subjects, vec!["prod.reco.events.*".to_owned()]);
+        assert_eq!(
+            c.subjects,
+            vec![
+                "prod.reco.events.*".to_owned(),
+                "prod.reco.p.events.*.*".to_owned()
+            ]
+        );
         assert_eq!(c.max_age, Duration::from_secs(3600));
         assert_eq!(c.max_bytes, 1 << 20);
     }

@@ -36,6 +36,30 @@ pub enum Holdout {
     },
 }
 
+/// What the `value` of the ratings given to [`run`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RatingValues {
+    /// Stars: every rating is a `rate` event, weighted by
+    /// [`reco_models::confidence::event_weight`] (a MovieLens CSV).
+    #[default]
+    Stars,
+    /// Already the interaction's weight (the event log's, see
+    /// [`crate::event_log::read_interactions`]).
+    Weights,
+}
+
+impl RatingValues {
+    /// The training weight of `rating`.
+    pub fn weight(self, rating: &Rating) -> f32 {
+        match self {
+            RatingValues::Stars => {
+                reco_models::confidence::event_weight(reco_messages::EventKind::Rate, rating.value)
+            }
+            RatingValues::Weights => rating.value,
+        }
+    }
+}
+
 /// Options of one training run.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -56,6 +80,8 @@ pub struct TrainOptions {
     pub write_split: Option<PathBuf>,
     /// Where to write the model directory, if anywhere.
     pub out: Option<PathBuf>,
+    /// What the ratings' values are (stars or weights).
+    pub values: RatingValues,
 }
 
 /// What a training run produced.
@@ -119,7 +145,8 @@ pub fn write_ratings(path: &Path, ratings: &[Rating]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Trains on `ratings` (every rating is an interaction of weight 1),
+/// Trains on `ratings` (weighted as `options.values` says: the one
+/// weighting of `reco_models::confidence`),
 /// computes the lists, scores the tiers on the holdout and writes the model
 /// directory, reporting progress on stderr.
 pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOutcome> {
@@ -154,9 +181,11 @@ pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOu
             dir.display()
         );
     }
-    // Every rating is an interaction: having watched a title says more about
-    // taste than the stars given to it.
-    let data = Interactions::from_triples(train.iter().map(|r| (r.member, r.item, 1.0)));
+    // The one weighting serving also uses (reco_models::confidence): every
+    // rating is an interaction of weight 1, whatever its stars.
+    let values = options.values;
+    let data =
+        Interactions::from_triples(train.iter().map(|r| (r.member, r.item, values.weight(r))));
     eprintln!(
         "Training on {} ratings: {} members, {} items ({} held out).",
         train.len(),

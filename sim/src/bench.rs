@@ -552,6 +552,10 @@ async fn echo_ceiling(
         degraded: false,
         reason: None,
         served_us: 10,
+        lists_version: None,
+        list_age_ms: None,
+        signals: None,
+        newest_signal_age_ms: None,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {

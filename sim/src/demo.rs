@@ -139,6 +139,7 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
             k: 10,
             write_split: None,
             out: Some(model.path().to_owned()),
+            values: reco_offline::train::RatingValues::Stars,
         },
     )
     .with_context(|| format!("cannot train on {}", options.ratings.display()))?;

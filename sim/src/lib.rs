@@ -29,6 +29,7 @@ pub mod driver;
 pub mod faults;
 pub mod plot;
 pub mod process;
+pub mod replay;
 pub mod report;
 pub mod setup;
 pub mod world;

@@ -143,7 +143,9 @@ impl NatsServer {
     }
 
     fn spawn(port: u16, dir: &Path, config: Option<&Path>) -> Result<(Child, LogTail)> {
-        let mut command = Command::new("nats-server");
+        let mut command = Command::new(
+            std::env::var_os("RECO_NATS_SERVER").unwrap_or_else(|| "nats-server".into()),
+        );
         if let Some(config) = config {
             command.arg("-c").arg(config);
         }

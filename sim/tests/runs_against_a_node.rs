@@ -327,10 +327,12 @@ async fn quality_ranks_model_above_nearline_above_precomputed_above_popular() {
     // Lists served for an hour; every refresh admitted (a burst of 200
     // members refreshes at once); sessions that remember every event of both
     // phases, so the model folds them all in and the node's seen items are
-    // the judge's.
+    // the judge's. The model breaker is off: the deadline-1 ms round misses
+    // on purpose, and the next round must still ask the model.
     let node = format!(
         "[nearline]\ndebounce_ms = {}\nmax_age_ms = 3600000\nmax_in_flight = 1024\n\
-         [sessions]\nrecent_events = 200\n",
+         [sessions]\nrecent_events = 200\n\
+         [model]\nbreaker_enabled = false\n",
         debounce.as_millis()
     );
     let stack = world_stack_with(&world, None, 500, &node).unwrap();

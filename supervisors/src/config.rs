@@ -51,6 +51,11 @@ pub struct Config {
     pub publish: PublishConfig,
     /// The operator surface.
     pub admin: AdminConfig,
+    /// Many nodes on one NATS (used when the server maps the subjects into
+    /// partitions; see `reco nats-config`).
+    pub cluster: ClusterConfig,
+    /// The near-real-time aggregation job (`reco nearline`).
+    pub streaming: StreamingConfig,
 }
 
 /// The operator surface: who may change a node's state over NATS.
@@ -63,6 +68,42 @@ pub struct AdminConfig {
     /// redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_token: Option<Secret>,
+}
+
+/// Many nodes on one NATS: partitions, leases and replay. A node detects at
+/// start-up whether the server maps `<prefix>.events.*` and
+/// `<prefix>.recommend.*` into partitions; without the mapping it runs
+/// alone and these keys only size its single-mode lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name (letters, digits, '-', '_'); empty: host name and
+    /// process id. `reco serve --node-id` overrides it.
+    pub node_id: String,
+    /// Number of partitions; must match the server's mapping (changing it
+    /// is a migration: stop every node, change the server and the nodes).
+    pub partitions: u32,
+    /// Lease length in milliseconds: a crashed node's partitions are served
+    /// again about this long after it died. Every node must use the same
+    /// (the lease bucket's, once it exists).
+    pub lease_ms: u64,
+    /// How far back a new owner replays a partition's events to rebuild its
+    /// members' recent signals, in seconds.
+    pub replay_window_secs: u64,
+    /// Events buffered between the partition intakes and the ingress.
+    pub events_buffer: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            partitions: 64,
+            lease_ms: 5000,
+            replay_window_secs: 600,
+            events_buffer: 4096,
+        }
+    }
 }
 
 /// Nearline: after a play, rate or list_add, a member's list is recomputed
@@ -479,6 +520,19 @@ pub struct SessionsConfig {
     /// Times an event may crash its member's session (each crash restarts
     /// the session) before it is quarantined: dropped and dead-lettered.
     pub quarantine_after: u32,
+    /// Recent signals older than this (ms) are not folded in.
+    pub signal_horizon_ms: u64,
+    /// A producer's `at_ms` up to this far (ms) in the future is believed;
+    /// beyond it (or older than the horizon) receipt time is used.
+    pub signal_max_skew_ms: u64,
+    /// A fresh event weighs this many times its training weight in the
+    /// online fold-in (measured by the replay evaluation, see README).
+    pub recent_boost: f32,
+    /// The recent boost halves every this many ms (0: no decay).
+    pub recent_half_life_ms: u64,
+    /// Scale of the member's training history in the online fold-in (0
+    /// ignores it).
+    pub history_weight: f32,
 }
 
 impl Default for SessionsConfig {
@@ -490,6 +544,11 @@ impl Default for SessionsConfig {
             mailbox: 64,
             shard_mailbox: 8_192,
             quarantine_after: 3,
+            signal_horizon_ms: 30 * 24 * 3_600_000,
+            signal_max_skew_ms: 60_000,
+            recent_boost: 32.0,
+            recent_half_life_ms: 3_600_000,
+            history_weight: 1.0,
         }
     }
 }
@@ -533,6 +592,19 @@ pub struct ModelConfig {
     /// TEST ONLY: every scoring pass first sleeps this long, in ms, to
     /// make the model late on purpose. Leave at 0 in production.
     pub test_delay_ms: u64,
+    /// The breaker in front of the model pool: off, every request asks the
+    /// model.
+    pub breaker_enabled: bool,
+    /// Its rolling window, in ms.
+    pub breaker_window_ms: u64,
+    /// Outcomes the window must hold before the breaker may open.
+    pub breaker_min_requests: u32,
+    /// Share of missed deadlines / failures in the window that opens it.
+    pub breaker_threshold: f64,
+    /// How long it stays open before half-open probes, in ms.
+    pub breaker_open_ms: u64,
+    /// Probes let through half-open; all must succeed to close it.
+    pub breaker_probes: u32,
 }
 
 impl Default for ModelConfig {
@@ -542,7 +614,149 @@ impl Default for ModelConfig {
             workers: 2,
             max_in_flight: 256,
             test_delay_ms: 0,
+            breaker_enabled: true,
+            breaker_window_ms: 10_000,
+            breaker_min_requests: 20,
+            breaker_threshold: 0.5,
+            breaker_open_ms: 5_000,
+            breaker_probes: 5,
         }
+    }
+}
+
+/// The near-real-time aggregation job, `reco nearline` (see the
+/// `reco_streaming` crate): it consumes the event stream `events_log.stream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// JetStream KV bucket of the checkpoint (state + last sequence).
+    pub checkpoint_bucket: String,
+    /// How often the state is checkpointed, in ms: at most this much of the
+    /// stream is re-read after a crash.
+    pub checkpoint_interval_ms: u64,
+    /// Object-store bucket of the published snapshots.
+    pub snapshot_bucket: String,
+    /// How often a snapshot (take rates, trending) is published, in ms.
+    pub snapshot_interval_ms: u64,
+    /// Snapshot versions kept in the bucket.
+    pub keep_snapshots: usize,
+    /// Titles in a snapshot's trending list.
+    pub trending_n: usize,
+    /// A stop with at least this many seconds watched is a completed play.
+    pub completed_seconds: f32,
+    /// Titles tracked at most (bounded memory whatever ids producers send).
+    pub max_titles: usize,
+    /// Distinct devices kept as segments; later ones pool under "other".
+    pub max_segments: usize,
+    /// Plays in the last hour a title needs to be trending.
+    pub trending_min_plays: u64,
+    /// Where the job's Prometheus exporter listens; empty disables it (a
+    /// port of its own: it may run beside a node).
+    pub metrics_addr: String,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            checkpoint_bucket: "reco_aggregates_state".into(),
+            checkpoint_interval_ms: 2_000,
+            snapshot_bucket: "reco_aggregates".into(),
+            snapshot_interval_ms: 5_000,
+            keep_snapshots: 5,
+            trending_n: 100,
+            completed_seconds: 1200.0,
+            max_titles: 1_000_000,
+            max_segments: 32,
+            trending_min_plays: 3,
+            metrics_addr: "127.0.0.1:9465".into(),
+        }
+    }
+}
+
+impl StreamingConfig {
+    /// The job's typed settings under `config` (stream, payload limit).
+    pub fn settings(&self, config: &Config) -> reco_streaming::StreamingSettings {
+        reco_streaming::StreamingSettings {
+            stream: config.events_log.stream.clone(),
+            checkpoint_bucket: self.checkpoint_bucket.clone(),
+            checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            snapshot_bucket: self.snapshot_bucket.clone(),
+            snapshot_interval: Duration::from_millis(self.snapshot_interval_ms),
+            keep_snapshots: self.keep_snapshots,
+            trending_n: self.trending_n,
+            max_payload: config.limits.max_payload_bytes,
+            params: reco_models::aggregates::AggregateParams {
+                completed_seconds: self.completed_seconds,
+                max_titles: self.max_titles,
+                max_segments: self.max_segments,
+                trending_min_plays: self.trending_min_plays,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, value: String, expected: &'static str| {
+            Err(ConfigError::Range {
+                key,
+                value,
+                expected,
+            })
+        };
+        for (key, name) in [
+            ("streaming.checkpoint_bucket", &self.checkpoint_bucket),
+            ("streaming.snapshot_bucket", &self.snapshot_bucket),
+        ] {
+            if !reco_offline::settings::is_valid_jetstream_name(name) {
+                return bad(
+                    key,
+                    format!("{name:?}"),
+                    "1 to 64 letters, digits, '-' or '_'",
+                );
+            }
+        }
+        if !(100..=3_600_000).contains(&self.checkpoint_interval_ms) {
+            let v = self.checkpoint_interval_ms.to_string();
+            return bad("streaming.checkpoint_interval_ms", v, "100 to 3600000");
+        }
+        if !(100..=3_600_000).contains(&self.snapshot_interval_ms) {
+            let v = self.snapshot_interval_ms.to_string();
+            return bad("streaming.snapshot_interval_ms", v, "100 to 3600000");
+        }
+        if !(1..=1000).contains(&self.keep_snapshots) {
+            let v = self.keep_snapshots.to_string();
+            return bad("streaming.keep_snapshots", v, "1 to 1000");
+        }
+        if !(1..=10_000).contains(&self.trending_n) {
+            return bad(
+                "streaming.trending_n",
+                self.trending_n.to_string(),
+                "1 to 10000",
+            );
+        }
+        if !(self.completed_seconds.is_finite()
+            && (0.0..=604_800.0).contains(&self.completed_seconds))
+        {
+            let v = self.completed_seconds.to_string();
+            return bad("streaming.completed_seconds", v, "0 to 604800 (a week)");
+        }
+        if !(1..=100_000_000).contains(&self.max_titles) {
+            let v = self.max_titles.to_string();
+            return bad("streaming.max_titles", v, "1 to 100000000");
+        }
+        if self.max_segments > 1024 {
+            let v = self.max_segments.to_string();
+            return bad("streaming.max_segments", v, "0 to 1024");
+        }
+        if !self.metrics_addr.is_empty()
+            && self.metrics_addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "streaming.metrics_addr",
+                format!("{:?}", self.metrics_addr),
+                "an address like \"127.0.0.1:9465\", or \"\" to disable the exporter",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -780,6 +994,53 @@ impl Config {
             "1 to 10000",
         )?;
         range(
+            "sessions.signal_horizon_ms",
+            self.sessions.signal_horizon_ms,
+            1,
+            365 * 24 * 3_600_000,
+            "1 ms to 365 days",
+        )?;
+        range(
+            "sessions.signal_max_skew_ms",
+            self.sessions.signal_max_skew_ms,
+            0,
+            24 * 3_600_000,
+            "0 to 1 day",
+        )?;
+        for (key, value) in [
+            ("sessions.recent_boost", self.sessions.recent_boost),
+            ("sessions.history_weight", self.sessions.history_weight),
+        ] {
+            if !value.is_finite() {
+                return Err(ConfigError::Range {
+                    key,
+                    value: value.to_string(),
+                    expected: "a finite number",
+                });
+            }
+        }
+        range(
+            "sessions.recent_boost",
+            self.sessions.recent_boost,
+            1.0,
+            1000.0,
+            "1 to 1000",
+        )?;
+        range(
+            "sessions.recent_half_life_ms",
+            self.sessions.recent_half_life_ms,
+            0,
+            365 * 24 * 3_600_000,
+            "0 (no decay) to 365 days",
+        )?;
+        range(
+            "sessions.history_weight",
+            self.sessions.history_weight,
+            0.0,
+            100.0,
+            "0 to 100",
+        )?;
+        range(
             "sessions.mailbox",
             self.sessions.mailbox,
             1,
@@ -856,6 +1117,41 @@ impl Config {
         self.supervision.sessions.validate("sessions")?;
         range("model.workers", self.model.workers, 1, 1024, "1 to 1024")?;
         range(
+            "model.breaker_window_ms",
+            self.model.breaker_window_ms,
+            10,
+            3_600_000,
+            "10 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_min_requests",
+            self.model.breaker_min_requests,
+            1,
+            1_000_000,
+            "1 to 1000000",
+        )?;
+        if !(self.model.breaker_threshold > 0.0 && self.model.breaker_threshold <= 1.0) {
+            return Err(ConfigError::Range {
+                key: "model.breaker_threshold",
+                value: self.model.breaker_threshold.to_string(),
+                expected: "above 0, at most 1",
+            });
+        }
+        range(
+            "model.breaker_open_ms",
+            self.model.breaker_open_ms,
+            1,
+            3_600_000,
+            "1 ms to 1 hour",
+        )?;
+        range(
+            "model.breaker_probes",
+            self.model.breaker_probes,
+            1,
+            10_000,
+            "1 to 10000",
+        )?;
+        range(
             "model.max_in_flight",
             self.model.max_in_flight,
             1,
@@ -875,6 +1171,44 @@ impl Config {
             .security()
             .validate()
             .map_err(ConfigError::Security)?;
+        if !self.cluster.node_id.is_empty()
+            && reco_cluster::NodeId::new(&self.cluster.node_id).is_err()
+        {
+            return Err(ConfigError::Range {
+                key: "cluster.node_id",
+                value: format!("{:?}", self.cluster.node_id),
+                expected: "1 to 64 letters, digits, '-' or '_' (or empty: host name and pid)",
+            });
+        }
+        range(
+            "cluster.partitions",
+            self.cluster.partitions,
+            1,
+            reco_messages::partition::MAX_PARTITIONS,
+            "1 to 4096",
+        )?;
+        range(
+            "cluster.lease_ms",
+            self.cluster.lease_ms,
+            500,
+            600_000,
+            "500 to 600000",
+        )?;
+        range(
+            "cluster.replay_window_secs",
+            self.cluster.replay_window_secs,
+            0,
+            7 * 24 * 3600,
+            "0 to 604800 (a week)",
+        )?;
+        range(
+            "cluster.events_buffer",
+            self.cluster.events_buffer,
+            16,
+            10_000_000,
+            "16 to 10000000",
+        )?;
+        self.streaming.validate()?;
         Ok(())
     }
 
@@ -889,6 +1223,8 @@ impl Config {
             events_log: self.events_log.clone(),
             publish: self.publish.clone(),
             max_payload_bytes: self.limits.max_payload_bytes,
+            aggregate_params: self.streaming.settings(self).params,
+            trending_n: self.streaming.trending_n,
         }
     }
 
@@ -988,6 +1324,8 @@ mod tests {
             "[events_log]\nmax_age_secs = 1",
             "[publish]\nbucket = \"\"",
             "[publish]\nkeep_versions = 0",
+            "[streaming]\nsnapshot_interval_ms = 0",
+            "[streaming]\ncheckpoint_bucket = \"a.b\"",
         ] {
             let config = Config::from_toml(text).unwrap();
             let err = config.validate().unwrap_err().to_string();

@@ -9,10 +9,13 @@
 //! - [`config`]: every operator knob with its default and range.
 //! - [`supervision`]: supervision trees (strategies, intensity, backoff),
 //!   and the drawing of a node's tree.
+//! - [`nearline`]: `reco nearline` and `reco insights` (the aggregation job's
+//!   composition root).
 //! - [`node`]: starts the actors of a serving node and drains them.
 //! - [`telemetry`]: logging and the Prometheus exporter.
 
 pub mod config;
+pub mod nearline;
 pub mod node;
 pub mod supervision;
 pub mod telemetry;

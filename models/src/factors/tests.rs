@@ -334,3 +334,86 @@ fn the_fused_and_portable_kernels_agree_up_to_rounding() {
         }
     }
 }
+
+#[test]
+fn member_history_survives_the_artifact_and_old_artifacts_still_load() {
+    use crate::{Interactions, MemberHistory};
+    let plain = model(20, 4, 3).with_reg_exponent(0.4).unwrap();
+    // An artifact written before member history existed.
+    let old = plain.to_bytes();
+    let loaded = ItemFactors::from_bytes(&old).unwrap();
+    assert!(loaded.history().is_none());
+    assert!(!loaded.knows_member(MemberId(1)));
+    assert!(loaded.history_items(MemberId(1)).is_empty());
+    // Rows follow the model's items: history over items 1, 4, 7 ... (rows 0, 1, 2).
+    let data = Interactions::from_triples([
+        (MemberId(1), plain.item_at(0), 1.0),
+        (MemberId(1), plain.item_at(2), 0.5),
+        (MemberId(2), plain.item_at(1), 1.0),
+    ]);
+    let with = plain
+        .clone()
+        .with_history(MemberHistory::from_interactions(&data))
+        .unwrap();
+    let bytes = with.to_bytes();
+    let back = ItemFactors::from_bytes(&bytes).unwrap();
+    assert_eq!(back, with);
+    assert_ne!(back, loaded);
+    assert_eq!(
+        back.history_items(MemberId(1)),
+        vec![plain.item_at(0), plain.item_at(2)],
+    );
+    // Cut inside the history section: refused, never a panic.
+    for cut in [old.len() - 8, old.len() - 4, bytes.len() - 12] {
+        let mut body = bytes[..cut].to_vec();
+        body.extend_from_slice(&bytes[bytes.len() - 8..]);
+        assert!(ItemFactors::from_bytes(&body).is_err());
+    }
+}
+
+#[test]
+fn a_trained_members_reply_excludes_its_history_and_folds_it_in() {
+    use crate::{train_als, AlsParams, Interactions};
+    // Two taste groups; member 0 knows items 0..4 of group A.
+    let mut triples = Vec::new();
+    for m in 0..20u64 {
+        let base = if m < 10 { 0 } else { 10 };
+        for i in base..base + 8 {
+            if m == 0 && i >= 5 {
+                continue;
+            }
+            triples.push((MemberId(m), ItemId(i), 1.0));
+        }
+    }
+    let data = Interactions::from_triples(triples);
+    let params = AlsParams {
+        factors: 4,
+        iterations: 10,
+        reg: 0.1,
+        alpha: 10.0,
+        reg_exponent: 0.0,
+        seed: 7,
+        threads: 1,
+        cg_steps: 0,
+    };
+    let trained = train_als(&data, &params, "v".into(), |_| {}).unwrap();
+    let model = ItemFactors::from_bytes(&trained.item_factors.to_bytes()).unwrap();
+    let member = MemberId(0);
+    assert!(model.knows_member(member));
+    let history = model.history_items(member);
+    assert_eq!(history, (0..5).map(ItemId).collect::<Vec<_>>());
+    // No recent event: the trained vector, ranked without the history.
+    let user = model.fold_in_member(member, &[], 1.0).unwrap();
+    for (a, b) in user.iter().zip(trained.user_factors.get(member).unwrap()) {
+        assert!((a - b).abs() < 1e-3);
+    }
+    let top = model.top_k(&user, 3, &history);
+    assert!(top.iter().all(|s| !history.contains(&s.item)));
+    assert!(top.iter().all(|s| (5..8).contains(&s.item.0)), "{top:?}");
+    // An unknown member folds in from its recent events alone.
+    let stranger = model
+        .fold_in_member(MemberId(99), &[(ItemId(12), 1.0)], 1.0)
+        .unwrap();
+    assert_eq!(stranger, model.fold_in(&[(ItemId(12), 1.0)]).unwrap());
+    assert!(model.fold_in_member(MemberId(99), &[], 1.0).is_none());
+}

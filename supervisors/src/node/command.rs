@@ -30,6 +30,50 @@ pub struct ServeArgs {
     /// Print the effective configuration, every default included, and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// This node's name in a cluster (overrides cluster.node_id; default:
+    /// host name and process id).
+    #[arg(long)]
+    pub node_id: Option<String>,
+}
+
+/// Arguments of `reco nats-config`.
+#[derive(Debug, Args)]
+pub struct NatsConfigArgs {
+    /// Number of partitions (every node's cluster.partitions must match).
+    #[arg(long, default_value_t = reco_messages::partition::DEFAULT_PARTITIONS)]
+    pub partitions: u32,
+    /// Subject prefix of the deployment.
+    #[arg(long, default_value = reco_messages::subjects::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Print only the top-level `mappings { … }` block, to add to an
+    /// existing configuration.
+    #[arg(long)]
+    pub fragment: bool,
+    /// Client listen address of the complete configuration.
+    #[arg(long, default_value = "0.0.0.0:4222")]
+    pub listen: String,
+    /// JetStream store directory of the complete configuration.
+    #[arg(long, default_value = "/var/lib/nats/jetstream")]
+    pub store_dir: PathBuf,
+}
+
+/// Prints the nats-server configuration that lets several nodes share a
+/// prefix (complete, or only the mappings with `--fragment`).
+///
+/// # Errors
+/// On an invalid prefix or partition count.
+pub fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<()> {
+    let subjects = reco_messages::Subjects::new(&args.prefix)?;
+    let config = reco_cluster::ServerConfig::new()
+        .partitions(&subjects, args.partitions)?
+        .listen(args.listen.clone())
+        .store_dir(&args.store_dir);
+    if args.fragment {
+        print!("{}", config.fragment());
+    } else {
+        print!("{}", config.render());
+    }
+    Ok(())
 }
 
 fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -50,6 +94,9 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(addr) = &args.metrics_addr {
         config.node.metrics_addr = addr.clone();
+    }
+    if let Some(id) = &args.node_id {
+        config.cluster.node_id = id.clone();
     }
     config.validate()?;
     Ok(config)

@@ -15,7 +15,9 @@
 //! - `admin.rs`: the operator surface the node itself answers
 //!   (`admin.tree`, `admin.reload`) and the process gauges.
 //! - `signals.rs`: SIGINT/SIGTERM (shutdown).
-//! - [`command`]: `reco serve`.
+//! - [`cluster`]: single or cluster mode (the partition mapping probe,
+//!   leases, replay) and what it feeds the ingress.
+//! - [`command`]: `reco serve` and `reco nats-config`.
 
 use crate::config::Config;
 use crate::supervision::Shutdown;
@@ -42,6 +44,7 @@ use std::time::Duration;
 use tree::{dead_letter, IngressState, IngressWiring, TelemetryWiring, TreeParts};
 
 mod admin;
+pub mod cluster;
 pub mod command;
 pub mod connect;
 mod signals;
@@ -119,6 +122,7 @@ pub async fn run(
     });
     let in_flight = InFlight::new();
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let role = cluster::start(&client, &config, &subjects, drain_rx.clone()).await?;
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
     let guard = reco_actors::guard::OperatorGuard::new(
@@ -127,6 +131,7 @@ pub async fn run(
     let (telemetry_stop_tx, telemetry_stop_rx) = tokio::sync::watch::channel(false);
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
+    let breaker = reco_actors::breaker::ModelBreaker::new(tree::breaker_settings(&config.model));
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -135,6 +140,7 @@ pub async fn run(
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
+        breaker: breaker.clone(),
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
@@ -147,6 +153,7 @@ pub async fn run(
             in_flight: in_flight.clone(),
             drain: drain_rx,
             state: Arc::new(ingress_tx),
+            traffic: role.traffic(),
         },
         telemetry: TelemetryWiring {
             admin: Admin {
@@ -159,7 +166,9 @@ pub async fn run(
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
                 guard: guard.clone(),
+                breaker,
                 rss_bytes: Arc::new(rss_bytes),
+                cluster: Some(role.health()),
             },
             stop: telemetry_stop_rx,
             running: Arc::new(telemetry_tx),
@@ -197,6 +206,8 @@ pub async fn run(
                 prefix = subjects.prefix(),
                 shards = shard_count,
                 workers = config.model.workers,
+                node = %role.node,
+                mode = role.mode_name(),
                 model = model_version.as_deref().unwrap_or("none"),
                 lists = %lists_version,
                 "Node ready."
@@ -225,6 +236,7 @@ pub async fn run(
         tracing::warn!("The ingress did not finish draining in time.");
     }
     let left = in_flight.wait_idle(drain_limit).await;
+    role.stopped(drain_limit).await;
     if left > 0 {
         metrics::counter!(nm::DRAIN_ABANDONED_TOTAL).increment(left as u64);
         tracing::error!(left, "Drain timed out with requests still in flight.");

@@ -11,7 +11,7 @@ use crate::supervision::{
 use actix::prelude::*;
 use reco_actors::admin::Admin;
 use reco_actors::faults::InjectedFaults;
-use reco_actors::ingress::{dlq_headers, Ingress, IngressSettings};
+use reco_actors::ingress::{dlq_headers, Inbound, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
 use reco_actors::lists::ListsReader;
 use reco_actors::loader::Loader;
@@ -44,6 +44,9 @@ pub(super) struct IngressWiring {
     /// Becomes true when the node drains.
     pub(super) drain: tokio::sync::watch::Receiver<bool>,
     pub(super) state: Arc<tokio::sync::watch::Sender<IngressState>>,
+    /// The owned partitions' traffic (cluster mode); `None`: subscribe the
+    /// public subjects (a node alone).
+    pub(super) traffic: Option<super::cluster::PartitionTraffic>,
 }
 
 /// A running ingress: stopping it drains its subscriptions.
@@ -77,6 +80,8 @@ pub(super) struct TreeParts {
     pub(super) shards: ShardTable,
     pub(super) arbiters: Vec<ArbiterHandle>,
     pub(super) dead_letter: DeadLetter,
+    /// The breaker in front of the model pool, shared by every session.
+    pub(super) breaker: reco_actors::breaker::ModelBreaker,
     /// The injectable faults the sessions check (poisoned items).
     pub(super) faults: InjectedFaults,
     pub(super) ingress: IngressWiring,
@@ -180,15 +185,32 @@ impl TreeParts {
         actix::spawn(async move {
             let subjects = &wiring.subjects;
             let subscribed = async {
-                let events = wiring.client.subscribe(subjects.events_wildcard()).await?;
-                let requests = wiring
+                let (events, requests) = match &wiring.traffic {
+                    Some(traffic) => (traffic.events(), traffic.requests()),
+                    None => (
+                        Inbound::Subscription(
+                            wiring.client.subscribe(subjects.events_wildcard()).await?,
+                        ),
+                        Inbound::Subscription(
+                            wiring
+                                .client
+                                .subscribe(subjects.recommend_wildcard())
+                                .await?,
+                        ),
+                    ),
+                };
+                // Every node answers the fallback subject, in one group.
+                let fallback = wiring
                     .client
-                    .subscribe(subjects.recommend_wildcard())
+                    .queue_subscribe(
+                        subjects.fallback_recommend_wildcard(),
+                        reco_messages::partition::FALLBACK_QUEUE_GROUP.into(),
+                    )
                     .await?;
                 round_trip(&wiring.client).await?;
-                anyhow::Ok((events, requests))
+                anyhow::Ok((events, requests, fallback))
             };
-            let (events, requests) = match subscribed.await {
+            let (events, requests, fallback) = match subscribed.await {
                 Ok(subscriptions) => subscriptions,
                 Err(error) => {
                     return exit(ExitReason::Failed(format!("cannot subscribe: {error:#}")));
@@ -214,7 +236,7 @@ impl TreeParts {
                 reader,
                 wiring.in_flight.clone(),
             );
-            ingress.run(events, requests, stop).await;
+            ingress.run(events, requests, Some(fallback), stop).await;
             wiring.state.send_replace(IngressState::Stopped);
             exit(if asked.load(Ordering::Acquire) {
                 ExitReason::Normal
@@ -241,10 +263,12 @@ impl TreeParts {
                 mailbox: config.sessions.mailbox,
                 reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
                 quarantine_after: config.sessions.quarantine_after,
+                signals: Arc::new(signal_policy(&config.sessions)),
             },
             dead_letter: self.dead_letter.clone(),
             faults: self.faults.clone(),
             nearline: self.nearline.clone(),
+            breaker: self.breaker.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
@@ -349,4 +373,31 @@ pub(super) fn dead_letter(client: async_nats::Client, subjects: Subjects) -> Dea
             }
         });
     })
+}
+
+/// The recent-signal policy of the node's sessions, from its configuration.
+fn signal_policy(c: &crate::config::SessionsConfig) -> reco_actors::signals::SignalPolicy {
+    reco_actors::signals::SignalPolicy {
+        horizon_ms: c.signal_horizon_ms,
+        max_skew_ms: c.signal_max_skew_ms,
+        fold_in: reco_models::FoldInPolicy {
+            history_weight: c.history_weight,
+            recent_boost: c.recent_boost,
+            half_life_ms: (c.recent_half_life_ms > 0).then_some(c.recent_half_life_ms),
+        },
+    }
+}
+
+/// The model breaker's settings, from the node's configuration.
+pub(super) fn breaker_settings(
+    c: &crate::config::ModelConfig,
+) -> reco_actors::breaker::BreakerSettings {
+    reco_actors::breaker::BreakerSettings {
+        enabled: c.breaker_enabled,
+        window: Duration::from_millis(c.breaker_window_ms),
+        min_requests: c.breaker_min_requests,
+        threshold: c.breaker_threshold,
+        open_for: Duration::from_millis(c.breaker_open_ms),
+        probes: c.breaker_probes,
+    }
 }

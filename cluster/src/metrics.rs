@@ -1,0 +1,9 @@
+//! Names of the metrics the cluster layer emits: defined once, with their
+//! kind and help text, in [`reco_messages::metrics`].
+
+pub use reco_messages::metrics::{
+    CLUSTER_NODES_LIVE, LEASE_OPERATIONS_TOTAL, PARTITIONS_OWNED, PARTITION_LAG_EVENTS,
+    PARTITION_MISMATCH_TOTAL, PARTITION_MOVES_TOTAL, PARTITION_REQUESTS_FENCED_TOTAL,
+    PARTITION_REQUESTS_SHED_TOTAL, PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL, PARTITION_SERVING,
+    REPLAY_EVENTS_TOTAL, REPLAY_SECONDS,
+};

@@ -1,0 +1,13 @@
+//! Names of the aggregation job's metrics: defined once in
+//! [`reco_messages::metrics`] (with their kinds and help texts, which the
+//! exporter describes at start-up); re-exported here under short names.
+
+pub use reco_messages::metrics::{
+    AGGREGATES_CHECKPOINTS_TOTAL as CHECKPOINTS_TOTAL,
+    AGGREGATES_CHECKPOINT_AGE_SECONDS as CHECKPOINT_AGE_SECONDS,
+    AGGREGATES_EVENTS_TOTAL as EVENTS_TOTAL, AGGREGATES_LAG_EVENTS as LAG_EVENTS,
+    AGGREGATES_LAST_SEQUENCE as LAST_SEQUENCE,
+    AGGREGATES_REPROCESSED_EVENTS_TOTAL as REPROCESSED_EVENTS_TOTAL,
+    AGGREGATES_SNAPSHOTS_TOTAL as SNAPSHOTS_TOTAL, AGGREGATES_SNAPSHOT_SECONDS as SNAPSHOT_SECONDS,
+    AGGREGATES_SWAPS_TOTAL as SWAPS_TOTAL, AGGREGATES_TITLES as TITLES,
+};

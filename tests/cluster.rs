@@ -1,0 +1,504 @@
+//! Many nodes on one NATS, end to end: three `reco serve` processes on a
+//! real nats-server started with the configuration `reco nats-config`
+//! generates, under a steady load of events (acknowledged by JetStream) and
+//! requests (following the caller rule). The node owning the most partitions
+//! is killed with SIGKILL: every request is still answered (counting the
+//! fallback subject), events acknowledged while its partitions had no owner
+//! are applied by the new owners (a played item is excluded from the
+//! member's next reply), and every partition is served again.
+//!
+//! Also: a node alone on a plain server keeps working as before, and a
+//! second one on the same prefix refuses to start.
+
+use async_nats::jetstream;
+use reco_client::caller::ask_with_fallback;
+use reco_cluster::assignment::assign;
+use reco_cluster::testing::NatsServer as ConfiguredServer;
+use reco_cluster::{NodeId, ServerConfig};
+use reco_e2e::{Fixture, NatsServer, Node};
+use reco_messages::partition::{partition_of, Partition};
+use reco_messages::{
+    decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
+};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 16;
+const LEASE_MS: u64 = 2000;
+const MEMBERS: u64 = 120;
+
+fn node_config(id: &str) -> String {
+    format!(
+        "[node]\nshards = 1\n\
+         [model]\nworkers = 1\n\
+         [nearline]\nenabled = false\n\
+         [cluster]\nnode_id = \"{id}\"\npartitions = {PARTITIONS}\nlease_ms = {LEASE_MS}\nreplay_window_secs = 600\n"
+    )
+}
+
+fn serving(node: &Node) -> f64 {
+    node.metric("reco_partition_serving", &[])
+}
+
+/// Polls until each node serves the number of partitions rendezvous
+/// hashing gives it among `ids` (so all of them, each once); returns how
+/// long that took. Panics after `limit`.
+async fn converged(nodes: &[&Node], ids: &[&str], limit: Duration) -> Duration {
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    let want: Vec<f64> = node_ids
+        .iter()
+        .map(|id| owners.values().filter(|o| *o == id).count() as f64)
+        .collect();
+    let started = Instant::now();
+    loop {
+        let counts: Vec<f64> = nodes.iter().map(|n| serving(n)).collect();
+        if counts == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "partitions not served as assigned: {counts:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ask(client: &async_nats::Client, member: u64) -> (reco_messages::Recommendations, bool) {
+    let request = RecommendRequest {
+        k: Some(10),
+        deadline_ms: Some(300),
+        ..Default::default()
+    };
+    let (reply, via_fallback) = ask_with_fallback(
+        client,
+        &Subjects::default(),
+        MemberId(member),
+        encode(&request).into(),
+        Duration::from_millis(1000),
+    )
+    .await
+    .expect("every request is answered, on the fallback subject at worst");
+    match decode::<RecommendReply>(&reply.payload, 1 << 20).expect("replies decode") {
+        RecommendReply::Ok(recommendations) => (recommendations, via_fallback),
+        RecommendReply::Error(error) => panic!("error reply: {error:?}"),
+    }
+}
+
+async fn play(js: &jetstream::Context, member: u64, item: ItemId) {
+    let event = Event {
+        member: MemberId(member),
+        item,
+        kind: EventKind::Play,
+        value: 600.0,
+        at_ms: None,
+        device: None,
+    };
+    js.publish(
+        Subjects::default().events(MemberId(member)),
+        encode(&event).into(),
+    )
+    .await
+    .expect("published")
+    .await
+    .expect("JetStream acknowledged the event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    for node in &nodes {
+        node.wait_log(Duration::from_secs(30), "this node joins the cluster")
+            .await;
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let health = server
+        .client()
+        .await
+        .request(subjects.admin_health(), "".into())
+        .await
+        .unwrap();
+    let health: reco_messages::admin::Health = decode(&health.payload, 1 << 20).unwrap();
+    let cluster = health.cluster.expect("health tells the node's place");
+    assert_eq!(cluster.mode, "cluster");
+    assert!(ids.contains(&cluster.node.as_str()));
+    assert!(!cluster.partitions.is_empty());
+    // The converged owners are rendezvous hashing's: the victim is the node
+    // with the most partitions.
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    let (victim, _) = node_ids
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, id)| owners.values().filter(|o| o == id).count())
+        .unwrap();
+    let victim_partitions: BTreeSet<Partition> = owners
+        .iter()
+        .filter(|(_, o)| **o == node_ids[victim])
+        .map(|(k, _)| *k)
+        .collect();
+    let victims: Vec<u64> = (0..MEMBERS)
+        .filter(|&m| victim_partitions.contains(&partition_of(MemberId(m), PARTITIONS)))
+        .collect();
+    assert!(!victims.is_empty());
+
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    // Each victim member's current top item: played during the outage, it
+    // must be gone from the member's next reply.
+    let tops = top_items(&client, &victims[..victims.len().min(12)]).await;
+
+    let load = Load::start(&client, &js);
+    load.running(50).await;
+
+    let killed_at = Instant::now();
+    nodes[victim].kill();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    let survivor_ids: Vec<&str> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, id)| *id)
+        .collect();
+    converged(&survivors, &survivor_ids, Duration::from_secs(30)).await;
+    let recovered = killed_at.elapsed();
+
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
+    eprintln!(
+        "SIGKILL of {} ({} of {PARTITIONS} partitions): served again after {recovered:?} \
+         (lease {LEASE_MS} ms); {answered} requests answered, {via_fallback} by the fallback \
+         subject; {events} events acknowledged",
+        ids[victim],
+        victim_partitions.len(),
+    );
+}
+
+/// A steady load: events acknowledged by JetStream (clicks, which exclude
+/// nothing) and requests following the caller rule; a request without any
+/// answer or an event without an acknowledgement fails the task.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    via_fallback: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &async_nats::Client, js: &jetstream::Context) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answered, via_fallback, events) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let requester = {
+            let (client, stop, answered, via_fallback) = (
+                client.clone(),
+                stop.clone(),
+                answered.clone(),
+                via_fallback.clone(),
+            );
+            tokio::spawn(async move {
+                let mut m = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, fell_back) = ask(&client, m % MEMBERS).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if fell_back {
+                        via_fallback.fetch_add(1, Ordering::Relaxed);
+                    }
+                    m += 7;
+                }
+            })
+        };
+        let producer = {
+            let (js, stop, events) = (js.clone(), stop.clone(), events.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let event = Event {
+                        member: MemberId(i % MEMBERS),
+                        item: ItemId(1000 + 7 * (i % 400)),
+                        kind: EventKind::Click,
+                        value: 0.0,
+                        at_ms: None,
+                        device: None,
+                    };
+                    js.publish(
+                        Subjects::default().events(MemberId(i % MEMBERS)),
+                        encode(&event).into(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .expect("JetStream acknowledged the event");
+                    events.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        Load {
+            stop,
+            answered,
+            via_fallback,
+            events,
+            tasks: vec![requester, producer],
+        }
+    }
+
+    /// Waits until `requests` requests were answered (the load runs).
+    async fn running(&self, requests: u64) {
+        while self.answered.load(Ordering::Relaxed) < requests {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the load; (requests answered, of them by the fallback subject,
+    /// events acknowledged).
+    async fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await
+                .expect("no request went unanswered and every event was acknowledged");
+        }
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.via_fallback.load(Ordering::Relaxed),
+            self.events.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Each of `members`' current top item.
+async fn top_items(client: &async_nats::Client, members: &[u64]) -> Vec<(u64, ItemId)> {
+    let mut tops = Vec::new();
+    for &m in members {
+        let (reply, _) = ask(client, m).await;
+        tops.push((m, reply.items.first().expect("a non-empty list").item));
+    }
+    tops
+}
+
+/// Asks each member again: the reply comes from its partition's owner and
+/// leaves out the item it played.
+async fn played_items_are_excluded(client: &async_nats::Client, played: &[(u64, ItemId)]) {
+    for &(m, item) in played {
+        let (reply, fell_back) = ask(client, m).await;
+        assert!(!fell_back, "member {m}: its partition has an owner again");
+        assert!(
+            reply.items.iter().all(|s| s.item != item),
+            "member {m}: item {item:?}, played during the move, is still recommended"
+        );
+    }
+}
+
+/// The members among `0..MEMBERS` whose partition `owner` holds in the
+/// rendezvous assignment over `ids`.
+fn members_of(owner: &str, ids: &[&str]) -> Vec<u64> {
+    let node_ids: Vec<NodeId> = ids.iter().map(|id| NodeId::new(id).unwrap()).collect();
+    let owners = assign(PARTITIONS, &node_ids);
+    (0..MEMBERS)
+        .filter(|&m| owners[&partition_of(MemberId(m), PARTITIONS)].as_str() == owner)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_node_hands_over_and_a_joining_node_takes_its_share_without_losing_events() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let mut nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let load = Load::start(&client, &js);
+    load.running(50).await;
+
+    // SIGTERM: the node hands its partitions over before it exits.
+    let leaving = members_of("node-3", &ids);
+    let tops = top_items(&client, &leaving[..leaving.len().min(8)]).await;
+    let stopped_at = Instant::now();
+    nodes[2].terminate();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors = ["node-1", "node-2"];
+    converged(&[&nodes[0], &nodes[1]], &survivors, Duration::from_secs(30)).await;
+    let handed_over = stopped_at.elapsed();
+    nodes[2].wait_exit(Duration::from_secs(30));
+    played_items_are_excluded(&client, &tops).await;
+
+    // A fourth node joins: it takes its share, each partition replayed.
+    let joined = ["node-1", "node-2", "node-4"];
+    let moving = members_of("node-4", &joined);
+    let tops = top_items(&client, &moving[..moving.len().min(8)]).await;
+    let joined_at = Instant::now();
+    nodes.push(Node::start(
+        &server.url(),
+        Some(fixture.path()),
+        &node_config("node-4"),
+    ));
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    converged(
+        &[&nodes[0], &nodes[1], &nodes[3]],
+        &joined,
+        Duration::from_secs(30),
+    )
+    .await;
+    let rebalanced = joined_at.elapsed();
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
+    eprintln!(
+        "SIGTERM of node-3: its partitions served again after {handed_over:?}; node-4 joined and \
+         served its share {rebalanced:?} after its start; {answered} requests answered, \
+         {via_fallback} by the fallback subject; {events} events acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn a_node_alone_on_a_plain_server_serves_and_a_second_one_refuses_to_start() {
+    let server = NatsServer::start();
+    let fixture = Fixture::write(200, 8, 50, "v1");
+    let config = "[node]\nshards = 1\n[model]\nworkers = 1\n[cluster]\nlease_ms = 1000\n";
+    let first = Node::start(&server.url(), Some(fixture.path()), config);
+    assert!(first.log().contains("single mode"), "{}", first.log());
+    let client = server.client().await;
+    let reply = reco_e2e::ask(&client, 3, 500).await;
+    assert!(matches!(reply, RecommendReply::Ok(_)));
+    // The fallback subject is answered too.
+    let request = RecommendRequest::default();
+    let reply = client
+        .request(
+            Subjects::default().fallback_recommend(MemberId(3)),
+            encode(&request).into(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        decode::<RecommendReply>(&reply.payload, 1 << 20).unwrap(),
+        RecommendReply::Ok(r) if r.reason == Some(reco_messages::Reason::Failover)
+    ));
+
+    let health = client
+        .request(Subjects::default().admin_health(), "".into())
+        .await
+        .unwrap();
+    let health: reco_messages::admin::Health = decode(&health.payload, 1 << 20).unwrap();
+    let cluster = health.cluster.expect("health tells the node's mode");
+    assert_eq!(cluster.mode, "single");
+    assert!(cluster.partitions.is_empty());
+
+    let refused = reco_sim::process::Node::start(&server.url(), Some(fixture.path()), config);
+    let error = format!(
+        "{:#}",
+        refused.err().expect("the second node refuses to start")
+    );
+    assert!(error.contains("reco nats-config"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_resumes() {
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let ids = ["node-1", "node-2", "node-3"];
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let load = Load::start(&client, &js);
+    load.running(50).await;
+
+    let hung = members_of("node-2", &ids);
+    let tops = top_items(&client, &hung[..hung.len().min(8)]).await;
+    let paused_at = Instant::now();
+    nodes[1].pause();
+    for &(m, item) in &tops {
+        play(&js, m, item).await;
+    }
+    let survivors = ["node-1", "node-3"];
+    converged(&[&nodes[0], &nodes[2]], &survivors, Duration::from_secs(30)).await;
+    let moved = paused_at.elapsed();
+    played_items_are_excluded(&client, &tops).await;
+
+    // Resumed, it finds its leases gone and drops them (fencing), then
+    // rejoins and gets its share back, replayed.
+    nodes[1].resume();
+    nodes[1]
+        .wait_log(Duration::from_secs(30), "Partition lease lost")
+        .await;
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    played_items_are_excluded(&client, &tops).await;
+    let (answered, via_fallback, events) = load.finish().await;
+    eprintln!(
+        "SIGSTOP of node-2: its partitions served by others after {moved:?}; after SIGCONT it \
+         dropped its stale leases and rejoined; {answered} requests answered, {via_fallback} by \
+         the fallback subject; {events} events acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn training_reads_events_stored_under_the_partitioned_subjects() {
+    use reco_offline::event_log::EventsLogConfig;
+    use reco_offline::event_log::{ensure_stream, read_interactions};
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let js = jetstream::new(server.client().await);
+    let config = EventsLogConfig::default();
+    ensure_stream(&js, &config, &subjects).await.unwrap();
+    for m in 0..20 {
+        play(&js, m, ItemId(1000 + m)).await;
+    }
+    let read = read_interactions(&js, &config.stream, &subjects, 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!((read.events, read.bad), (20, 0));
+    assert_eq!(read.ratings.len(), 20);
+}
