@@ -122,6 +122,8 @@ struct Stats {
     bucket: Histogram<u64>,
     bucket_replies: u64,
     bucket_fallbacks: u64,
+    /// Fallback replies of the current bucket by `reason`.
+    bucket_reasons: BTreeMap<&'static str, u64>,
     replies: u64,
     by_source: BTreeMap<String, u64>,
     by_reason: BTreeMap<String, u64>,
@@ -238,6 +240,7 @@ pub async fn drive(
             bucket: histogram(),
             bucket_replies: 0,
             bucket_fallbacks: 0,
+            bucket_reasons: BTreeMap::new(),
             replies: 0,
             by_source: BTreeMap::new(),
             by_reason: BTreeMap::new(),
@@ -689,6 +692,12 @@ async fn request(shared: &Arc<Shared>, member: MemberId, device: &'static str) {
         stats.replies += 1;
         stats.bucket_replies += 1;
         stats.bucket_fallbacks += fallback as u64;
+        if fallback {
+            *stats
+                .bucket_reasons
+                .entry(reply.reason.map_or("none", |r| r.as_str()))
+                .or_default() += 1;
+        }
         *stats.by_source.entry(source.to_owned()).or_default() += 1;
         *stats
             .by_reason
@@ -875,8 +884,19 @@ async fn monitor(shared: Arc<Shared>) {
                     } else {
                         0.0
                     },
+                    fallback_by_reason: stats
+                        .bucket_reasons
+                        .iter()
+                        .map(|(reason, n)| {
+                            (
+                                (*reason).to_owned(),
+                                *n as f64 / stats.bucket_replies as f64,
+                            )
+                        })
+                        .collect(),
                 };
                 stats.bucket.reset();
+                stats.bucket_reasons.clear();
                 stats.bucket_replies = 0;
                 stats.bucket_fallbacks = 0;
                 stats.timeline.push(bucket.clone());

@@ -236,6 +236,57 @@ pub fn reco_binary() -> PathBuf {
     PathBuf::from("reco")
 }
 
+/// Checks that the `reco` binary [`reco_binary`] names exists (as a path,
+/// or on the PATH), so a run fails before it trains or starts anything.
+pub fn check_reco_binary() -> Result<PathBuf> {
+    let bin = reco_binary();
+    let found = if bin.components().count() > 1 {
+        bin.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(&bin).is_file()))
+    };
+    anyhow::ensure!(
+        found,
+        "the reco binary ({}) is missing: build it with `cargo build --release -p reco-supervisors` \
+(scripts/run.sh does) or set RECO_BIN",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Checks that a NATS server accepts TCP connections at `url` (its first
+/// server, `nats://[user:pass@]host[:port]`, port 4222 by default).
+pub fn check_nats_reachable(url: &str) -> Result<()> {
+    let first = url.split(',').next().unwrap_or(url).trim();
+    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+    let host_port = host_port.trim_end_matches('/');
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:4222")
+    };
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .with_context(|| format!("--nats {url}: cannot resolve {with_port}"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no NATS server reachable at {url} ({}): start one (nats-server -js) or leave out --nats \
+to let the simulator start a private server",
+        last.map_or("no address".to_owned(), |e| e.to_string())
+    ))
+}
+
 /// A running `reco serve`; killed on drop.
 pub struct Node {
     child: Child,
@@ -415,6 +466,21 @@ mod tests {
         assert!(error.contains("exited with exit status: 3"), "{error}");
         assert!(!error.contains("not ready within"), "{error}");
         assert!(error.ends_with("line 150"), "{error}");
+    }
+
+    #[test]
+    fn an_unreachable_nats_url_is_refused_with_a_hint() {
+        let port = free_port().unwrap();
+        let error = check_nats_reachable(&format!("nats://user:pw@127.0.0.1:{port}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no NATS server reachable") && error.contains("leave out --nats"),
+            "{error}"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        check_nats_reachable(&format!("nats://{open}")).unwrap();
     }
 
     #[test]
