@@ -16,6 +16,7 @@
 //! - [`publish`]: model versions in a JetStream object store, retention and
 //!   the `<prefix>.published.model` notification.
 //! - [`telemetry`]: logging and the Prometheus exporter.
+//! - [`operator`]: the HTTP surface: `/metrics` and the operator page.
 //! - [`loader`]: hot swap of published model versions.
 //! - [`metrics`]: names of this crate's metrics.
 //! - [`cli`]: the `reco` binary's arguments.
@@ -29,6 +30,7 @@ pub mod event_log;
 pub mod loader;
 pub mod metrics;
 pub mod node;
+pub mod operator;
 pub mod publish;
 pub mod supervision;
 pub mod telemetry;

@@ -121,6 +121,7 @@ pub async fn run(
     config.validate()?;
     let subjects = Subjects::new(&config.nats.prefix)?;
     let client = connect(&config).await?;
+    crate::operator::attach(client.clone(), subjects.clone());
     crate::event_log::start_recording(&client, &config, &subjects).await;
 
     let model_version = model.as_ref().map(|m| m.version().to_owned());
