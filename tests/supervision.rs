@@ -262,13 +262,90 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_keeps_crashing_stays_down_without_stopping_the_node_and_comes_back() {
+    let nats = NatsServer::start();
+    let fixture = Fixture::write(1_000, 8, 50, "fixture-v1");
+    // The defaults of the model subtree (stay_down), with a small intensity
+    // so that it is exhausted within a few requests.
+    let node = Node::start(
+        &nats.url(),
+        Some(fixture.path()),
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 3\nbackoff_min_ms = 1\nbackoff_max_ms = 5\nretry_after_ms = 300\n",
+    );
+    let client = nats.client().await;
+    for member in 0..20u64 {
+        play(&client, member, fixture.items[member as usize]).await;
+    }
+    panic_every(&client, 2).await;
+    // Keep asking until the subtree has been exhausted (and retried) at
+    // least twice: every request is answered all along.
+    let mut answered = 0u64;
+    let mut exhausted = 0.0;
+    for round in 0..200u64 {
+        let replies: Vec<RecommendReply> = stream::iter(0..8u64)
+            .map(|i| {
+                let client = client.clone();
+                async move { ask(&client, (round * 8 + i) % 20, 2_000).await }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for reply in replies {
+            match reply {
+                RecommendReply::Ok(r) => {
+                    assert_eq!(r.items.len(), 10, "{r:?}");
+                    answered += 1;
+                }
+                RecommendReply::Error(e) => panic!("a request failed: {e:?}"),
+            }
+        }
+        exhausted = metric_sum(
+            &node.metrics(),
+            "reco_supervisor_exhausted_total",
+            &["supervisor=\"model\""],
+        );
+        if exhausted >= 2.0 {
+            break;
+        }
+    }
+    assert!(
+        exhausted >= 2.0,
+        "the model subtree was exhausted {exhausted} times"
+    );
+    assert!(answered >= 8);
+    assert!(
+        node.log().contains("the subtree stays down"),
+        "{}",
+        node.log()
+    );
+    // The root never heard of it: the node still serves, from the model
+    // once the fault is cleared.
+    panic_every(&client, 0).await;
+    let mut from_model = false;
+    for _ in 0..100 {
+        if let RecommendReply::Ok(r) = ask(&client, 3, 2_000).await {
+            if r.source == Source::Model {
+                from_model = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        from_model,
+        "the model serves again after the fault is cleared"
+    );
+    assert!(!node.log().contains("Root supervisor gave up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_root_giving_up_shuts_the_node_down_cleanly_with_a_non_zero_exit() {
     let nats = NatsServer::start();
     let fixture = Fixture::write(500, 8, 10, "fixture-v1");
     let mut node = Node::start(
         &nats.url(),
         Some(fixture.path()),
-        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 0\n[supervision.root]\nmax_restarts = 0\n",
+        "[node]\nfault_injection = true\n[supervision.model]\nmax_restarts = 0\non_exhausted = \"escalate\"\n[supervision.root]\nmax_restarts = 0\n",
     );
     let client = nats.client().await;
     play(&client, 5, fixture.items[0]).await;

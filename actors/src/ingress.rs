@@ -43,6 +43,10 @@ use std::time::{Duration, Instant};
 /// shards.
 pub const MAX_EVENT_BATCH: usize = 512;
 
+/// While draining, how often the connection task is woken so that drained
+/// subscriptions end (see [`Ingress::run`]).
+const DRAIN_NUDGE: Duration = Duration::from_millis(20);
+
 /// Settings of the ingress, from the node's configuration.
 #[derive(Clone, Debug)]
 pub struct IngressSettings {
@@ -105,6 +109,11 @@ impl Ingress {
         // never end, and a node must still stop.
         let give_up = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
         let mut give_up = std::pin::pin!(give_up);
+        // async-nats ends a drained subscription's stream only the next time
+        // its connection task runs, which on an idle connection is the next
+        // ping (minutes away). While draining, a flush now and then wakes it.
+        let mut nudge = tokio::time::interval(DRAIN_NUDGE);
+        nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut events_open, mut requests_open) = (true, true);
         while events_open || requests_open {
             tokio::select! {
@@ -125,6 +134,9 @@ impl Ingress {
                 () = &mut give_up, if draining => {
                     tracing::warn!("The NATS server did not end the subscriptions in time; stopping without it.");
                     break;
+                }
+                _ = nudge.tick(), if draining => {
+                    let _ = tokio::time::timeout(DRAIN_NUDGE, self.client.flush()).await;
                 }
                 message = events.next(), if events_open => match message {
                     Some(message) => {

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod codec;
 pub mod ids;
 pub mod published;
+mod strict;
 pub mod subjects;
 pub mod wire;
 
@@ -133,6 +134,96 @@ mod tests {
         .unwrap();
         let event = decode_event(&extended, MemberId(5), LIMIT).unwrap();
         assert_eq!((event.kind, event.value), (EventKind::Rate, 4.5));
+    }
+
+    #[test]
+    fn the_decoder_follows_the_contract_strictly() {
+        // A kind given as the variant's position is not a kind.
+        #[derive(Serialize)]
+        struct IntKind {
+            member: u64,
+            item: u64,
+            kind: u8,
+        }
+        let bytes = rmp_serde::to_vec_named(&IntKind {
+            member: 5,
+            item: 9,
+            kind: 0,
+        })
+        .unwrap();
+        let err = decode_event(&bytes, MemberId(5), LIMIT).unwrap_err();
+        assert_eq!(err.label(), "malformed", "{err}");
+
+        // MessagePack binary where the contract says string: refused for the
+        // kind, the device and the request's row.
+        #[derive(Serialize)]
+        struct BinKind<'a> {
+            member: u64,
+            item: u64,
+            #[serde(with = "serde_bytes_shim")]
+            kind: &'a [u8],
+        }
+        let bytes = rmp_serde::to_vec_named(&BinKind {
+            member: 5,
+            item: 9,
+            kind: b"play",
+        })
+        .unwrap();
+        assert!(decode_event(&bytes, MemberId(5), LIMIT).is_err());
+
+        #[derive(Serialize)]
+        struct BinDevice<'a> {
+            member: u64,
+            item: u64,
+            kind: &'a str,
+            #[serde(with = "serde_bytes_shim")]
+            device: &'a [u8],
+        }
+        let bytes = rmp_serde::to_vec_named(&BinDevice {
+            member: 5,
+            item: 9,
+            kind: "play",
+            device: b"tv",
+        })
+        .unwrap();
+        assert!(decode_event(&bytes, MemberId(5), LIMIT).is_err());
+
+        #[derive(Serialize)]
+        struct BinRow<'a> {
+            #[serde(with = "serde_bytes_shim")]
+            row: &'a [u8],
+        }
+        let bytes = rmp_serde::to_vec_named(&BinRow { row: b"popular" }).unwrap();
+        assert!(decode_request(&bytes, LIMIT).is_err());
+
+        // The same fields as strings, and nil, still decode.
+        #[derive(Serialize)]
+        struct Good<'a> {
+            member: u64,
+            item: u64,
+            kind: &'a str,
+            device: Option<&'a str>,
+        }
+        for device in [Some("tv"), None] {
+            let bytes = rmp_serde::to_vec_named(&Good {
+                member: 5,
+                item: 9,
+                kind: "list_add",
+                device,
+            })
+            .unwrap();
+            let event = decode_event(&bytes, MemberId(5), LIMIT).unwrap();
+            assert_eq!(event.kind, EventKind::ListAdd);
+            assert_eq!(event.device.as_deref(), device);
+        }
+    }
+
+    /// Serialises a byte slice as MessagePack binary (what serde_bytes does),
+    /// to build payloads that put binary where the contract says string.
+    mod serde_bytes_shim {
+        pub(super) fn serialize<S: serde::Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
     }
 
     #[test]

@@ -171,7 +171,12 @@ fn member_after(subject: &str, stem: &str) -> Result<MemberId, BadSubject> {
         .and_then(|rest| rest.strip_prefix('.'))
         .ok_or_else(bad)?;
     // u64::from_str accepts a leading '+'; the wire contract says digits only.
-    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+    // One spelling per member: `0001` would otherwise be member 1 under a
+    // second subject (and a second partition once subjects are partitioned).
+    if rest.is_empty()
+        || !rest.bytes().all(|b| b.is_ascii_digit())
+        || (rest.len() > 1 && rest.starts_with('0'))
+    {
         return Err(bad());
     }
     rest.parse().map(MemberId).map_err(|_| bad())
@@ -195,6 +200,7 @@ mod tests {
     fn member_is_parsed_from_the_subject() {
         let s = Subjects::default();
         assert_eq!(s.member_of_event("reco.events.42"), Ok(MemberId(42)));
+        assert_eq!(s.member_of_event("reco.events.0"), Ok(MemberId(0)));
         assert_eq!(
             s.member_of_recommend("reco.recommend.18446744073709551615"),
             Ok(MemberId(u64::MAX))
@@ -208,6 +214,8 @@ mod tests {
             "reco.eventsx.4",
             "other.events.4",
             "reco.events.4.5",
+            "reco.events.0001",
+            "reco.events.00",
         ] {
             assert!(s.member_of_event(bad).is_err(), "{bad} should be rejected");
         }

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a member did. The kind decides how much the event says about taste.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// On the wire it is the kind's name as a string; the variant's position
+/// (an integer) is refused (see [`crate::strict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The member started or kept watching; `value` is seconds watched.
@@ -75,6 +78,13 @@ impl std::str::FromStr for EventKind {
     }
 }
 
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = crate::strict::string(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -97,7 +107,7 @@ pub struct Event {
     #[serde(default)]
     pub at_ms: Option<u64>,
     /// The device the event came from, when known.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::option_string")]
     pub device: Option<String>,
 }
 
@@ -110,10 +120,10 @@ pub struct RecommendRequest {
     #[serde(default)]
     pub k: Option<u32>,
     /// The row of the page being composed (context, free text).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::option_string")]
     pub row: Option<String>,
     /// The device asking (context, free text).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::option_string")]
     pub device: Option<String>,
     /// How long the caller will wait, in milliseconds (default from config).
     #[serde(default)]

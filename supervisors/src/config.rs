@@ -7,7 +7,7 @@
 //! the file are an error (a typo must not silently keep a default), and
 //! every value is range-checked by [`Config::validate`].
 
-use crate::supervision::{Backoff, Intensity, Strategy, SupervisorSettings};
+use crate::supervision::{Backoff, Exhausted, Intensity, Strategy, SupervisorSettings};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,8 +88,11 @@ impl Default for NearlineConfig {
 
 /// Supervision settings of each subtree of the node (see the `supervision`
 /// module for the semantics).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// Each subtree has defaults of its own (the model stays down past its
+/// intensity, the root escalates, …); a `[supervision.<name>]` section that
+/// sets only some keys keeps that subtree's defaults for the others.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SupervisionConfig {
     /// The root: its children are the lists, the model subtree and the
     /// sessions subtree. When it gives up, the node shuts down (exit 1).
@@ -111,15 +114,68 @@ impl Default for SupervisionConfig {
                 max_restarts: 3,
                 ..SubtreeConfig::default()
             },
-            model: SubtreeConfig {
-                max_restarts: 20,
-                ..SubtreeConfig::default()
-            },
-            nearline: SubtreeConfig {
-                max_restarts: 20,
-                ..SubtreeConfig::default()
-            },
+            model: SubtreeConfig::serves_through_loss(),
+            nearline: SubtreeConfig::serves_through_loss(),
             sessions: SubtreeConfig::default(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SupervisionConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Sections {
+            #[serde(default)]
+            root: PartialSubtree,
+            #[serde(default)]
+            model: PartialSubtree,
+            #[serde(default)]
+            nearline: PartialSubtree,
+            #[serde(default)]
+            sessions: PartialSubtree,
+        }
+        let sections = Sections::deserialize(d)?;
+        let defaults = SupervisionConfig::default();
+        Ok(SupervisionConfig {
+            root: sections.root.over(defaults.root),
+            model: sections.model.over(defaults.model),
+            nearline: sections.nearline.over(defaults.nearline),
+            sessions: sections.sessions.over(defaults.sessions),
+        })
+    }
+}
+
+/// The keys of one `[supervision.<name>]` section that the file sets.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialSubtree {
+    strategy: Option<Strategy>,
+    max_restarts: Option<u32>,
+    period_ms: Option<u64>,
+    backoff_min_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    backoff_factor: Option<f64>,
+    backoff_jitter: Option<f64>,
+    backoff_reset_ms: Option<u64>,
+    on_exhausted: Option<Exhausted>,
+    retry_after_ms: Option<u64>,
+}
+
+impl PartialSubtree {
+    /// The subtree's defaults with the keys the file set.
+    fn over(self, d: SubtreeConfig) -> SubtreeConfig {
+        SubtreeConfig {
+            strategy: self.strategy.unwrap_or(d.strategy),
+            max_restarts: self.max_restarts.unwrap_or(d.max_restarts),
+            period_ms: self.period_ms.unwrap_or(d.period_ms),
+            backoff_min_ms: self.backoff_min_ms.unwrap_or(d.backoff_min_ms),
+            backoff_max_ms: self.backoff_max_ms.unwrap_or(d.backoff_max_ms),
+            backoff_factor: self.backoff_factor.unwrap_or(d.backoff_factor),
+            backoff_jitter: self.backoff_jitter.unwrap_or(d.backoff_jitter),
+            backoff_reset_ms: self.backoff_reset_ms.unwrap_or(d.backoff_reset_ms),
+            on_exhausted: self.on_exhausted.unwrap_or(d.on_exhausted),
+            retry_after_ms: self.retry_after_ms.unwrap_or(d.retry_after_ms),
         }
     }
 }
@@ -146,6 +202,15 @@ pub struct SubtreeConfig {
     /// A child that ran this long without failing starts over at the
     /// minimum delay, in ms.
     pub backoff_reset_ms: u64,
+    /// Past `max_restarts` within `period_ms`: `escalate` (stop, and let the
+    /// parent decide; the root stops the node) or `stay_down` (stop the
+    /// children, answer their work from fallbacks, retry after
+    /// `retry_after_ms`). Defaults: `stay_down` for model and nearline,
+    /// `escalate` for sessions and root (which must escalate).
+    pub on_exhausted: Exhausted,
+    /// With `on_exhausted = "stay_down"`: how long the children stay down
+    /// before they are started again, in ms.
+    pub retry_after_ms: u64,
 }
 
 impl Default for SubtreeConfig {
@@ -159,11 +224,27 @@ impl Default for SubtreeConfig {
             backoff_factor: 2.0,
             backoff_jitter: 0.2,
             backoff_reset_ms: 30_000,
+            on_exhausted: Exhausted::Escalate,
+            retry_after_ms: 1_000,
         }
     }
 }
 
 impl SubtreeConfig {
+    /// Defaults of a subtree the node can serve through the loss of (the
+    /// model and nearline workers): it stays down past its intensity
+    /// instead of stopping the node, and comes back quickly once the fault
+    /// is gone (restart delays capped at 500 ms, a retry every 500 ms).
+    fn serves_through_loss() -> Self {
+        SubtreeConfig {
+            max_restarts: 20,
+            backoff_max_ms: 500,
+            on_exhausted: Exhausted::StayDown,
+            retry_after_ms: 500,
+            ..SubtreeConfig::default()
+        }
+    }
+
     /// The settings a supervisor runs with.
     pub fn settings(&self) -> SupervisorSettings {
         SupervisorSettings {
@@ -179,6 +260,8 @@ impl SubtreeConfig {
                 jitter: self.backoff_jitter,
                 reset_after: Duration::from_millis(self.backoff_reset_ms),
             },
+            on_exhausted: self.on_exhausted,
+            retry_after: Duration::from_millis(self.retry_after_ms),
         }
     }
 
@@ -228,6 +311,20 @@ impl SubtreeConfig {
                 "backoff_reset_ms",
                 self.backoff_reset_ms.to_string(),
                 "0 to 1 day",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.retry_after_ms) {
+            return Err(bad(
+                "retry_after_ms",
+                self.retry_after_ms.to_string(),
+                "10 ms to 1 hour",
+            ));
+        }
+        if name == "root" && self.on_exhausted != Exhausted::Escalate {
+            return Err(bad(
+                "on_exhausted",
+                "stay_down".into(),
+                "escalate (the root has no parent: when it gives up the node stops)",
             ));
         }
         Ok(())
@@ -770,6 +867,24 @@ mod tests {
         let config = Config::from_toml("[model]\nworkers = 4\n").unwrap();
         assert_eq!(config.model.workers, 4);
         assert_eq!(config.sessions, SessionsConfig::default());
+    }
+
+    #[test]
+    fn a_partial_supervision_section_keeps_that_subtrees_own_defaults() {
+        let config = Config::from_toml("[supervision.model]\nmax_restarts = 3\n").unwrap();
+        assert_eq!(config.supervision.model.max_restarts, 3);
+        assert_eq!(config.supervision.model.on_exhausted, Exhausted::StayDown);
+        assert_eq!(
+            config.supervision.model.backoff_max_ms,
+            SupervisionConfig::default().model.backoff_max_ms
+        );
+        assert_eq!(config.supervision.root, SupervisionConfig::default().root);
+        let err = Config::from_toml("[supervision.model]\nmax_restartz = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_restartz"), "{err}");
+        let config =
+            Config::from_toml("[supervision.root]\non_exhausted = \"stay_down\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("on_exhausted"), "{err}");
     }
 
     #[test]

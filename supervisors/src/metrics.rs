@@ -8,6 +8,12 @@ pub const PROCESS_RSS_BYTES: &str = "reco_process_resident_memory_bytes";
 pub const SUPERVISOR_RESTARTS_TOTAL: &str = "reco_supervisor_restarts_total";
 /// Counter: supervisors that exceeded their restart intensity, by `supervisor`.
 pub const SUPERVISOR_ESCALATIONS_TOTAL: &str = "reco_supervisor_escalations_total";
+/// Counter: subtrees that exhausted their restart intensity and stayed down
+/// (`on_exhausted = "stay_down"`), by `supervisor`.
+pub const SUPERVISOR_EXHAUSTED_TOTAL: &str = "reco_supervisor_exhausted_total";
+/// Gauge: 1 while a `stay_down` subtree is down waiting for its retry, by
+/// `supervisor`.
+pub const SUPERVISOR_DOWN: &str = "reco_supervisor_down";
 /// Counter: hot swaps of published model versions, by `outcome`.
 pub const MODEL_SWAPS_TOTAL: &str = "reco_model_swaps_total";
 /// Gauge: when the model in service was swapped in (Unix seconds).
@@ -55,6 +61,14 @@ pub fn describe() {
         "Events read from the event log for training, by outcome."
     );
     describe_counter!(PUBLISH_TOTAL, "Model publications, by outcome.");
+    describe_counter!(
+        SUPERVISOR_EXHAUSTED_TOTAL,
+        "Subtrees that exhausted their restart intensity and stayed down, by supervisor."
+    );
+    describe_gauge!(
+        SUPERVISOR_DOWN,
+        "1 while a stay_down subtree waits for its retry, by supervisor."
+    );
     describe_counter!(
         PUBLISH_VERSIONS_DELETED_TOTAL,
         "Old model versions deleted by publication retention."

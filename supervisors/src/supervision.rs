@@ -16,6 +16,13 @@
 //!   and the supervisor stops its children and itself and **escalates** to
 //!   its parent, which treats it as a failed child. The root escalating means
 //!   the node shuts down cleanly, logs why, and exits non-zero;
+//! - what **exhaustion** means is set per subtree ([`Exhausted`]):
+//!   `escalate` (above), or `stay_down`: the supervisor stops its children
+//!   but stays up, shows them as `down`, and starts them again after
+//!   `retry_after` with a fresh window. The model and nearline subtrees stay
+//!   down by default — every request has a fallback that needs no model, so
+//!   a model that keeps crashing never stops the node; sessions and the root
+//!   escalate;
 //! - restarts wait an exponential **backoff** with jitter
 //!   (`min · factor^n`, capped at `max`, plus up to `jitter` of itself),
 //!   which starts over after a child has run `reset_after` without failing.
@@ -58,7 +65,7 @@ pub mod supervisor;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{Backoff, Intensity, Restart, Strategy};
+pub use policy::{Backoff, Exhausted, Intensity, Restart, Strategy};
 pub use supervisor::{
     subtree, ChildExited, ChildSpec, GetTree, Reconfigure, RunningChild, Shutdown, Supervisor,
     SupervisorSettings,

@@ -43,6 +43,28 @@ impl Restart {
     }
 }
 
+/// What a supervisor does once its children fail faster than restarts help
+/// (its restart intensity is exceeded).
+///
+/// OTP has one answer, escalate; reco adds a second for subtrees whose loss
+/// the node can serve through. The model and nearline workers are such
+/// subtrees: every request has a fallback that needs no model, so a model
+/// that keeps crashing must not take the node (and the fallback) down with
+/// it. The session shards and the root escalate: without them the node
+/// cannot serve, and a clean exit lets an orchestrator (or, in a cluster,
+/// another node) take over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exhausted {
+    /// Stop the children and itself and report to the parent (OTP).
+    #[default]
+    Escalate,
+    /// Stop the children, stay up, and start them all again after
+    /// `retry_after` with a fresh intensity window; meanwhile the subtree
+    /// shows as `down` in the tree and its work is answered by fallbacks.
+    StayDown,
+}
+
 /// Restart intensity: at most `max_restarts` within `period`; one more
 /// means the subtree is failing faster than restarts help, and the
 /// supervisor gives up and escalates to its parent.

@@ -2,7 +2,7 @@
 //! by its strategy, within its restart intensity, after a backoff.
 
 use super::policy::{
-    Backoff, BackoffState, Intensity, Jitter, Restart, RestartWindow, Strategy, Verdict,
+    Backoff, BackoffState, Exhausted, Intensity, Jitter, Restart, RestartWindow, Strategy, Verdict,
 };
 use crate::metrics as nm;
 use actix::prelude::*;
@@ -10,7 +10,7 @@ use futures::future::join_all;
 use reco_actors::lifecycle::{ExitHook, ExitReason};
 use reco_messages::admin::TreeNode;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A running child, as its supervisor holds it.
 pub trait RunningChild: Send {
@@ -60,6 +60,11 @@ pub struct SupervisorSettings {
     pub intensity: Intensity,
     /// Delay between restarts.
     pub backoff: Backoff,
+    /// What happens when the intensity is exceeded.
+    pub on_exhausted: Exhausted,
+    /// With [`Exhausted::StayDown`], how long the children stay down before
+    /// they are all started again.
+    pub retry_after: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +72,9 @@ enum State {
     Running,
     Restarting,
     Stopped,
+    /// Stopped because the subtree exhausted its restarts and stays down
+    /// until its retry.
+    Down,
 }
 
 impl State {
@@ -75,6 +83,7 @@ impl State {
             State::Running => "running",
             State::Restarting => "restarting",
             State::Stopped => "stopped",
+            State::Down => "down",
         }
     }
 }
@@ -204,19 +213,81 @@ impl Supervisor {
     }
 
     fn give_up(&mut self, child: &str, ctx: &mut Context<Self>) {
+        if self.settings.on_exhausted == Exhausted::StayDown {
+            return self.stay_down(child, ctx);
+        }
         let intensity = &self.settings.intensity;
-        let why = format!(
-            "supervisor {} exceeded its restart intensity ({} restarts within {:?}) after child {child} failed",
-            self.name, intensity.max_restarts, intensity.period
-        );
+        let why = IntensityExceeded {
+            supervisor: self.name.clone(),
+            child: child.to_owned(),
+            max_restarts: intensity.max_restarts,
+            period: intensity.period,
+        };
         tracing::error!(supervisor = %self.name, child, "Restart intensity exceeded; escalating.");
         metrics::counter!(nm::SUPERVISOR_ESCALATIONS_TOTAL, "supervisor" => self.name.clone())
             .increment(1);
         self.escalated = true;
         self.stop_all();
-        (self.escalate)(ExitReason::Failed(why));
+        (self.escalate)(ExitReason::Failed(why.to_string()));
         ctx.stop();
     }
+
+    /// [`Exhausted::StayDown`]: stop every child, stay up, and start them
+    /// all again after `retry_after` with a fresh intensity window.
+    fn stay_down(&mut self, child: &str, ctx: &mut Context<Self>) {
+        let retry_after = self.settings.retry_after;
+        tracing::error!(
+            supervisor = %self.name,
+            child,
+            max_restarts = self.settings.intensity.max_restarts,
+            period = ?self.settings.intensity.period,
+            ?retry_after,
+            "Restart intensity exceeded; the subtree stays down (its work is answered by fallbacks) and retries."
+        );
+        metrics::counter!(nm::SUPERVISOR_EXHAUSTED_TOTAL, "supervisor" => self.name.clone())
+            .increment(1);
+        metrics::gauge!(nm::SUPERVISOR_DOWN, "supervisor" => self.name.clone()).set(1.0);
+        for index in (0..self.slots.len()).rev() {
+            self.stop_child(index);
+            self.slots[index].state = State::Down;
+        }
+        ctx.run_later(retry_after, |supervisor, ctx| {
+            if supervisor.stopping {
+                return;
+            }
+            tracing::info!(supervisor = %supervisor.name, "Retrying a subtree that was down.");
+            metrics::gauge!(nm::SUPERVISOR_DOWN, "supervisor" => supervisor.name.clone()).set(0.0);
+            supervisor.window = RestartWindow::default();
+            for index in 0..supervisor.slots.len() {
+                if supervisor.slots[index].state != State::Down {
+                    continue;
+                }
+                supervisor.slots[index].backoff = BackoffState::default();
+                supervisor.slots[index].restarts += 1;
+                metrics::counter!(
+                    nm::SUPERVISOR_RESTARTS_TOTAL,
+                    "supervisor" => supervisor.name.clone(),
+                    "child" => supervisor.slots[index].spec.name.clone()
+                )
+                .increment(1);
+                supervisor.start_child(index, ctx);
+            }
+        });
+    }
+}
+
+/// Why a supervisor gave up: kept typed until it is reported.
+#[derive(Debug, thiserror::Error)]
+#[error("supervisor {supervisor} exceeded its restart intensity ({max_restarts} restarts within {period:?}) after child {child} failed")]
+pub struct IntensityExceeded {
+    /// The supervisor that gave up.
+    pub supervisor: String,
+    /// The child whose failure was one too many.
+    pub child: String,
+    /// The intensity's limit.
+    pub max_restarts: u32,
+    /// The intensity's window.
+    pub period: Duration,
 }
 
 impl Actor for Supervisor {

@@ -1,7 +1,7 @@
 //! Behaviour of the supervisor with probe children that record their
 //! starts and stops and can be made to fail from the test.
 
-use super::policy::{Backoff, Intensity, Restart, Strategy};
+use super::policy::{Backoff, Exhausted, Intensity, Restart, Strategy};
 use super::supervisor::*;
 use actix::{Actor, Addr};
 use reco_actors::lifecycle::{ExitHook, ExitReason};
@@ -58,6 +58,8 @@ fn settings(strategy: Strategy, max_restarts: u32) -> SupervisorSettings {
             jitter: 0.5,
             reset_after: Duration::from_secs(60),
         },
+        on_exhausted: Exhausted::Escalate,
+        retry_after: Duration::from_millis(20),
     }
 }
 
@@ -70,6 +72,10 @@ struct Harness {
 
 impl Harness {
     fn start(strategy: Strategy, max_restarts: u32, children: &[(&str, Restart)]) -> Self {
+        Self::start_with(settings(strategy, max_restarts), children)
+    }
+
+    fn start_with(settings: SupervisorSettings, children: &[(&str, Restart)]) -> Self {
         let (tx, log) = mpsc::unbounded_channel();
         let hooks: Hooks = Arc::default();
         let specs = children
@@ -80,8 +86,7 @@ impl Harness {
         let escalate: ExitHook = Arc::new(move |reason| {
             let _ = esc_tx.send(reason);
         });
-        let supervisor =
-            Supervisor::new("test", settings(strategy, max_restarts), specs, escalate).start();
+        let supervisor = Supervisor::new("test", settings, specs, escalate).start();
         Harness {
             log,
             hooks,
@@ -181,6 +186,36 @@ async fn transient_children_restart_only_after_abnormal_exits_and_temporary_neve
     let tree = h.tree().await;
     assert_eq!(tree.children[0].state, "stopped");
     assert_eq!(tree.children[1].state, "stopped");
+}
+
+#[actix_rt::test]
+async fn a_stay_down_subtree_past_its_intensity_stays_up_and_retries_without_escalating() {
+    let mut settings = settings(Strategy::OneForOne, 2);
+    settings.on_exhausted = Exhausted::StayDown;
+    settings.retry_after = Duration::from_millis(30);
+    let mut h = Harness::start_with(settings, &ABC);
+    h.expect(&["start a", "start b", "start c"]).await;
+    for _ in 0..2 {
+        h.fail("a");
+        h.expect(&["start a"]).await;
+    }
+    h.fail("a");
+    // Past the intensity: every child stops and the tree says so…
+    h.expect(&["stop c", "stop b"]).await;
+    let tree = h.tree().await;
+    let states: Vec<&str> = tree.children.iter().map(|c| c.state.as_str()).collect();
+    assert_eq!(states, ["down", "down", "down"]);
+    // …then all of them start again, in order, with a fresh window.
+    h.expect(&["start a", "start b", "start c"]).await;
+    for _ in 0..2 {
+        h.fail("a");
+        h.expect(&["start a"]).await;
+    }
+    // The supervisor never escalated, and it is still serving the tree.
+    assert!(h.escalations.try_recv().is_err());
+    let tree = h.tree().await;
+    assert_eq!(tree.children[0].restarts, 5);
+    assert_eq!(tree.children[1].state, "running");
 }
 
 #[actix_rt::test]
