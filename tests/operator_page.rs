@@ -33,6 +33,16 @@ fn chromium() -> PathBuf {
     );
 }
 
+/// GET `path` from `addr` (HTTP/1.0), the body as text.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the node's HTTP address");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// The page's DOM after its script ran (headless, a fresh profile).
 fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().expect("temporary profile directory");
@@ -124,6 +134,21 @@ async fn the_operator_page_shows_the_tree_and_the_restart_after_an_injected_faul
     })
     .await;
 
+    // The page's window is sampled every 2 s: wait until its data has the
+    // fallback replies before loading it.
+    let status = format!("{}", node.http_addr());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let json = get(&status, "/api/status");
+        if json.contains("model_unavailable") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page's data never showed the fallback:\n{json}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let after = tokio::task::spawn_blocking(move || dump_dom(&page))
         .await
         .unwrap();
