@@ -16,5 +16,5 @@ if [ ! -f "$ratings" ]; then
 fi
 
 echo "==> Building reco and reco-sim (release; the first build takes a few minutes)" >&2
-cargo build --release -q -p reco-supervisors -p reco-sim
+cargo build --release -q -p reco -p reco-sim
 exec target/release/reco-sim demo --ratings "$ratings" "$@"

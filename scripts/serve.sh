@@ -15,7 +15,7 @@ if [ ! -f "$ratings" ]; then
 fi
 
 echo "==> Building reco (release)"
-cargo build --release -q -p reco-supervisors
+cargo build --release -q -p reco
 reco=target/release/reco
 
 if [ ! -f "$model_dir/model.bin" ] || [ "$ratings" -nt "$model_dir/model.bin" ]; then

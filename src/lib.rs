@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use reco_messages::{ItemId, MemberId};
 use reco_models::{ItemFactors, PrecomputedLists, Scored};
+use reco_offline::artifacts;
 use reco_sim::process;
 pub use reco_sim::process::metric_sum;
-use reco_supervisors::artifacts;
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -44,16 +44,24 @@ impl NatsServer {
 
     /// A connected client.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        reco_client::ConnectOptions::new(self.url())
+            .name("reco-e2e")
+            .connect()
             .await
             .expect("cannot connect to the test nats-server")
+    }
+
+    /// The admin client of the node(s) serving the default prefix through
+    /// `client`.
+    pub fn admin(client: &async_nats::Client) -> reco_client::Admin {
+        reco_client::Admin::new(client.clone(), reco_messages::Subjects::default())
     }
 }
 
 /// The `reco` binary the tests drive (or `RECO_BIN`).
 ///
 /// `cargo test` builds a package's binaries only for that package's own
-/// integration tests, and `reco` belongs to `reco-supervisors`: so the first
+/// integration tests, and `reco` is the `reco` package (cli/): so the first
 /// call builds it (`cargo build --workspace --bins --tests`: after `cargo
 /// test --workspace` only the binary is linked) into the target directory
 /// the tests run from, with the tests' profile. A stale binary is therefore

@@ -139,7 +139,7 @@ fn training_writes_a_model_that_loads() {
         "tiny-v1",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let (model, lists) = reco_supervisors::artifacts::load(&out).unwrap();
+    let (model, lists) = reco_offline::artifacts::load(&out).unwrap();
     assert_eq!(model.version(), "tiny-v1");
     assert_eq!(model.dim(), 8);
     assert_eq!(lists.members.len(), 40);

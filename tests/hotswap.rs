@@ -4,13 +4,14 @@
 
 use futures::stream::{self, StreamExt};
 use reco_e2e::{metric_sum, Fixture, NatsServer, Node};
-use reco_messages::admin::{Health, ModelCommand, ModelStatus};
+use reco_messages::admin::ModelCommand;
+use reco_messages::metrics as nm;
 use reco_messages::{
     decode, encode, Event, EventKind, MemberId, ModelPublished, RecommendReply, RecommendRequest,
     Source, Subjects,
 };
-use reco_supervisors::config::PublishConfig;
-use reco_supervisors::{artifacts, publish};
+use reco_offline::publish::PublishConfig;
+use reco_offline::{artifacts, publish};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +19,9 @@ use std::time::Duration;
 const LIMIT: usize = 1 << 20;
 
 async fn version_in_service(client: &async_nats::Client) -> Option<String> {
-    let reply = client
-        .request(Subjects::default().admin_health(), Vec::new().into())
+    NatsServer::admin(client)
+        .health()
         .await
-        .unwrap();
-    decode::<Health>(&reply.payload, LIMIT)
         .unwrap()
         .model_version
 }
@@ -103,18 +102,18 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     let (model, lists) = artifacts::load(v2.path()).unwrap();
     // Let some v1 replies through first.
     node.wait_metric(Duration::from_secs(20), "v1 replies", |m| {
-        metric_sum(m, "reco_replies_total", &["source=\"model\""]) >= 20.0
+        metric_sum(m, nm::REPLIES_TOTAL, &["source=\"model\""]) >= 20.0
     })
     .await;
     publish::publish(&client, &subjects, &config, &model, &lists, 0.1)
         .await
         .unwrap();
     node.wait_metric(Duration::from_secs(20), "the swap", |m| {
-        metric_sum(m, "reco_model_swaps_total", &["outcome=\"ok\""]) >= 1.0
+        metric_sum(m, nm::MODEL_SWAPS_TOTAL, &["outcome=\"ok\""]) >= 1.0
     })
     .await;
     node.wait_metric(Duration::from_secs(20), "v2 replies", |m| {
-        metric_sum(m, "reco_replies_total", &["source=\"model\""]) >= 100.0
+        metric_sum(m, nm::REPLIES_TOTAL, &["source=\"model\""]) >= 100.0
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -160,7 +159,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
         .await
         .unwrap();
     node.wait_metric(Duration::from_secs(20), "v3 rejected", |m| {
-        metric_sum(m, "reco_model_swaps_total", &["outcome=\"rejected\""]) >= 1.0
+        metric_sum(m, nm::MODEL_SWAPS_TOTAL, &["outcome=\"rejected\""]) >= 1.0
     })
     .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v2"));
@@ -183,13 +182,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     // next one is; pinning an older version rolls back.
     let command = |command: ModelCommand| {
         let client = client.clone();
-        async move {
-            let reply = client
-                .request(Subjects::default().admin_model(), encode(&command).into())
-                .await
-                .unwrap();
-            decode::<ModelStatus>(&reply.payload, LIMIT).unwrap()
-        }
+        async move { NatsServer::admin(&client).model(&command).await.unwrap() }
     };
     let status = command(ModelCommand {
         pin: Some("v2".into()),
@@ -213,7 +206,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     };
     publish_fixture("v4").await;
     node.wait_metric(Duration::from_secs(20), "v4 ignored while pinned", |m| {
-        metric_sum(m, "reco_model_swaps_total", &["outcome=\"pinned\""]) >= 1.0
+        metric_sum(m, nm::MODEL_SWAPS_TOTAL, &["outcome=\"pinned\""]) >= 1.0
     })
     .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v2"));
@@ -224,7 +217,7 @@ async fn a_published_version_is_swapped_in_under_load_and_a_corrupt_one_is_rejec
     .await;
     publish_fixture("v5").await;
     node.wait_metric(Duration::from_secs(20), "v5 swapped in", |m| {
-        metric_sum(m, "reco_model_swaps_total", &["outcome=\"ok\""]) >= 2.0
+        metric_sum(m, nm::MODEL_SWAPS_TOTAL, &["outcome=\"ok\""]) >= 2.0
     })
     .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v5"));
@@ -276,7 +269,13 @@ async fn a_starting_node_loads_the_newest_published_version_unless_told_not_to()
         "[publish]\nbucket = \"models_start\"\nload_newest_at_start = false\n",
     );
     node.wait_log(Duration::from_secs(10), "Node ready.").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Gate: the loader has passed the point where it would have loaded the
+    // newest version, and said it does not.
+    node.wait_log(
+        Duration::from_secs(10),
+        "Not loading the newest published version at start",
+    )
+    .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v1"));
     drop(node);
     // By default: v1 at once, then v3, the newest published.
@@ -286,7 +285,7 @@ async fn a_starting_node_loads_the_newest_published_version_unless_told_not_to()
         "[publish]\nbucket = \"models_start\"\n",
     );
     node.wait_metric(Duration::from_secs(20), "newest version loaded", |m| {
-        metric_sum(m, "reco_model_swaps_total", &["outcome=\"ok\""]) >= 1.0
+        metric_sum(m, nm::MODEL_SWAPS_TOTAL, &["outcome=\"ok\""]) >= 1.0
     })
     .await;
     assert_eq!(version_in_service(&client).await.as_deref(), Some("v3"));

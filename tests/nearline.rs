@@ -3,6 +3,7 @@
 //! is not served.
 
 use reco_e2e::{metric_sum, play, Fixture, NatsServer, Node};
+use reco_messages::metrics as nm;
 use reco_messages::{Reason, RecommendReply, Recommendations, Source};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ async fn ask(client: &async_nats::Client, member: u64, deadline_ms: u64) -> Reco
 
 async fn wait_refreshes(node: &Node, n: f64) {
     node.wait_metric(Duration::from_secs(10), "nearline refreshes", |m| {
-        metric_sum(m, "reco_nearline_refreshes_total", &["outcome=\"stored\""]) >= n
+        metric_sum(m, nm::NEARLINE_REFRESHES_TOTAL, &["outcome=\"stored\""]) >= n
     })
     .await;
 }
@@ -52,7 +53,13 @@ async fn after_a_play_the_next_recommendations_reflect_it_through_the_nearline_l
         .all(|i| i.item != first && i.item != second));
     assert_ne!(after.items, before.items);
     let metrics = node.metrics();
-    assert!(metric_sum(&metrics, "reco_nearline_freshness_seconds_count", &[]) >= 2.0);
+    assert!(
+        metric_sum(
+            &metrics,
+            &format!("{}_count", nm::NEARLINE_FRESHNESS_SECONDS),
+            &[]
+        ) >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

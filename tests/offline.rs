@@ -5,8 +5,8 @@
 use futures::StreamExt;
 use reco_e2e::{reco_binary, Fixture, NatsServer, Node};
 use reco_messages::{encode, Event, EventKind, ItemId, MemberId, ModelPublished, Subjects};
-use reco_supervisors::config::PublishConfig;
-use reco_supervisors::{artifacts, publish};
+use reco_offline::publish::PublishConfig;
+use reco_offline::{artifacts, publish};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,7 +3,9 @@
 
 use futures::stream::{self, StreamExt};
 use rand::{Rng, SeedableRng};
+use reco_client::AdminError;
 use reco_e2e::{Fixture, NatsServer, Node};
+use reco_messages::metrics as nm;
 use reco_messages::{
     decode, encode, ErrorCode, Event, EventKind, ItemId, MemberId, Reason, RecommendReply,
     RecommendRequest, Recommendations, Source, Subjects,
@@ -121,7 +123,7 @@ async fn events_then_requests_are_answered_by_the_model_without_seen_items() {
         assert_eq!(distinct.len(), 10, "no duplicates");
         assert!(reply.served_us > 0);
     }
-    assert!(node.metric("reco_events_ingested_total", &[]) >= 10_000.0);
+    assert!(node.metric(nm::EVENTS_INGESTED_TOTAL, &[]) >= 10_000.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +200,7 @@ async fn late_model_replies_fall_back_within_the_deadline() {
     node.wait_metric(
         Duration::from_secs(20),
         "workers skipping expired requests",
-        |m| reco_e2e::metric_sum(m, "reco_model_requests_total", &["outcome=\"expired\""]) >= 1.0,
+        |m| reco_e2e::metric_sum(m, nm::MODEL_REQUESTS_TOTAL, &["outcome=\"expired\""]) >= 1.0,
     )
     .await;
 }
@@ -349,23 +351,22 @@ async fn garbage_is_rejected_and_counted_while_valid_traffic_is_served() {
         }
     }
     assert_eq!(
-        node.metric("reco_events_rejected_total", &[]),
+        node.metric(nm::EVENTS_REJECTED_TOTAL, &[]),
         garbage_events.len() as f64
     );
     assert_eq!(
-        node.metric("reco_dlq_published_total", &[]),
+        node.metric(nm::DLQ_PUBLISHED_TOTAL, &[]),
         garbage_events.len() as f64
     );
     assert!(
-        node.metric("reco_events_ingested_total", &["kind=\"play\""])
-            >= garbage_events.len() as f64
+        node.metric(nm::EVENTS_INGESTED_TOTAL, &["kind=\"play\""]) >= garbage_events.len() as f64
     );
     assert_eq!(
-        node.metric("reco_request_errors_total", &["code=\"bad_request\""]),
+        node.metric(nm::REQUEST_ERRORS_TOTAL, &["code=\"bad_request\""]),
         (garbage_requests.len() - 1) as f64
     );
     assert_eq!(
-        node.metric("reco_request_errors_total", &["code=\"too_large\""]),
+        node.metric(nm::REQUEST_ERRORS_TOTAL, &["code=\"too_large\""]),
         1.0
     );
 }
@@ -393,8 +394,8 @@ async fn idle_members_are_passivated_and_come_back_on_their_next_event() {
         Duration::from_secs(20),
         "the idle session to be passivated",
         |m| {
-            reco_e2e::metric_sum(m, "reco_session_passivations_total", &["cause=\"idle\""]) >= 1.0
-                && reco_e2e::metric_sum(m, "reco_session_active", &[]) == 0.0
+            reco_e2e::metric_sum(m, nm::SESSION_PASSIVATIONS_TOTAL, &["cause=\"idle\""]) >= 1.0
+                && reco_e2e::metric_sum(m, nm::SESSION_ACTIVE, &[]) == 0.0
         },
     )
     .await;
@@ -407,7 +408,7 @@ async fn idle_members_are_passivated_and_come_back_on_their_next_event() {
     let back = ok(ask(&client, member, &request).await.0);
     assert_eq!(back.source, Source::Model);
     assert!(!back.items.iter().any(|i| i.item == fixture.items[4]));
-    assert!(node.metric("reco_session_active", &[]) >= 1.0);
+    assert!(node.metric(nm::SESSION_ACTIVE, &[]) >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +444,7 @@ async fn sigterm_answers_every_request_in_flight_and_exits_zero() {
     node.wait_metric(
         Duration::from_secs(20),
         "all requests to be in flight",
-        |m| reco_e2e::metric_sum(m, "reco_requests_in_flight", &[]) == n as f64,
+        |m| reco_e2e::metric_sum(m, nm::REQUESTS_IN_FLIGHT, &[]) == n as f64,
     )
     .await;
     node.terminate();
@@ -478,49 +479,33 @@ async fn health_reports_versions_and_faults_are_injected_and_cleared_at_run_time
     };
     assert_eq!(ok(ask(&client, 3, &request).await.0).source, Source::Model);
 
-    let health = client
-        .request(subjects().admin_health(), Vec::new().into())
-        .await
-        .unwrap();
-    let health: Health = decode(&health.payload, LIMIT).unwrap();
+    let admin = NatsServer::admin(&client);
+    let health: Health = admin.health().await.unwrap();
     assert_eq!(health.status, "serving");
     assert_eq!(health.model_version.as_deref(), Some("fixture-v1"));
     assert_eq!(health.lists_version, "fixture-v1");
     assert_eq!(health.resident_members, 1);
     assert!(health.rss_bytes > 0);
 
-    let set = |ms| {
-        encode(&SetFaults {
-            model_delay_ms: Some(ms),
-            ..Default::default()
-        })
+    let set = |ms| SetFaults {
+        model_delay_ms: Some(ms),
+        ..Default::default()
     };
-    let state = client
-        .request(subjects().admin_faults(), set(300).into())
-        .await
-        .unwrap();
-    assert_eq!(
-        decode::<Faults>(&state.payload, LIMIT)
-            .unwrap()
-            .model_delay_ms,
-        300
-    );
+    let state: Faults = admin.faults(&set(300)).await.unwrap();
+    assert_eq!(state.model_delay_ms, 300);
     let slow = ok(ask(&client, 3, &request).await.0);
     assert_eq!(
         (slow.source, slow.reason),
         (Source::Precomputed, Some(Reason::Deadline))
     );
 
-    client
-        .request(subjects().admin_faults(), set(0).into())
-        .await
-        .unwrap();
+    admin.faults(&set(0)).await.unwrap();
     // The worker busy with the late request finishes it (and skips it as
     // expired); after that the model answers in time again.
     node.wait_metric(
         Duration::from_secs(10),
         "the late request to be skipped",
-        |m| reco_e2e::metric_sum(m, "reco_model_requests_total", &["outcome=\"expired\""]) >= 1.0,
+        |m| reco_e2e::metric_sum(m, nm::MODEL_REQUESTS_TOTAL, &["outcome=\"expired\""]) >= 1.0,
     )
     .await;
     assert_eq!(ok(ask(&client, 3, &request).await.0).source, Source::Model);
@@ -532,19 +517,16 @@ async fn fault_injection_is_refused_unless_enabled() {
     let nats = NatsServer::start();
     let _node = Node::start(&nats.url(), None, "");
     let client = nats.client().await;
-    let reply = client
-        .request(
-            subjects().admin_faults(),
-            encode(&SetFaults {
-                model_delay_ms: Some(5),
-                ..Default::default()
-            })
-            .into(),
-        )
-        .await
-        .unwrap();
-    match decode::<RecommendReply>(&reply.payload, LIMIT).unwrap() {
-        RecommendReply::Error(e) => assert!(e.error.message.contains("fault_injection"), "{e:?}"),
+    let reply = NatsServer::admin(&client)
+        .faults(&SetFaults {
+            model_delay_ms: Some(5),
+            ..Default::default()
+        })
+        .await;
+    match reply {
+        Err(AdminError::Refused { body, .. }) => {
+            assert!(body.message.contains("fault_injection"), "{body:?}")
+        }
         other => panic!("fault injection was accepted on a production node: {other:?}"),
     }
     // Without a model the node still answers, from the (empty) fallback.

@@ -5,17 +5,14 @@
 use futures::stream::{self, StreamExt};
 use reco_e2e::{ask, metric_sum, play, Fixture, NatsServer, Node};
 use reco_messages::admin::{SetFaults, TreeNode};
-use reco_messages::{decode, encode, Event, MemberId, Reason, RecommendReply, Source, Subjects};
+use reco_messages::metrics as nm;
+use reco_messages::{decode, Event, MemberId, Reason, RecommendReply, Source, Subjects};
 use std::time::Duration;
 
 const LIMIT: usize = 1 << 20;
 
 async fn set_faults(client: &async_nats::Client, faults: SetFaults) {
-    let reply = client
-        .request(Subjects::default().admin_faults(), encode(&faults).into())
-        .await
-        .unwrap();
-    assert!(decode::<reco_messages::admin::Faults>(&reply.payload, LIMIT).is_ok());
+    assert!(NatsServer::admin(client).faults(&faults).await.is_ok());
 }
 
 async fn panic_every(client: &async_nats::Client, n: u64) {
@@ -27,11 +24,7 @@ async fn panic_every(client: &async_nats::Client, n: u64) {
 }
 
 async fn tree(client: &async_nats::Client) -> TreeNode {
-    let reply = client
-        .request(Subjects::default().admin_tree(), Vec::new().into())
-        .await
-        .unwrap();
-    decode(&reply.payload, LIMIT).unwrap()
+    NatsServer::admin(client).tree().await.unwrap()
 }
 
 fn find<'a>(node: &'a TreeNode, name: &str) -> Option<&'a TreeNode> {
@@ -92,7 +85,7 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
     let metrics = node.metrics();
     let panics = metric_sum(
         &metrics,
-        "reco_actor_panics_total",
+        nm::ACTOR_PANICS_TOTAL,
         &["actor=\"model_worker\""],
     );
     assert!(
@@ -100,16 +93,12 @@ async fn a_model_worker_panicking_every_nth_request_leaves_no_request_unanswered
         "panics {panics}"
     );
     node.wait_metric(Duration::from_secs(10), "worker restarts", |m| {
-        metric_sum(
-            m,
-            "reco_supervisor_restarts_total",
-            &["supervisor=\"model\""],
-        ) >= 1.0
+        metric_sum(m, nm::SUPERVISOR_RESTARTS_TOTAL, &["supervisor=\"model\""]) >= 1.0
     })
     .await;
     panic_every(&client, 0).await;
     node.wait_metric(Duration::from_secs(10), "every worker up again", |m| {
-        metric_sum(m, "reco_model_workers_up", &["pool=\"online\""]) == 2.0
+        metric_sum(m, nm::MODEL_WORKERS_UP, &["pool=\"online\""]) == 2.0
     })
     .await;
     let model_tree = tree(&client).await;
@@ -190,12 +179,9 @@ async fn a_poisoned_event_is_quarantined_and_other_members_are_unaffected() {
         }
     }
     let metrics = node.metrics();
+    assert_eq!(metric_sum(&metrics, nm::EVENTS_QUARANTINED_TOTAL, &[]), 1.0);
     assert_eq!(
-        metric_sum(&metrics, "reco_events_quarantined_total", &[]),
-        1.0
-    );
-    assert_eq!(
-        metric_sum(&metrics, "reco_actor_panics_total", &["actor=\"session\""]),
+        metric_sum(&metrics, nm::ACTOR_PANICS_TOTAL, &["actor=\"session\""]),
         3.0
     );
 }
@@ -224,7 +210,6 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
     let text = reco_tree();
     for line in [
         "root [supervisor one_for_one, permanent] running restarts=0",
-        "├── lists [permanent] running restarts=0",
         "├── model [supervisor one_for_one, permanent] running restarts=0",
         "│   ├── worker-0 [permanent] running restarts=0",
         "│   └── worker-1 [permanent] running restarts=0",
@@ -247,11 +232,7 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
     assert!(matches!(reply, RecommendReply::Ok(r) if r.reason == Some(Reason::ModelUnavailable)));
     panic_every(&client, 0).await;
     node.wait_metric(Duration::from_secs(10), "the worker to restart", |m| {
-        metric_sum(
-            m,
-            "reco_supervisor_restarts_total",
-            &["supervisor=\"model\""],
-        ) >= 1.0
+        metric_sum(m, nm::SUPERVISOR_RESTARTS_TOTAL, &["supervisor=\"model\""]) >= 1.0
     })
     .await;
     let text = reco_tree();
@@ -301,7 +282,7 @@ async fn a_model_that_keeps_crashing_stays_down_without_stopping_the_node_and_co
         }
         exhausted = metric_sum(
             &node.metrics(),
-            "reco_supervisor_exhausted_total",
+            nm::SUPERVISOR_EXHAUSTED_TOTAL,
             &["supervisor=\"model\""],
         );
         if exhausted >= 2.0 {
@@ -412,13 +393,7 @@ async fn sighup_applies_new_supervision_limits_without_a_restart() {
         model_strategy(tree(&client).await).as_deref(),
         Some("one_for_all")
     );
-    let reload = || async {
-        let reply = client
-            .request(Subjects::default().admin_reload(), Vec::new().into())
-            .await
-            .unwrap();
-        decode::<reco_messages::admin::Reloaded>(&reply.payload, LIMIT).unwrap()
-    };
+    let reload = || async { NatsServer::admin(&client).reload().await.unwrap() };
     assert!(reload().await.error.unwrap().contains("backoff_factor"));
     std::fs::write(
         node.config_path(),
@@ -454,11 +429,11 @@ async fn restarted_model_workers_do_not_leak_threads() {
     for _ in 0..30 {
         let _ = ask(&client, 5, 2_000).await;
         node.wait_metric(Duration::from_secs(10), "both workers up", |m| {
-            metric_sum(m, "reco_model_workers_up", &["pool=\"online\""]) == 2.0
+            metric_sum(m, nm::MODEL_WORKERS_UP, &["pool=\"online\""]) == 2.0
         })
         .await;
     }
-    let restarts = node.metric("reco_supervisor_restarts_total", &["supervisor=\"model\""]);
+    let restarts = node.metric(nm::SUPERVISOR_RESTARTS_TOTAL, &["supervisor=\"model\""]);
     assert!(restarts >= 30.0, "restarts {restarts}");
     let after = node.threads();
     assert!(

@@ -6,9 +6,10 @@
 //!
 //! Like the ingress it is a task, because it owns its subscriptions.
 
-use crate::model::{InjectedFaults, ModelHandle};
-use crate::precomputed::ListsReader;
-use crate::responder::InFlight;
+use crate::faults::InjectedFaults;
+use crate::lists::ListsReader;
+use crate::model::ModelHandle;
+use crate::reply::InFlight;
 use crate::shard::{ResidentCount, ShardTable};
 use async_nats::{Client, Message};
 use futures::StreamExt;

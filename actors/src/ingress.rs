@@ -21,22 +21,42 @@
 //! carries many events, and at low rates a batch is a single event with no
 //! added wait.
 //!
-//! Emits: `reco_events_rejected_total{why}`, `reco_dlq_published_total`,
-//! `reco_events_dropped_total{stage="shard"}`, `reco_request_errors_total`.
+//! Hostile input costs little: a rejected event's dead-letter copy carries
+//! at most [`DLQ_EXCERPT_BYTES`] of it (so the copy is never larger than the
+//! server accepts), rejections are logged at most once a second with the
+//! count of those not logged, and a request whose reply subject is one of
+//! reco's own is dropped unanswered and counted
+//! (`reco_request_errors_total{code="forbidden_reply_subject"}`).
+//!
+//! Emits: publishes rejected events on `<prefix>.dlq.events` (a 1 KiB excerpt; headers
+//! `Reco-Dlq-Reason`, `Reco-Dlq-Subject`, `Reco-Dlq-Bytes`) and replies on each request's reply
+//! subject; metrics `reco_events_rejected_total{why}`,
+//! `reco_dlq_published_total`, `reco_events_dropped_total{stage="shard"}`,
+//! `reco_request_errors_total{code}` (and the reply metrics of
+//! [`crate::reply`]). Logs: WARN for rejected events and requests without a
+//! usable reply subject, at most once a second; INFO "Draining subscriptions." / "Ingress stopped.".
+//!
+//! Fails: a request refused by a full or restarting shard is answered at
+//! once with the fallback (`reason: overloaded`); an event refused so is
+//! counted as dropped. A drain that the server never completes gives up
+//! after `drain_timeout`. The loop itself has no failure: when its
+//! subscriptions end, it returns and its supervisor decides.
 
+use crate::lists::ListsReader;
 use crate::metrics as m;
-use crate::precomputed::ListsReader;
-use crate::responder::{InFlight, Responder};
-use crate::session::{fallback_reply, Recommend};
+use crate::reply::{InFlight, Recommend, Responder};
 use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
-use reco_messages::subjects::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
+use reco_messages::subjects::{
+    DLQ_EXCERPT_BYTES, HEADER_DLQ_BYTES, HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT,
+};
 use reco_messages::Event;
-use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Reason, Subjects};
+use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Subjects};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most events taken off the subscription before they are handed to the
@@ -46,6 +66,44 @@ pub const MAX_EVENT_BATCH: usize = 512;
 /// While draining, how often the connection task is woken so that drained
 /// subscriptions end (see [`Ingress::run`]).
 const DRAIN_NUDGE: Duration = Duration::from_millis(20);
+
+/// Shortest time between two logged rejections.
+const REJECTION_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Rate-limits a log line: at most one per period, with the count of those
+/// it held back, so a flood of junk costs a counter increment per message
+/// instead of a log line.
+#[derive(Debug)]
+struct Sampled {
+    every: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Sampled {
+    fn new(every: Duration) -> Self {
+        Sampled {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last one)` when this occurrence may be
+    /// logged, `None` when it is only counted.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.0 {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let held = state.1;
+                *state = (Some(now), 0);
+                Some(held)
+            }
+        }
+    }
+}
 
 /// Settings of the ingress, from the node's configuration.
 #[derive(Clone, Debug)]
@@ -69,6 +127,8 @@ pub struct Ingress {
     lists: ListsReader,
     in_flight: InFlight,
     next_request: AtomicU64,
+    /// Rate limit of the rejection log lines.
+    rejections_logged: Sampled,
 }
 
 impl Ingress {
@@ -89,6 +149,7 @@ impl Ingress {
             lists,
             in_flight,
             next_request: AtomicU64::new(1),
+            rejections_logged: Sampled::new(REJECTION_LOG_EVERY),
         }
     }
 
@@ -207,11 +268,25 @@ impl Ingress {
 
     async fn reject_event(&self, message: &Message, why: &'static str, reason: &str) {
         metrics::counter!(m::EVENTS_REJECTED_TOTAL, "why" => why).increment(1);
-        tracing::warn!(subject = %message.subject, bytes = message.payload.len(), why, reason, "Event rejected.");
-        let headers = dlq_headers(reason, &message.subject);
+        if let Some(held_back) = self.rejections_logged.admit(Instant::now()) {
+            let reason: String = reason.chars().take(256).collect();
+            tracing::warn!(
+                subject = %message.subject.as_str().chars().take(256).collect::<String>(),
+                bytes = message.payload.len(),
+                why,
+                reason,
+                not_logged_since_last = held_back,
+                "Event rejected."
+            );
+        }
+        let mut headers = dlq_headers(reason, &message.subject);
+        headers.insert(HEADER_DLQ_BYTES, message.payload.len().to_string().as_str());
+        let excerpt = message
+            .payload
+            .slice(..message.payload.len().min(DLQ_EXCERPT_BYTES));
         match self
             .client
-            .publish_with_headers(self.subjects.dlq_events(), headers, message.payload.clone())
+            .publish_with_headers(self.subjects.dlq_events(), headers, excerpt)
             .await
         {
             Ok(()) => metrics::counter!(m::DLQ_PUBLISHED_TOTAL).increment(1),
@@ -223,9 +298,19 @@ impl Ingress {
         let received = Instant::now();
         let Some(reply) = message.reply.clone() else {
             metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
-            tracing::warn!(subject = %message.subject, "Recommend message without a reply subject ignored; send it as a request.");
+            if let Some(held_back) = self.rejections_logged.admit(received) {
+                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend message without a reply subject ignored; send it as a request.");
+            }
             return;
         };
+        if self.subjects.is_own(&reply) {
+            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "forbidden_reply_subject")
+                .increment(1);
+            if let Some(held_back) = self.rejections_logged.admit(received) {
+                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend request whose reply subject is one of reco's own dropped unanswered.");
+            }
+            return;
+        }
         let responder = Responder::nats(
             self.client.clone(),
             reply,
@@ -266,10 +351,7 @@ impl Ingress {
             None => Some(recommend), // the shard is restarting
         };
         if let Some(recommend) = refused {
-            let fallback = self.lists.fallback(member, recommend.k, &[]);
-            recommend
-                .responder
-                .reply(fallback_reply(member, fallback, Reason::Overloaded));
+            recommend.refused(&self.lists);
         }
     }
 }
@@ -296,4 +378,21 @@ fn sanitize_header(value: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_logs_admit_one_per_period_and_count_the_rest() {
+        let sampled = Sampled::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(sampled.admit(t0), Some(0));
+        for ms in [1, 10, 999] {
+            assert_eq!(sampled.admit(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(sampled.admit(t0 + Duration::from_millis(1000)), Some(3));
+        assert_eq!(sampled.admit(t0 + Duration::from_millis(1001)), None);
+    }
 }

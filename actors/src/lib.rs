@@ -7,36 +7,40 @@
 //!   registry of member sessions.
 //! - [`session`]: `Session`, one per member: recent signals, the request path
 //!   with its deadline and fallback.
+//! - [`reply`]: the request-reply room: [`reply::Recommend`], the
+//!   [`reply::Responder`] that answers every request exactly once, the one
+//!   fallback → reply step, and the in-flight count a drain waits on.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
 //!   in front of it.
 //! - [`nearline`]: the member's list refreshed between requests after an
-//!   important event, the first fallback tier.
-//! - [`precomputed`]: `Precomputed`, the batch lists answered from memory.
-//! - [`responder`]: the reply handle that answers every request exactly once,
-//!   and the in-flight count a drain waits on.
+//!   important event, the first fallback tier (types and behaviour).
+//! - [`lists`]: [`lists::ListsReader`], the precomputed lists in service, read
+//!   without a queue and written only by the node's loader.
+//! - [`faults`]: [`faults::InjectedFaults`], the faults tests and the
+//!   simulator inject, and the thread that holds back a cohort's answers.
 //! - [`signals`]: a member's bounded ring of recent events.
+//! - [`loader`]: hot swap of published model versions, pin and rollback.
 //! - [`lifecycle`]: exit reasons, exit hooks and panic isolation for supervision.
-//! - [`metrics`]: the names of every metric the actors emit.
+//! - [`metrics`]: the metric names (defined in [`reco_messages::metrics`]).
 //!
 //! Actors get typed settings from `reco-supervisors`; none reads the
-//! environment or a file.
+//! environment or a file. How they are supervised is drawn once, in
+//! `reco_supervisors::supervision`'s docs (`supervisors/src/supervision.rs`).
 //!
-//! ```text
-//!  NATS ──► Ingress ──try_send──► SessionShard (per arbiter) ──► Session (per member)
-//!                                                                  │   ▲
-//!                                      ListsReader (no queue) ◄────┤   │ ScoreOutcome
-//!                                                                  ▼   │
-//!                                                   ModelPool ──► ModelWorker × N (SyncArbiter)
-//! ```
+//! How these actors are supervised is drawn once, in the docs of
+//! `reco_supervisors::supervision` (the node's supervision tree); this crate
+//! does not keep a copy.
 
 pub mod admin;
+pub mod faults;
 pub mod ingress;
 pub mod lifecycle;
+pub mod lists;
+pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod nearline;
-pub mod precomputed;
-pub mod responder;
+pub mod reply;
 pub mod session;
 pub mod shard;
 pub mod signals;

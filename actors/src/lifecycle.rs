@@ -15,15 +15,20 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-/// Why a child stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a child stopped. An error itself, so a supervisor that gives up can
+/// pass on the whole chain ([`std::error::Error::source`] reaches the
+/// [`Panic`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExitReason {
     /// It was asked to stop, or finished its work.
+    #[error("normal")]
     Normal,
-    /// A handler panicked; the message says what.
-    Panicked(String),
+    /// A handler panicked: which actor, which message, and what it said.
+    #[error("panicked: {0}")]
+    Panicked(#[source] Panic),
     /// It failed without a panic (a broken subscription, a subtree that gave
     /// up); the message says what.
+    #[error("failed: {0}")]
     Failed(String),
 }
 
@@ -34,13 +39,43 @@ impl ExitReason {
     }
 }
 
-impl std::fmt::Display for ExitReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExitReason::Normal => f.write_str("normal"),
-            ExitReason::Panicked(why) => write!(f, "panicked: {why}"),
-            ExitReason::Failed(why) => write!(f, "failed: {why}"),
+/// A panic caught by [`isolate`]: typed, so that the actor and the message
+/// it was handling travel with the panic's own message to the supervisor
+/// and its tree view instead of being flattened into a string.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Panic {
+    /// The actor whose handler panicked (`"unknown"` when not caught by
+    /// [`isolate`]).
+    pub actor: &'static str,
+    /// The message type it was handling.
+    pub handler: &'static str,
+    /// What the panic said.
+    pub message: String,
+}
+
+impl From<String> for Panic {
+    /// A panic known only by its message (tests, or a child that reports one
+    /// it did not catch itself).
+    fn from(message: String) -> Self {
+        Panic {
+            actor: "unknown",
+            handler: "unknown",
+            message,
         }
+    }
+}
+
+impl From<&str> for Panic {
+    fn from(message: &str) -> Self {
+        Panic::from(message.to_owned())
+    }
+}
+
+impl PartialEq<&str> for Panic {
+    /// Compares the panic's message.
+    fn eq(&self, other: &&str) -> bool {
+        self.message == *other
     }
 }
 
@@ -65,18 +100,23 @@ thread_local! {
 }
 
 /// Runs `f` as the handler of `message` in `actor`, catching a panic. On a
-/// panic, counts it and returns its message; the caller stops the actor.
+/// panic, counts it and returns it as a [`Panic`]; the caller stops (or
+/// restarts) the actor.
 pub fn isolate<R>(
     actor: &'static str,
     message: &'static str,
     f: impl FnOnce() -> R,
-) -> Result<R, String> {
+) -> Result<R, Panic> {
     let previous = RUNNING.with(|r| r.replace(Some((actor, message))));
     let result = catch_unwind(AssertUnwindSafe(f));
     RUNNING.with(|r| r.set(previous));
     result.map_err(|payload| {
         metrics::counter!(m::ACTOR_PANICS_TOTAL, "actor" => actor).increment(1);
-        panic_message(payload.as_ref())
+        Panic {
+            actor,
+            handler: message,
+            message: panic_message(payload.as_ref()),
+        }
     })
 }
 

@@ -26,7 +26,10 @@
 //!
 //! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`
 //! (a pass's time shared out over the requests it scored),
-//! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`.
+//! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`,
+//! `reco_model_workers_up`. Logs: WARN when a worker thread's priority
+//! cannot be lowered. Injected faults (delay, panics) come from the
+//! [`crate::faults`] handle each worker holds.
 //!
 //! Fails: a worker skips a request whose deadline has passed (`Expired`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
@@ -37,18 +40,18 @@
 //! hook; its supervisor starts a new worker thread (with a new inbox) after
 //! a backoff. A restart loses nothing: the model is in the shared handle.
 
+use crate::faults::InjectedFaults;
 use crate::lifecycle::{isolate, ExitHook, ExitReason};
 use crate::metrics as m;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
-use reco_messages::admin::FaultCohort;
 use reco_messages::{ItemId, MemberId};
 use reco_models::{ItemFactors, Query, Scored};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The item-factor model in service, shared by the workers; empty until one
 /// is loaded.
@@ -83,194 +86,6 @@ impl ModelHandle {
     fn publish_gauges(&self) {
         let items = self.load().map_or(0, |m| m.len());
         metrics::gauge!(m::MODEL_ITEMS).set(items as f64);
-    }
-}
-
-/// Faults injected into the model workers on purpose, for tests and the
-/// simulator; shared by every worker and changeable while the node runs.
-/// All off by default.
-///
-/// A delay hits every member by default: each scoring pass sleeps, so the
-/// workers are busy and the pool's capacity drops as behind a slow model.
-/// Limited to a cohort ([`InjectedFaults::set_model_cohort`]), only the
-/// cohort's answers are held back for the delay (by a thread of their own)
-/// and the workers go on serving everyone else, so an experiment cohort can
-/// be compared with an untouched control; injected panics then count only
-/// the cohort's requests.
-#[derive(Clone, Debug, Default)]
-pub struct InjectedFaults {
-    model_delay_ms: Arc<AtomicU64>,
-    model_panic_every: Arc<AtomicU64>,
-    scored: Arc<AtomicU64>,
-    poison_item_plus_one: Arc<AtomicU64>,
-    /// Model faults hit only members with `id % modulus == remainder`
-    /// (modulus 0: every member).
-    cohort_modulus: Arc<AtomicU64>,
-    cohort_remainder: Arc<AtomicU64>,
-    /// Answers held back for a cohort's delay, started on first use.
-    delay_line: Arc<Mutex<Option<std::sync::mpsc::Sender<Held>>>>,
-}
-
-/// Answers to send once `due` has passed.
-struct Held {
-    due: Instant,
-    jobs: Vec<Job>,
-    outcomes: Vec<ScoreOutcome>,
-}
-
-/// The thread that sends held-back answers when they are due, earliest
-/// first; it ends when its faults are dropped.
-fn delay_line(held: std::sync::mpsc::Receiver<Held>) {
-    let mut waiting: Vec<Held> = Vec::new();
-    loop {
-        let now = Instant::now();
-        let (due, later): (Vec<Held>, Vec<Held>) = waiting.into_iter().partition(|h| h.due <= now);
-        waiting = later;
-        for h in due {
-            answer(h.jobs, h.outcomes);
-        }
-        let next = waiting.iter().map(|h| h.due).min();
-        let received = match next {
-            Some(due) => held.recv_timeout(due.saturating_duration_since(Instant::now())),
-            None => held
-                .recv()
-                .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(h) => waiting.push(h),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                if waiting.is_empty() {
-                    return;
-                }
-                if let Some(due) = waiting.iter().map(|h| h.due).min() {
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                }
-            }
-        }
-    }
-}
-
-impl InjectedFaults {
-    /// Faults with every scoring pass delayed by `model_delay_ms`.
-    pub fn new(model_delay_ms: u64) -> Self {
-        let faults = InjectedFaults::default();
-        faults.set_model_delay_ms(model_delay_ms);
-        faults
-    }
-
-    /// How long each scoring pass (one request, or a batch) sleeps first.
-    pub fn model_delay(&self) -> Duration {
-        Duration::from_millis(self.model_delay_ms.load(Ordering::Relaxed))
-    }
-
-    /// Changes the delay of every later scoring request.
-    pub fn set_model_delay_ms(&self, ms: u64) {
-        self.model_delay_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Every how many scoring requests a worker panics (0 = never).
-    pub fn model_panic_every(&self) -> u64 {
-        self.model_panic_every.load(Ordering::Relaxed)
-    }
-
-    /// Makes every `n`th scoring request (over all workers) panic; 0 stops it.
-    pub fn set_model_panic_every(&self, n: u64) {
-        self.model_panic_every.store(n, Ordering::Relaxed);
-    }
-
-    /// Makes every session that applies an event for `item` panic (the
-    /// "poisoned event" fault); `None` stops it.
-    pub fn set_poison_item(&self, item: Option<ItemId>) {
-        self.poison_item_plus_one
-            .store(item.map_or(0, |i| i.0.saturating_add(1)), Ordering::Relaxed);
-    }
-
-    /// The poisoned item, if any.
-    pub fn poison_item(&self) -> Option<ItemId> {
-        match self.poison_item_plus_one.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(ItemId(n - 1)),
-        }
-    }
-
-    /// Panics if `item` is the poisoned one.
-    pub fn check_poison(&self, item: ItemId) {
-        if self.poison_item() == Some(item) {
-            panic!("injected fault: poisoned event for item {item}");
-        }
-    }
-
-    /// Limits the model faults (delay, panics) to the members of `cohort`;
-    /// `None` makes them hit every member. A cohort with modulus 0 is
-    /// treated as `None`; the remainder is taken modulo the modulus.
-    pub fn set_model_cohort(&self, cohort: Option<FaultCohort>) {
-        let (modulus, remainder) = match cohort {
-            Some(c) if c.modulus > 0 => (c.modulus, c.remainder % c.modulus),
-            _ => (0, 0),
-        };
-        self.cohort_modulus.store(0, Ordering::Relaxed);
-        self.cohort_remainder.store(remainder, Ordering::Relaxed);
-        self.cohort_modulus.store(modulus, Ordering::Relaxed);
-    }
-
-    /// The cohort the model faults are limited to, if any.
-    pub fn model_cohort(&self) -> Option<FaultCohort> {
-        match self.cohort_modulus.load(Ordering::Relaxed) {
-            0 => None,
-            modulus => Some(FaultCohort {
-                modulus,
-                remainder: self.cohort_remainder.load(Ordering::Relaxed),
-            }),
-        }
-    }
-
-    /// Sends `outcomes` to `jobs` once `due` has passed, from a thread of
-    /// its own (started on first use).
-    fn hold_back(&self, due: Instant, jobs: Vec<Job>, outcomes: Vec<ScoreOutcome>) {
-        let mut line = self.delay_line.lock().unwrap_or_else(|e| e.into_inner());
-        let held = Held {
-            due,
-            jobs,
-            outcomes,
-        };
-        let held = match line.as_ref() {
-            Some(tx) => match tx.send(held) {
-                Ok(()) => return,
-                Err(refused) => refused.0, // the thread is gone: start another
-            },
-            None => held,
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let started = std::thread::Builder::new()
-            .name("reco-fault-delay".into())
-            .spawn(move || delay_line(rx));
-        match started {
-            Ok(_) => {
-                let _ = tx.send(held);
-                *line = Some(tx);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "No thread for held-back answers; answering now.");
-                answer(held.jobs, held.outcomes);
-            }
-        }
-    }
-
-    /// Whether the model faults hit `member`.
-    pub fn hits(&self, member: MemberId) -> bool {
-        self.model_cohort().is_none_or(|c| c.contains(member.0))
-    }
-
-    /// Panics if this request is one the fault says must.
-    fn maybe_panic(&self) {
-        let every = self.model_panic_every();
-        if every > 0 {
-            let n = self.scored.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(every) {
-                panic!("injected fault: model worker panics on scoring request {n}");
-            }
-        }
     }
 }
 
@@ -484,7 +299,7 @@ impl Handler<Drain> for ModelWorker {
             if !hit.is_empty() {
                 let due = Instant::now() + delay;
                 let outcomes = self.outcomes(&hit);
-                self.faults.hold_back(due, hit, outcomes);
+                self.faults.hold_back(due, move || answer(hit, outcomes));
             }
         }
     }
@@ -774,16 +589,14 @@ impl ModelPool {
         // mailbox, as a refused actix `send` would.
         Ok(async move { outcome.await.map_err(|_| MailboxError::Closed) })
     }
-
-    /// The injectable faults the workers read.
-    pub fn faults(&self) -> &InjectedFaults {
-        &self.faults
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+    use reco_messages::admin::FaultCohort;
+    use std::time::Duration;
 
     /// A model of `items` items in 4 dimensions, item i along axis i % 4.
     fn model(items: u64) -> ItemFactors {
@@ -847,34 +660,38 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_delay_limited_to_a_cohort_holds_back_only_its_answers() {
-        let faults = InjectedFaults::new(300);
+        // Gates, not clocks: the outcomes and their order say what was
+        // delayed. The delay is far longer than a pass takes, so a held-back
+        // answer is still pending when a spared one arrives.
+        let delay = Duration::from_secs(2);
+        let faults = InjectedFaults::new(delay.as_millis() as u64);
         faults.set_model_cohort(Some(FaultCohort {
             modulus: 2,
             remainder: 0,
         }));
         let pool = pool(faults.clone());
         let _workers = pool.start_all();
-        let started = Instant::now();
         let hit = pool.try_score(score(2, 1)).map_err(|_| ()).unwrap();
         let spared = pool.try_score(score(3, 1)).map_err(|_| ()).unwrap();
+        let mut hit = std::pin::pin!(hit);
+        // The spared member is answered while the cohort's answer is held.
         let spared_outcome = spared.await.unwrap();
-        let spared_after = started.elapsed();
-        let hit_outcome = hit.await.unwrap();
-        let hit_after = started.elapsed();
         assert!(matches!(spared_outcome, ScoreOutcome::Scored { .. }));
-        assert!(matches!(hit_outcome, ScoreOutcome::Scored { .. }));
-        assert!(hit_after >= Duration::from_millis(300), "{hit_after:?}");
-        // The spared member is not kept waiting for the cohort's delay.
         assert!(
-            spared_after < Duration::from_millis(300),
-            "{spared_after:?}"
+            hit.as_mut().now_or_never().is_none(),
+            "the cohort's answer was not held back"
         );
-        // Without a cohort, the delay hits every member.
+        // Held back, not lost: scored when it was taken, sent when due.
+        let hit_outcome = hit.await.unwrap();
+        assert!(matches!(hit_outcome, ScoreOutcome::Scored { .. }));
+        // Without a cohort, the delay hits every member: the worker sleeps
+        // before the pass, so a request whose deadline is shorter than the
+        // delay is found expired.
         faults.set_model_cohort(None);
         assert!(faults.hits(MemberId(3)));
-        let started = Instant::now();
-        let outcome = pool.try_score(score(3, 1)).map_err(|_| ()).unwrap().await;
-        assert!(matches!(outcome, Ok(ScoreOutcome::Scored { .. })));
-        assert!(started.elapsed() >= Duration::from_millis(300));
+        let mut short = score(3, 1);
+        short.deadline = Instant::now() + Duration::from_millis(50);
+        let outcome = pool.try_score(short).map_err(|_| ()).unwrap().await;
+        assert_eq!(outcome, Ok(ScoreOutcome::Expired));
     }
 }

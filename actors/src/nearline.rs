@@ -12,16 +12,31 @@
 //! while it is fresh and reflects every event of the member. A list older
 //! than `max_age` is not served at all.
 //!
-//! Emits: `reco_nearline_refreshes_total{outcome}`,
-//! `reco_nearline_refresh_seconds` (compute time),
+//! The behaviour lives here, in [`MemberNearline`] (the per-member state a
+//! session keeps: its list and its scheduled refresh); the session only
+//! supplies its actor context (the debounce timer, the spawned refresh).
+//!
+//! Emits: `reco_nearline_refreshes_total{outcome}` (`stored`, `cold`,
+//! `shed`, `failed`), `reco_nearline_refresh_seconds` (compute time),
 //! `reco_nearline_freshness_seconds` (first event of the batch → list
-//! stored).
+//! stored). The scoring itself is counted by the nearline pool
+//! (`reco_model_requests_total{pool="nearline"}`).
+//!
+//! Fails: a refresh that the pool sheds, that finds the member cold or that
+//! fails is counted and dropped; the member keeps its previous list (if not
+//! too old) and the request path its precomputed fallback. A refresh that
+//! takes longer than [`REFRESH_BUDGET`] is skipped by its worker.
 
-use crate::model::ModelPool;
-use crate::precomputed::Fallback;
-use reco_messages::{EventKind, ItemId, ScoredItem, Source};
-use reco_models::Scored;
+use crate::lists::Fallback;
+use crate::metrics as m;
+use crate::model::{ModelPool, Score, ScoreOutcome};
+use crate::signals::RecentSignals;
+use reco_messages::{EventKind, ItemId, MemberId, ScoredItem, Source};
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+/// How long a nearline refresh may take before its worker skips it.
+pub const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 /// Nearline settings of a node.
 #[derive(Clone, Debug)]
@@ -50,7 +65,7 @@ pub fn triggers_refresh(kind: EventKind) -> bool {
 #[derive(Clone, Debug)]
 pub struct NearlineList {
     /// Best first, without the items seen when it was computed.
-    pub items: Vec<Scored>,
+    pub items: Vec<ScoredItem>,
     /// Version of the model that computed it.
     pub version: String,
     /// When it was stored.
@@ -74,10 +89,7 @@ impl NearlineList {
             .iter()
             .filter(|s| exclude.binary_search(&s.item).is_err())
             .take(k)
-            .map(|s| ScoredItem {
-                item: s.item,
-                score: s.score,
-            })
+            .copied()
             .collect();
         for extra in padding.items {
             if items.len() == k {
@@ -95,9 +107,127 @@ impl NearlineList {
     }
 }
 
+/// A member's nearline state, kept by its session: the list last computed
+/// and the refresh scheduled after an important event.
+#[derive(Debug, Default)]
+pub struct MemberNearline {
+    /// The member's nearline list, once one was computed.
+    list: Option<Box<NearlineList>>,
+    /// When the first event of a refresh batch arrived, while a refresh is
+    /// scheduled.
+    refresh_due: Option<Instant>,
+}
+
+impl MemberNearline {
+    /// Marks a refresh as due after an important event. Returns how long to
+    /// wait before running it when this event scheduled it, `None` when one
+    /// is already scheduled (debounce: a burst costs one refresh).
+    pub fn schedule(&mut self, settings: &NearlineSettings) -> Option<Duration> {
+        if self.refresh_due.is_some() {
+            return None;
+        }
+        self.refresh_due = Some(Instant::now());
+        Some(settings.debounce)
+    }
+
+    /// Starts the scheduled refresh: asks the nearline pool to score the
+    /// member's recent `signals`, which reflect `reflects` events. Returns
+    /// the future of the list to store (`None`: nothing to store, counted),
+    /// or `None` when there is nothing to refresh or the pool shed it.
+    pub fn start_refresh(
+        &mut self,
+        settings: &NearlineSettings,
+        member: MemberId,
+        signals: &RecentSignals,
+        reflects: u64,
+    ) -> Option<impl Future<Output = Option<NearlineList>> + 'static> {
+        let since = self.refresh_due.take()?;
+        let interactions = signals.interactions();
+        if interactions.is_empty() {
+            return None;
+        }
+        let started = Instant::now();
+        let score = Score::new(
+            member,
+            interactions,
+            settings.top_n,
+            signals.seen(),
+            started + REFRESH_BUDGET,
+        );
+        let Ok(pending) = settings.pool.try_score(score) else {
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "shed").increment(1);
+            return None;
+        };
+        Some(async move {
+            let (outcome, list) = match pending.await {
+                Ok(ScoreOutcome::Scored { items, version }) => {
+                    let now = Instant::now();
+                    metrics::histogram!(m::NEARLINE_REFRESH_SECONDS)
+                        .record(now.duration_since(started).as_secs_f64());
+                    metrics::histogram!(m::NEARLINE_FRESHNESS_SECONDS)
+                        .record(now.duration_since(since).as_secs_f64());
+                    let list = NearlineList {
+                        items,
+                        version,
+                        computed_at: now,
+                        reflects,
+                    };
+                    ("stored", Some(list))
+                }
+                Ok(ScoreOutcome::Cold) => ("cold", None),
+                _ => ("failed", None),
+            };
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => outcome).increment(1);
+            list
+        })
+    }
+
+    /// Keeps `list` as the member's nearline list.
+    pub fn store(&mut self, list: NearlineList) {
+        self.list = Some(Box::new(list));
+    }
+
+    /// Forgets the list (a session restarted after a panic cannot trust
+    /// it); a scheduled refresh still runs.
+    pub fn forget_list(&mut self) {
+        self.list = None;
+    }
+
+    /// The list if it may be served (nearline enabled, not older than the
+    /// bound).
+    pub fn servable(&self, settings: Option<&NearlineSettings>) -> Option<&NearlineList> {
+        let max_age = settings?.max_age;
+        self.list.as_deref().filter(|list| list.age() <= max_age)
+    }
+
+    /// The fallback of a request: the servable nearline list padded from
+    /// `offline` (the precomputed/popular fallback), or `offline` itself.
+    /// The flag says the list may answer the request outright: it reflects
+    /// every one of the `applied` events and the node answers with fresh
+    /// lists.
+    pub fn fallback(
+        &self,
+        settings: Option<&NearlineSettings>,
+        applied: u64,
+        k: usize,
+        exclude: &[ItemId],
+        offline: Fallback,
+    ) -> (Fallback, bool) {
+        match self.servable(settings) {
+            Some(list) => {
+                let fresh =
+                    list.reflects == applied && settings.is_some_and(|n| n.answer_when_fresh);
+                (list.fallback(k, exclude, offline), fresh)
+            }
+            None => (offline, false),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_models::Scored;
 
     #[test]
     fn nearline_fallback_drops_seen_items_and_pads_without_duplicates() {

@@ -5,7 +5,7 @@
 //! time, from the fallback otherwise, saying which.
 //!
 //! Mailbox: [`ApplyEvent`] → `()`, [`Recommend`] → `()` (the reply goes out
-//! through the request's [`Responder`]), [`Passivate`] → `()`. Data mailbox
+//! through the request's [`Responder`](crate::reply::Responder)), [`Passivate`] → `()`. Data mailbox
 //! capacity comes from [`SessionSettings::mailbox`].
 //!
 //! State: the member's [`RecentSignals`] (bounded ring). The session lives
@@ -13,8 +13,12 @@
 //! passivated its state is dropped, and the member starts cold on its next
 //! contact — the precomputed list is there for exactly that.
 //!
-//! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`, and the
-//! reply metrics through the responder.
+//! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
+//! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
+//! nearline metrics (see [`crate::nearline`]) and the reply metrics through
+//! the responder; quarantined events go to the dead-letter subject through
+//! [`SessionDeps::dead_letter`]. Logs: WARN "Session restarted after a
+//! panic…", ERROR "Poisoned event quarantined.".
 //!
 //! Fails: a request is never left unanswered: the fallback is computed before
 //! the model is asked, and a lost responder answers `internal` on drop. A
@@ -26,17 +30,18 @@
 //! passivation is a normal exit and nothing restarts them until the member
 //! comes back.
 
+use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
+use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
-use crate::nearline::{triggers_refresh, NearlineList, NearlineSettings};
-use crate::precomputed::{Fallback, ListsReader};
-use crate::responder::Responder;
+use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
+use crate::reply::Recommend;
 use crate::signals::RecentSignals;
 use actix::prelude::*;
-use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
+use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Where quarantined events go: the node publishes them to the dead-letter
@@ -54,6 +59,9 @@ pub struct SessionDeps {
     pub settings: SessionSettings,
     /// Where poisoned events are quarantined.
     pub dead_letter: DeadLetter,
+    /// The injected faults (a poisoned item crashes the sessions that apply
+    /// its events).
+    pub faults: InjectedFaults,
     /// Nearline refreshes, when enabled.
     pub nearline: Option<NearlineSettings>,
 }
@@ -90,15 +98,9 @@ pub struct Session {
     /// Events applied so far (to tell whether a nearline list reflects
     /// them all).
     applied: u64,
-    /// The member's nearline list, once one was computed.
-    nearline: Option<Box<NearlineList>>,
-    /// When the first event of a refresh batch arrived, while a refresh is
-    /// scheduled.
-    refresh_due: Option<Instant>,
+    /// The member's nearline list and its scheduled refresh.
+    nearline: MemberNearline,
 }
-
-/// How long a nearline refresh may take before its worker skips it.
-const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 
 impl Session {
     /// A session for `member` with no history.
@@ -108,79 +110,40 @@ impl Session {
             signals: RecentSignals::new(deps.settings.recent_events),
             deps,
             applied: 0,
-            nearline: None,
-            refresh_due: None,
+            nearline: MemberNearline::default(),
         }
     }
 
     /// Schedules a nearline refresh after an important event, unless one is
     /// already scheduled (debounce).
     fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
-        let Some(nearline) = &self.deps.nearline else {
+        let Some(settings) = &self.deps.nearline else {
             return;
         };
-        if self.refresh_due.is_some() {
-            return;
+        if let Some(debounce) = self.nearline.schedule(settings) {
+            ctx.run_later(debounce, |session, ctx| session.refresh(ctx));
         }
-        self.refresh_due = Some(Instant::now());
-        ctx.run_later(nearline.debounce, |session, ctx| session.refresh(ctx));
     }
 
+    /// Runs the scheduled refresh off the request path and stores its list.
     fn refresh(&mut self, ctx: &mut Context<Self>) {
-        let (Some(nearline), Some(since)) = (self.deps.nearline.clone(), self.refresh_due.take())
-        else {
+        let Some(settings) = &self.deps.nearline else {
             return;
         };
-        let interactions = self.signals.interactions();
-        if interactions.is_empty() {
-            return;
-        }
-        let reflects = self.applied;
-        let started = Instant::now();
-        let score = Score::new(
-            self.member,
-            interactions,
-            nearline.top_n,
-            self.signals.seen(),
-            started + REFRESH_BUDGET,
-        );
-        let Ok(pending) = nearline.pool.try_score(score) else {
-            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "shed").increment(1);
-            return;
-        };
-        ctx.spawn(pending.into_actor(self).map(move |outcome, session, _ctx| {
-            let outcome = match outcome {
-                Ok(ScoreOutcome::Scored { items, version }) => {
-                    let now = Instant::now();
-                    metrics::histogram!(m::NEARLINE_REFRESH_SECONDS)
-                        .record(now.duration_since(started).as_secs_f64());
-                    metrics::histogram!(m::NEARLINE_FRESHNESS_SECONDS)
-                        .record(now.duration_since(since).as_secs_f64());
-                    session.nearline = Some(Box::new(NearlineList {
-                        items,
-                        version,
-                        computed_at: now,
-                        reflects,
-                    }));
-                    "stored"
+        let started =
+            self.nearline
+                .start_refresh(settings, self.member, &self.signals, self.applied);
+        if let Some(refresh) = started {
+            ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
+                if let Some(list) = list {
+                    session.nearline.store(list);
                 }
-                Ok(ScoreOutcome::Cold) => "cold",
-                _ => "failed",
-            };
-            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => outcome).increment(1);
-        }));
-    }
-
-    /// The nearline list if it may be served (not older than the bound).
-    fn servable_nearline(&self) -> Option<&NearlineList> {
-        let max_age = self.deps.nearline.as_ref()?.max_age;
-        self.nearline
-            .as_deref()
-            .filter(|list| list.age() <= max_age)
+            }));
+        }
     }
 
     fn apply(&mut self, event: &Event) {
-        self.deps.model.faults().check_poison(event.item);
+        self.deps.faults.check_poison(event.item);
         self.signals.push(event);
     }
 
@@ -190,7 +153,7 @@ impl Session {
     /// crashed are still handled, in order.
     fn restart(&mut self, message: &'static str) {
         self.signals = RecentSignals::new(self.deps.settings.recent_events);
-        self.nearline = None;
+        self.nearline.forget_list();
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -252,25 +215,6 @@ impl Handler<ApplyEvent> for Session {
     }
 }
 
-/// Answer a recommend request of the member.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Recommend {
-    /// The member (the shard routes on it).
-    pub member: MemberId,
-    /// How many items.
-    pub k: usize,
-    /// Leave out seen items.
-    pub exclude_seen: bool,
-    /// When the caller stops waiting.
-    pub deadline: Instant,
-    /// Where the reply goes.
-    pub responder: Responder,
-    /// The request's span, so that the work inside the actors is traced
-    /// under it.
-    pub span: tracing::Span,
-}
-
 /// Stop the session (control message: sent with `do_send`, never shed).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -281,19 +225,6 @@ impl Handler<Passivate> for Session {
 
     fn handle(&mut self, _msg: Passivate, ctx: &mut Self::Context) {
         ctx.stop();
-    }
-}
-
-/// Builds the reply for a fallback answer.
-pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> Recommendations {
-    Recommendations {
-        member,
-        items: fallback.items,
-        source: fallback.source,
-        model_version: fallback.version,
-        degraded: true,
-        reason: Some(reason),
-        served_us: 0,
     }
 }
 
@@ -328,35 +259,29 @@ impl Session {
         // The fallback is taken before the model is asked: whatever happens
         // next, an answer is ready. The nearline list comes first.
         let offline = self.deps.lists.fallback(member, k, &exclude);
-        let fallback = match self.servable_nearline() {
-            Some(list) => {
-                let fresh = list.reflects == self.applied
-                    && self
-                        .deps
-                        .nearline
-                        .as_ref()
-                        .is_some_and(|n| n.answer_when_fresh);
-                let fallback = list.fallback(k, &exclude, offline);
-                if fresh {
-                    // Cheap answer: the list already reflects every event.
-                    responder.reply(Recommendations {
-                        member,
-                        items: fallback.items,
-                        source: Source::Nearline,
-                        model_version: fallback.version,
-                        degraded: false,
-                        reason: None,
-                        served_us: 0,
-                    });
-                    return;
-                }
-                fallback
-            }
-            None => offline,
-        };
+        let (fallback, fresh) = self.nearline.fallback(
+            self.deps.nearline.as_ref(),
+            self.applied,
+            k,
+            &exclude,
+            offline,
+        );
+        if fresh {
+            // Cheap answer: the list already reflects every event.
+            responder.reply(Recommendations {
+                member,
+                items: fallback.items,
+                source: Source::Nearline,
+                model_version: fallback.version,
+                degraded: false,
+                reason: None,
+                served_us: 0,
+            });
+            return;
+        }
         let interactions = self.signals.interactions();
         if interactions.is_empty() {
-            responder.reply(fallback_reply(member, fallback, Reason::ColdStart));
+            responder.fall_back(member, fallback, Reason::ColdStart);
             return;
         }
         let answer_by = deadline
@@ -370,38 +295,30 @@ impl Session {
                     Refusal::Overloaded => Reason::Overloaded,
                     Refusal::Unavailable => Reason::ModelUnavailable,
                 };
-                responder.reply(fallback_reply(member, fallback, reason));
+                responder.fall_back(member, fallback, reason);
                 return;
             }
         };
         let wait = async move {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
-            let reply = match outcome {
-                Ok(Ok(ScoreOutcome::Scored { items, version })) => Recommendations {
-                    member,
-                    items: items
-                        .into_iter()
-                        .map(|s| ScoredItem {
-                            item: s.item,
-                            score: s.score,
-                        })
-                        .collect(),
-                    source: Source::Model,
-                    model_version: Some(version),
-                    degraded: false,
-                    reason: None,
-                    served_us: 0,
-                },
-                Ok(Ok(ScoreOutcome::Cold)) => fallback_reply(member, fallback, Reason::ColdStart),
-                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => {
-                    fallback_reply(member, fallback, Reason::Deadline)
+            let reason = match outcome {
+                Ok(Ok(ScoreOutcome::Scored { items, version })) => {
+                    return responder.reply(Recommendations {
+                        member,
+                        items,
+                        source: Source::Model,
+                        model_version: Some(version),
+                        degraded: false,
+                        reason: None,
+                        served_us: 0,
+                    });
                 }
-                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => {
-                    fallback_reply(member, fallback, Reason::ModelUnavailable)
-                }
+                Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
+                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
+                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
             };
-            responder.reply(reply);
+            responder.fall_back(member, fallback, reason);
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
@@ -411,9 +328,11 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InjectedFaults, ModelHandle};
+    use crate::model::ModelHandle;
+    use crate::reply::Responder;
     use reco_messages::EventKind;
     use reco_models::PrecomputedLists;
+    use std::time::Instant;
 
     fn deps(mailbox: usize) -> SessionDeps {
         SessionDeps {
@@ -432,6 +351,7 @@ mod tests {
                 quarantine_after: 3,
             },
             dead_letter: Arc::new(|_, _| {}),
+            faults: InjectedFaults::default(),
             nearline: None,
         }
     }
@@ -479,7 +399,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_cold_member_is_answered_by_the_fallback_at_once() {
         let session = Session::new(MemberId(1), Arc::new(deps(16))).start();
-        let in_flight = crate::responder::InFlight::new();
+        let in_flight = crate::reply::InFlight::new();
         let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
         session.do_send(Recommend {
             member: MemberId(1),

@@ -17,21 +17,25 @@
 //! handler panics, keeping their mailbox: see `session.rs`.)
 //!
 //! Emits: `reco_session_passivations_total{cause}`,
-//! `reco_events_dropped_total{stage="session"}`.
+//! `reco_events_dropped_total{stage="session"}`; a request refused by a
+//! full session mailbox is answered with the fallback (`reason:
+//! overloaded`, see [`crate::reply`]). Logs: ERROR "Session shard failed…"
+//! with the typed [`crate::lifecycle::Panic`].
 //!
 //! Fails: a panic in the shard itself is isolated, reported through its exit
 //! hook, and the shard stops; its supervisor starts a new one on the same
 //! arbiter, with no sessions (members start cold).
 
-use crate::lifecycle::{isolate, ExitHook, ExitReason, Stop};
+use crate::lifecycle::{isolate, ExitHook, ExitReason, Panic, Stop};
 use crate::metrics as m;
-use crate::session::{fallback_reply, ApplyEvent, Passivate, Recommend, Session, SessionDeps};
+use crate::reply::Recommend;
+use crate::session::{ApplyEvent, Passivate, Session, SessionDeps};
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use reco_messages::{Event, MemberId, Reason};
+use reco_messages::{Event, MemberId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,11 +172,11 @@ impl SessionShard {
         }
     }
 
-    fn fail(&mut self, message: &'static str, why: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, message: &'static str, why: Panic, ctx: &mut Context<Self>) {
         tracing::error!(
             shard = self.index,
             message,
-            why,
+            %why,
             "Session shard failed; its supervisor restarts it."
         );
         (self.exit)(ExitReason::Panicked(why));
@@ -235,15 +239,8 @@ impl Handler<RouteRecommend> for SessionShard {
         let routed = isolate("session_shard", "RouteRecommend", || {
             let session = self.session(msg.0.member);
             if let Err(refused) = session.try_send(msg.0) {
-                let request = match refused {
-                    SendError::Full(r) | SendError::Closed(r) => r,
-                };
-                let fallback = self.deps.lists.fallback(request.member, request.k, &[]);
-                request.responder.reply(fallback_reply(
-                    request.member,
-                    fallback,
-                    Reason::Overloaded,
-                ));
+                let (SendError::Full(request) | SendError::Closed(request)) = refused;
+                request.refused(&self.deps.lists);
             }
         });
         if let Err(why) = routed {

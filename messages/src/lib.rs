@@ -13,12 +13,14 @@
 //! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
 //! - [`published`]: notifications of the offline job
 //!   (`<prefix>.published.…`).
+//! - [`metrics`]: the name of every metric reco emits, with its kind and help.
 //! - [`codec`]: encoding, size-limited decoding and validation with clear
 //!   errors.
 
 pub mod admin;
 pub mod codec;
 pub mod ids;
+pub mod metrics;
 pub mod published;
 mod strict;
 pub mod subjects;

@@ -139,6 +139,15 @@ impl Subjects {
         format!("{}.published.model", self.prefix)
     }
 
+    /// Whether `subject` is one of reco's own (it starts with the prefix):
+    /// a request naming such a subject as its reply subject is forged or
+    /// broken, and answering it would publish into reco's own traffic.
+    pub fn is_own(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(self.prefix())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    }
+
     /// The member named by an events subject.
     pub fn member_of_event(&self, subject: &str) -> Result<MemberId, BadSubject> {
         member_after(subject, &self.events)
@@ -160,6 +169,13 @@ impl Default for Subjects {
 pub const HEADER_DLQ_REASON: &str = "Reco-Dlq-Reason";
 /// Header carrying the subject a dead-lettered message was published on.
 pub const HEADER_DLQ_SUBJECT: &str = "Reco-Dlq-Subject";
+/// Header carrying the size of the rejected payload, in bytes (the
+/// dead-letter copy carries at most [`DLQ_EXCERPT_BYTES`] of it).
+pub const HEADER_DLQ_BYTES: &str = "Reco-Dlq-Bytes";
+/// Most bytes of a rejected payload copied to the dead-letter subject: enough
+/// to see what a producer sent, and a copy never larger than what the server
+/// accepts whatever the rejected message's size.
+pub const DLQ_EXCERPT_BYTES: usize = 1024;
 
 fn member_after(subject: &str, stem: &str) -> Result<MemberId, BadSubject> {
     let bad = || BadSubject {
@@ -218,6 +234,22 @@ mod tests {
             "reco.events.00",
         ] {
             assert!(s.member_of_event(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn own_subjects_are_recognised() {
+        let s = Subjects::new("prod.reco").unwrap();
+        for own in ["prod.reco", "prod.reco.events.4", "prod.reco.admin.reload"] {
+            assert!(s.is_own(own), "{own}");
+        }
+        for other in [
+            "_INBOX.abc.1",
+            "prod.recox.events.4",
+            "prod",
+            "reco.events.4",
+        ] {
+            assert!(!s.is_own(other), "{other}");
         }
     }
 

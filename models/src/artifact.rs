@@ -14,7 +14,7 @@
 //! Item factors write a little-endian binary body (see
 //! [`crate::ItemFactors::to_bytes`]); precomputed lists a MessagePack map.
 
-use crate::factors::ModelError;
+use crate::model_error::ModelError;
 
 /// The envelope and body layout version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

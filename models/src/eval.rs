@@ -66,6 +66,31 @@ pub struct Metrics {
     pub members: usize,
 }
 
+/// Hits and NDCG@k (binary relevance) of one ranked list: only the first `k`
+/// items count, a duplicate counts once, and the ideal DCG places
+/// `min(k, relevant_count)` hits at the top (NDCG 0 when nothing is
+/// relevant). The one NDCG of reco: offline evaluation and the simulator's
+/// quality judge both use it.
+pub fn ndcg_at_k(
+    ranked: impl IntoIterator<Item = ItemId>,
+    k: usize,
+    relevant_count: usize,
+    is_relevant: impl Fn(&ItemId) -> bool,
+) -> (usize, f64) {
+    let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
+    let mut counted = HashSet::new();
+    let mut hits = 0usize;
+    let mut dcg = 0.0;
+    for (rank, item) in ranked.into_iter().take(k).enumerate() {
+        if is_relevant(&item) && counted.insert(item) {
+            hits += 1;
+            dcg += discount(rank);
+        }
+    }
+    let ideal: f64 = (0..k.min(relevant_count)).map(discount).sum();
+    (hits, if ideal > 0.0 { dcg / ideal } else { 0.0 })
+}
+
 /// Scores a recommender on held-out ratings: `recommend(member)` returns its
 /// ranked items (only the first `k` count, duplicates count once) for each
 /// member with test ratings, in ascending member order.
@@ -85,23 +110,14 @@ pub fn evaluate(
             ..Metrics::default()
         };
     }
-    let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
     let mut sum = Metrics::default();
-    let mut counted = HashSet::new();
     for (member, items) in &relevant {
-        counted.clear();
-        let mut hits = 0usize;
-        let mut dcg = 0.0;
-        for (rank, item) in recommend(*member).into_iter().take(k).enumerate() {
-            if items.contains(&item) && counted.insert(item) {
-                hits += 1;
-                dcg += discount(rank);
-            }
-        }
-        let ideal: f64 = (0..k.min(items.len())).map(discount).sum();
+        let (hits, ndcg) = ndcg_at_k(recommend(*member), k, items.len(), |item| {
+            items.contains(item)
+        });
         sum.precision += hits as f64 / k as f64;
         sum.recall += hits as f64 / items.len() as f64;
-        sum.ndcg += dcg / ideal;
+        sum.ndcg += ndcg;
         sum.hit_rate += f64::from(u8::from(hits > 0));
     }
     let n = members as f64;

@@ -43,6 +43,7 @@ pub mod factors;
 pub mod interactions;
 mod linalg;
 pub mod lists;
+mod model_error;
 pub mod ratings;
 pub mod tiers;
 
@@ -54,17 +55,10 @@ pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};
 pub use tiers::{evaluate_tiers, TierMetrics};
 
-use reco_messages::ItemId;
-use serde::{Deserialize, Serialize};
-
 /// One ranked item with its score: the unit of every list this crate returns
-/// (top-k, popular, precomputed), so the actors can pass lists through
-/// without converting them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
-    /// The item being recommended.
-    pub item: ItemId,
-    /// Higher is better; comparable only within one list (a dot product for
-    /// model lists, a member count for popularity).
-    pub score: f32,
-}
+/// (top-k, popular, precomputed). It is the wire's
+/// [`ScoredItem`](reco_messages::ScoredItem) itself, so a list goes from the
+/// math to a reply without a conversion. Higher is better; scores are
+/// comparable only within one list (a dot product for model lists, a member
+/// count for popularity).
+pub use reco_messages::ScoredItem as Scored;

@@ -12,14 +12,15 @@
 //! (RSS per resident member).
 
 use crate::driver::connect;
-use crate::process::{metric_sum, node_metrics, scrape, NatsServer, Node};
+use crate::process::{metric_sum, scrape, NatsServer, Node};
 use crate::report::{histogram, Latency};
 use crate::setup::latent_model;
 use crate::world::{Action, World, WorldConfig};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use futures::StreamExt;
 use reco_messages::admin::Health;
+use reco_messages::metrics as node_metrics;
 use reco_messages::{
     decode, encode, ItemId, MemberId, RecommendReply, RecommendRequest, Recommendations,
     ScoredItem, Source, Subjects,
@@ -457,8 +458,8 @@ async fn publish_to_node(
     let counts = || {
         scrape(metrics).map(|t| {
             (
-                metric_sum(&t, node_metrics::EVENTS_INGESTED, &[]) as u64,
-                metric_sum(&t, node_metrics::EVENTS_DROPPED, &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_INGESTED_TOTAL, &[]) as u64,
+                metric_sum(&t, node_metrics::EVENTS_DROPPED_TOTAL, &[]) as u64,
             )
         })
     };
@@ -653,13 +654,10 @@ pub async fn closed_loop(
 }
 
 async fn health(client: &async_nats::Client, subjects: &Subjects) -> Result<Health> {
-    let message = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.request(subjects.admin_health(), Bytes::new()),
-    )
-    .await
-    .context("admin.health did not answer")??;
-    Ok(decode(&message.payload, 1 << 20)?)
+    Ok(reco_client::Admin::new(client.clone(), subjects.clone())
+        .with_timeout(Duration::from_secs(5))
+        .health()
+        .await?)
 }
 
 /// One event for each of `count` fresh members, paced so the node's

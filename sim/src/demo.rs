@@ -146,15 +146,15 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
     log(&format!("NATS at {url}"));
     let model = tempfile::tempdir()?;
     log(&format!("Training on {}", options.ratings.display()));
-    let ratings = reco_supervisors::train::read_ratings(&options.ratings)?;
-    let trained = reco_supervisors::train::run(
+    let ratings = reco_offline::train::read_ratings(&options.ratings)?;
+    let trained = reco_offline::train::run(
         &ratings,
-        &reco_supervisors::train::TrainOptions {
+        &reco_offline::train::TrainOptions {
             params: AlsParams::default(),
             top_n: 200,
             popular_n: 1_000,
             version: Some("demo-movielens".into()),
-            holdout: reco_supervisors::train::Holdout::None,
+            holdout: reco_offline::train::Holdout::None,
             k: 10,
             write_split: None,
             out: Some(model.path().to_owned()),
@@ -166,7 +166,7 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
         trained.summary.items, trained.summary.total_seconds
     ));
     let node = Node::start(&url, Some(model.path()), &node_toml(50))?;
-    let (factors, _) = reco_supervisors::artifacts::load(model.path())?;
+    let (factors, _) = reco_offline::artifacts::load(model.path())?;
     let counts = item_counts(&options.ratings)?;
     let weights = factors
         .items()

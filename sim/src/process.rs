@@ -323,7 +323,7 @@ impl Node {
         }
         let mut child = command.spawn().with_context(|| {
             format!(
-                "cannot start {}: build it with `cargo build --release -p reco-supervisors` or set RECO_BIN",
+                "cannot start {}: build it with `cargo build --release -p reco` or set RECO_BIN",
                 bin.display()
             )
         })?;
@@ -393,25 +393,6 @@ impl Drop for Node {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Metrics of a node the simulator reads (names as `reco serve` exports
-/// them; part of its operator surface).
-pub mod node_metrics {
-    /// Events accepted (counted at the member's session).
-    pub const EVENTS_INGESTED: &str = "reco_events_ingested_total";
-    /// Payloads refused as invalid.
-    pub const EVENTS_REJECTED: &str = "reco_events_rejected_total";
-    /// Events shed on the way (full mailboxes).
-    pub const EVENTS_DROPPED: &str = "reco_events_dropped_total";
-    /// Seconds a model worker spent scoring one request (a summary:
-    /// `_sum` and `_count` series).
-    pub const MODEL_SCORE_SECONDS: &str = "reco_model_score_seconds";
-    /// NATS slow-consumer events of the node's subscriptions.
-    pub const NATS_SLOW_CONSUMER: &str = "reco_nats_slow_consumer_total";
-    /// Nearline refreshes of members' lists, by `outcome` (`stored`,
-    /// `cold`, `failed`, `shed`).
-    pub const NEARLINE_REFRESHES: &str = "reco_nearline_refreshes_total";
 }
 
 /// Fetches Prometheus text from `addr` (HTTP/1.0 GET /metrics).

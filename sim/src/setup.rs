@@ -91,7 +91,7 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         popular: popular(&data, 500),
         members,
     };
-    reco_supervisors::artifacts::save(dir, &model.item_factors, &lists)
+    reco_offline::artifacts::save(dir, &model.item_factors, &lists)
         .context("cannot write the model directory")?;
     Ok(Trained {
         items: model.item_factors.len(),
@@ -132,6 +132,5 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         popular,
         members: std::collections::HashMap::<MemberId, Vec<Scored>>::new(),
     };
-    reco_supervisors::artifacts::save(dir, &model, &lists)
-        .context("cannot write the model directory")
+    reco_offline::artifacts::save(dir, &model, &lists).context("cannot write the model directory")
 }

@@ -3,14 +3,15 @@
 //! popular on a world with strong tastes).
 //!
 //! Each test stands up its own private nats-server and a debug `reco serve`
-//! (build it first: `cargo build -p reco-supervisors`, which
+//! (build it first: `cargo build -p reco`, which
 //! `cargo test --workspace` does), with tiny worlds so the suite stays fast.
 
+use reco_messages::metrics as node_metrics;
 use reco_messages::{EventKind, ItemId, MemberId};
 use reco_sim::demo::{world_stack, world_stack_with};
 use reco_sim::driver::{connect, drive, DriveConfig, Load};
 use reco_sim::faults::{Fault, FaultKind};
-use reco_sim::process::{metric_sum, node_metrics, scrape};
+use reco_sim::process::{metric_sum, scrape};
 use reco_sim::report::Report;
 use reco_sim::world::{Action, World, WorldConfig};
 use std::collections::{HashMap, HashSet};
@@ -341,10 +342,10 @@ async fn quality_ranks_model_above_nearline_above_precomputed_above_popular() {
     }
     let seen = Arc::new(seen);
     // Phase A, then one refresh per live member, a debounce later.
-    let ingested = node_metrics::EVENTS_INGESTED;
+    let ingested = node_metrics::EVENTS_INGESTED_TOTAL;
     let events_a = ingest(&world, &stack, phase_a).await;
     wait_for(&stack, ingested, events_a, Duration::from_secs(30)).await;
-    let refreshes = node_metrics::NEARLINE_REFRESHES;
+    let refreshes = node_metrics::NEARLINE_REFRESHES_TOTAL;
     let refreshed = wait_for(
         &stack,
         refreshes,

@@ -8,13 +8,15 @@
 //! every value is range-checked by [`Config::validate`].
 
 use crate::supervision::{Backoff, Exhausted, Intensity, Strategy, SupervisorSettings};
+pub use reco_client::ENV_NATS_URL;
+pub use reco_offline::event_log::EventsLogConfig;
+pub use reco_offline::publish::PublishConfig;
+pub use reco_offline::settings::{is_valid_jetstream_name, OutOfRange};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Environment variable naming the NATS server.
-pub const ENV_NATS_URL: &str = "RECO_NATS_URL";
 /// Environment variable with the log filter (`info`, `reco=debug`, …).
 pub const ENV_LOG: &str = "RECO_LOG";
 
@@ -488,72 +490,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// Recording of ingested events: at start-up a node creates (or reuses) a
-/// JetStream stream over `<prefix>.events.*`, so the server itself keeps every
-/// event producers publish, with no extra work on the ingress path.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventsLogConfig {
-    /// Record events. Off, the node serves as before but `reco train
-    /// --from-stream` has nothing new to learn from.
-    pub enabled: bool,
-    /// Name of the JetStream stream (letters, digits, '-', '_').
-    pub stream: String,
-    /// Events older than this are dropped by the server, in seconds: the
-    /// training window.
-    pub max_age_secs: u64,
-    /// The stream's size cap in bytes; beyond it the oldest events go.
-    pub max_bytes: u64,
-}
-
-impl Default for EventsLogConfig {
-    fn default() -> Self {
-        EventsLogConfig {
-            enabled: true,
-            stream: "RECO_EVENTS".into(),
-            max_age_secs: 30 * 24 * 3600,
-            max_bytes: 1 << 30,
-        }
-    }
-}
-
-/// Published model versions: a JetStream object store holding
-/// `<version>/model.bin`, `<version>/lists.bin` and `<version>/manifest.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PublishConfig {
-    /// Object-store bucket of the versions (letters, digits, '-', '_').
-    pub bucket: String,
-    /// Versions kept; publishing deletes the oldest beyond this count, so a
-    /// node can still roll back to a recent one.
-    pub keep_versions: usize,
-    /// A starting node serves `--model` at once, then loads the newest
-    /// version published in the bucket (if it is another one), so a
-    /// restarted node does not serve an old model until the next
-    /// publication.
-    pub load_newest_at_start: bool,
-}
-
-impl Default for PublishConfig {
-    fn default() -> Self {
-        PublishConfig {
-            bucket: "reco_models".into(),
-            keep_versions: 5,
-            load_newest_at_start: true,
-        }
-    }
-}
-
-/// Whether `name` is a valid JetStream stream or bucket name as reco uses
-/// them: 1 to 64 letters, digits, '-' or '_'.
-pub fn is_valid_jetstream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -585,6 +521,44 @@ pub enum ConfigError {
         /// What is accepted.
         expected: &'static str,
     },
+}
+
+/// Reads and validates the config file at `path` (defaults without one) for
+/// `reco train`.
+///
+/// # Errors
+/// [`ConfigError`] when the file cannot be read or a value is out of range.
+pub fn train_target(
+    path: Option<&Path>,
+) -> Result<reco_offline::command::TrainTarget, ConfigError> {
+    let config = match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.validate()?;
+    Ok(config.train_target())
+}
+
+impl NatsConfig {
+    /// How a node connects: named `reco-serve`, bounded subscription
+    /// buffers, slow consumers and connection events counted.
+    pub fn connect_options(&self) -> reco_client::ConnectOptions {
+        reco_client::ConnectOptions::new(&self.url)
+            .name("reco-serve")
+            .subscription_capacity(self.subscription_capacity)
+            .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
+            .count_events()
+    }
+}
+
+impl From<OutOfRange> for ConfigError {
+    fn from(e: OutOfRange) -> Self {
+        ConfigError::Range {
+            key: e.key,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
 }
 
 impl Config {
@@ -801,42 +775,22 @@ impl Config {
             60_000,
             "0 to 60000",
         )?;
-        if !is_valid_jetstream_name(&self.events_log.stream) {
-            return Err(ConfigError::Range {
-                key: "events_log.stream",
-                value: format!("{:?}", self.events_log.stream),
-                expected: "1 to 64 letters, digits, '-' or '_'",
-            });
-        }
-        range(
-            "events_log.max_age_secs",
-            self.events_log.max_age_secs,
-            60,
-            10 * 365 * 24 * 3600,
-            "60 s to 10 years",
-        )?;
-        range(
-            "events_log.max_bytes",
-            self.events_log.max_bytes,
-            1 << 20,
-            1 << 50,
-            "1 MiB to 1 PiB",
-        )?;
-        if !is_valid_jetstream_name(&self.publish.bucket) {
-            return Err(ConfigError::Range {
-                key: "publish.bucket",
-                value: format!("{:?}", self.publish.bucket),
-                expected: "1 to 64 letters, digits, '-' or '_'",
-            });
-        }
-        range(
-            "publish.keep_versions",
-            self.publish.keep_versions,
-            1,
-            1000,
-            "1 to 1000",
-        )?;
+        self.events_log.validate()?;
+        self.publish.validate()?;
         Ok(())
+    }
+
+    /// What `reco train` needs of this configuration: where NATS is, the
+    /// subject prefix, the event log and the publish bucket.
+    pub fn train_target(&self) -> reco_offline::command::TrainTarget {
+        reco_offline::command::TrainTarget {
+            nats_url: self.nats.url.clone(),
+            connect_timeout: Duration::from_millis(self.nats.connect_timeout_ms),
+            prefix: self.nats.prefix.clone(),
+            events_log: self.events_log.clone(),
+            publish: self.publish.clone(),
+            max_payload_bytes: self.limits.max_payload_bytes,
+        }
     }
 
     /// Shards to start: the configured number, or one per core.

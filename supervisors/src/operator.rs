@@ -16,13 +16,12 @@
 //! It runs on a thread of its own (a single-threaded tokio runtime), so a
 //! slow browser never competes with the request path's arbiters.
 
-use crate::metrics as names;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
-use reco_actors::metrics as m;
 use reco_messages::admin::{Health, TreeNode};
+use reco_messages::metrics as m;
 use reco_messages::{decode, Subjects};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -515,14 +514,6 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
     }
     lower.0
 }
-
-/// Names the page relies on, so a rename breaks the build here rather than
-/// silently emptying the page.
-const _: [&str; 3] = [
-    m::REPLIES_TOTAL,
-    m::RECOMMEND_LATENCY_SECONDS,
-    names::NODE_UP,
-];
 
 #[cfg(test)]
 mod tests {

@@ -31,27 +31,37 @@
 //! counted and logged once; the actor then stops and reports the panic
 //! through its exit hook, and the supervisor takes it from there.
 //!
-//! The tree of a serving node (see `node.rs`):
+//! # The tree of a serving node
+//!
+//! This is the one drawing of it; `node/tree.rs` builds it, `reco tree`
+//! prints the live one, and every other document links here. Defaults shown;
+//! each `[supervision.<name>]` section of the config file retunes a subtree.
 //!
 //! ```text
-//! root (one_for_one)                escalating here stops the node (exit 1)
-//! ├── lists            permanent     precomputed lists (state survives restarts)
-//! ├── model (one_for_one)            permanent
-//! │   ├── worker-0     permanent     scoring thread; a panic is answered with
-//! │   └── worker-1     permanent       the fallback, a new thread after backoff
-//! ├── nearline (one_for_one)         permanent
-//! │   └── worker-0     permanent     refresh thread (own pool, own admission)
-//! ├── sessions (one_for_one)         permanent
-//! │   ├── shard-0      permanent     one per arbiter; a restarted shard starts
-//! │   └── shard-1      permanent       with no sessions
-//! │       └── member sessions        transient: restart in place after a panic
-//! │                                  (mailbox kept); an event that crashes one
-//! │                                  `quarantine_after` times is dead-lettered
-//! ├── ingress          transient     NATS subscriptions: restarted (resubscribed)
-//! │                                    if they break; drained, it stays down
-//! ├── telemetry        permanent     admin surface (health, faults), gauges
-//! └── loader           permanent     hot swap of published versions, pin/rollback
+//! root (one_for_one, escalate)           escalating here stops the node (exit 1)
+//! ├── model (one_for_one, stay_down)      permanent
+//! │   ├── worker-0         permanent      scoring thread; a panic is answered
+//! │   └── worker-<W-1>     permanent        with the fallback, a new thread after
+//! │                                         backoff; past its intensity the subtree
+//! │                                         stays down and retries later
+//! ├── nearline (one_for_one, stay_down)   permanent; only with nearline.enabled
+//! │   └── worker-<i>       permanent      refresh threads (own pool, own admission)
+//! ├── sessions (one_for_one, escalate)    permanent
+//! │   ├── shard-0          permanent      one per arbiter; a restarted shard starts
+//! │   └── shard-<S-1>      permanent        with no sessions
+//! │       └ member sessions (not tree children): restarted in place by their
+//! │                        shard after a panic (mailbox kept); an event that
+//! │                        crashes one `quarantine_after` times is dead-lettered
+//! ├── ingress              transient      NATS subscriptions → shards: restarted
+//! │                                         (resubscribed) if they break; drained,
+//! │                                         it stays down
+//! ├── telemetry            permanent      admin.health, admin.faults, RSS gauge
+//! └── loader               permanent      hot swap of published versions,
+//!                                           admin.model (pin, rollback, unpin)
 //! ```
+//!
+//! Outside the tree, the node itself answers `admin.tree` and
+//! `admin.reload`/SIGHUP (`node/admin.rs`).
 //!
 //! Children start in this order, so on a node shutdown the ingress drains
 //! first (every request in flight is answered) before anything else stops.

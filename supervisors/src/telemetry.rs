@@ -2,7 +2,7 @@
 
 use crate::config::ENV_LOG;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use reco_actors::metrics as m;
+use reco_messages::metrics::{Kind, ALL};
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
 
@@ -39,7 +39,23 @@ pub fn init_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     let bound = crate::operator::serve(addr, handle)?;
-    m::describe();
-    crate::metrics::describe();
+    describe();
     Ok(bound)
+}
+
+/// Registers the `# HELP` text of every metric in
+/// [`reco_messages::metrics::ALL`], so the exporter shows them even before a
+/// metric first moves.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    for metric in ALL {
+        match metric.kind {
+            Kind::Counter => describe_counter!(metric.name, metric.help),
+            Kind::Gauge => describe_gauge!(metric.name, metric.help),
+            Kind::Histogram if metric.name.ends_with("_seconds") => {
+                describe_histogram!(metric.name, Unit::Seconds, metric.help)
+            }
+            Kind::Histogram => describe_histogram!(metric.name, Unit::Count, metric.help),
+        }
+    }
 }

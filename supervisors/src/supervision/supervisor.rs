@@ -4,11 +4,11 @@
 use super::policy::{
     Backoff, BackoffState, Exhausted, Intensity, Jitter, Restart, RestartWindow, Strategy, Verdict,
 };
-use crate::metrics as nm;
 use actix::prelude::*;
 use futures::future::join_all;
 use reco_actors::lifecycle::{ExitHook, ExitReason};
 use reco_messages::admin::TreeNode;
+use reco_messages::metrics as nm;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,17 +1,36 @@
-//! The reply side of a recommend request, and the count of requests in flight.
+//! The request-reply room: a recommend request, the handle that answers it,
+//! the count of requests in flight, and the one step every refusal takes
+//! (fallback → reply).
 //!
-//! A [`Responder`] travels with the request through the actors and is
-//! consumed by whoever answers. It guarantees that every request gets exactly
-//! one reply: one dropped unanswered (an actor stopped, a worker died) sends
-//! an `internal` error from its `Drop`. Replies are encoded on the thread that
-//! answers and published from the NATS runtime, so no actor waits on I/O.
+//! A [`Recommend`] carries its [`Responder`] through the actors (ingress →
+//! shard → session) and is consumed by whoever answers. The responder
+//! guarantees that every request gets exactly one reply: one dropped
+//! unanswered (an actor stopped, a worker died) sends an `internal` error
+//! from its `Drop`. Replies are encoded on the thread that answers and
+//! published from the NATS runtime, so no actor waits on I/O.
+//!
+//! Whoever cannot serve a request from the model answers it with a
+//! [`Fallback`] through [`Responder::fall_back`] (or, when a mailbox refused
+//! the request, [`Recommend::refused`]): the fallback reply is built in one
+//! place, degraded and with the reason said.
 //!
 //! [`InFlight`] counts the requests received and not yet answered; a node
 //! that drains for shutdown waits on it.
+//!
+//! Emits: `reco_recommend_latency_seconds{source}`,
+//! `reco_replies_total{source,reason}`, `reco_request_errors_total{code}`,
+//! `reco_requests_in_flight`. Logs: ERROR "A recommend request was dropped
+//! inside reco…" when a responder is dropped unanswered (a bug or a dead
+//! worker); WARN when a reply cannot be published.
+//!
+//! Fails: a reply that cannot be published is logged and lost (the caller
+//! times out); nothing here panics.
 
+use crate::lists::{Fallback, ListsReader};
 use crate::metrics as m;
+use actix::Message;
 use async_nats::{Client, Subject};
-use reco_messages::{encode, ErrorCode, ErrorReply, Recommendations};
+use reco_messages::{encode, ErrorCode, ErrorReply, MemberId, Reason, Recommendations};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +96,50 @@ impl Drop for FlightGuard {
         if self.inner.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.inner.idle.notify_waiters();
         }
+    }
+}
+
+/// Answer a recommend request of a member (sent to its shard, then its
+/// session).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Recommend {
+    /// The member (the shard routes on it).
+    pub member: MemberId,
+    /// How many items.
+    pub k: usize,
+    /// Leave out seen items.
+    pub exclude_seen: bool,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// Where the reply goes.
+    pub responder: Responder,
+    /// The request's span, so that the work inside the actors is traced
+    /// under it.
+    pub span: tracing::Span,
+}
+
+impl Recommend {
+    /// Answers a request that a mailbox refused (full, or its actor gone)
+    /// with the member's precomputed or popular list, `reason: overloaded`.
+    /// Nothing about the member is known here, so nothing is excluded.
+    pub fn refused(self, lists: &ListsReader) {
+        let fallback = lists.fallback(self.member, self.k, &[]);
+        self.responder
+            .fall_back(self.member, fallback, Reason::Overloaded);
+    }
+}
+
+/// Builds the reply for a fallback answer: degraded, with its reason.
+pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> Recommendations {
+    Recommendations {
+        member,
+        items: fallback.items,
+        source: fallback.source,
+        model_version: fallback.version,
+        degraded: true,
+        reason: Some(reason),
+        served_us: 0,
     }
 }
 
@@ -148,6 +211,12 @@ impl Responder {
             .record(elapsed.as_secs_f64());
         metrics::counter!(m::REPLIES_TOTAL, "source" => source, "reason" => reason).increment(1);
         self.send(encode(&recommendations));
+    }
+
+    /// Answers with `fallback` (degraded, saying `reason`): the one way a
+    /// request that the model did not serve is answered.
+    pub fn fall_back(self, member: MemberId, fallback: Fallback, reason: Reason) {
+        self.reply(fallback_reply(member, fallback, reason));
     }
 
     /// Sends an error reply, counting it by code.

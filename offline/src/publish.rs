@@ -14,10 +14,10 @@
 //! is never reused: publishing refuses a version whose manifest exists, or
 //! existed and was pruned (its tombstone stays in the bucket).
 
-use crate::config::PublishConfig;
-use crate::metrics as nm;
+use crate::settings::{check_name, range, OutOfRange};
 use async_nats::jetstream::{self, object_store};
 use futures::StreamExt;
+use reco_messages::metrics as nm;
 use reco_messages::{ModelPublished, Subjects};
 use reco_models::{ArtifactError, ItemFactors, PrecomputedLists};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,50 @@ pub const MANIFEST_OBJECT: &str = "manifest.json";
 
 /// Longest wait for one object's download.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Published model versions: a JetStream object store holding
+/// `<version>/model.bin`, `<version>/lists.bin` and `<version>/manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Object-store bucket of the versions (letters, digits, '-', '_').
+    pub bucket: String,
+    /// Versions kept; publishing deletes the oldest beyond this count, so a
+    /// node can still roll back to a recent one.
+    pub keep_versions: usize,
+    /// A starting node serves `--model` at once, then loads the newest
+    /// version published in the bucket (if it is another one), so a
+    /// restarted node does not serve an old model until the next
+    /// publication.
+    pub load_newest_at_start: bool,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            bucket: "reco_models".into(),
+            keep_versions: 5,
+            load_newest_at_start: true,
+        }
+    }
+}
+
+impl PublishConfig {
+    /// Checks every value against its range.
+    ///
+    /// # Errors
+    /// [`OutOfRange`] naming the first key out of range.
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        check_name("publish.bucket", &self.bucket)?;
+        range(
+            "publish.keep_versions",
+            self.keep_versions,
+            1,
+            1000,
+            "1 to 1000",
+        )
+    }
+}
 
 /// One stored object of a version, as recorded in its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,18 +314,10 @@ async fn publish_inner(
     Ok(Published { manifest, deleted })
 }
 
-/// Waits until the server has processed everything this client sent
-/// (`Client::flush` only writes to the socket): a message to our own inbox
-/// comes back only after the notification went out.
+/// Waits until the server has processed everything this client sent, so
+/// the notification went out before this returns.
 async fn confirm(client: &async_nats::Client) -> Result<(), async_nats::Error> {
-    let inbox = client.new_inbox();
-    let mut echo = client.subscribe(inbox.clone()).await?;
-    client.publish(inbox, bytes::Bytes::new()).await?;
-    match tokio::time::timeout(READ_TIMEOUT, echo.next()).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("the NATS connection closed before the notification was confirmed".into()),
-        Err(elapsed) => Err(elapsed.into()),
-    }
+    Ok(reco_client::round_trip_within(client, READ_TIMEOUT).await?)
 }
 
 async fn put(

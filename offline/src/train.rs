@@ -8,8 +8,8 @@
 //! business: [`run`] takes them as a slice.
 
 use crate::artifacts;
-use crate::metrics as nm;
 use anyhow::Context as _;
+use reco_messages::metrics as nm;
 use reco_models::eval::{split_per_member, Metrics};
 use reco_models::{
     AlsParams, Interactions, ItemFactors, PrecomputedLists, Rating, TierMetrics, TrainedModel,

@@ -14,7 +14,7 @@
 //! (training is deterministic, so only a real change can move them).
 
 use reco_models::AlsParams;
-use reco_supervisors::train::{self, Holdout, TrainOptions};
+use reco_offline::train::{self, Holdout, TrainOptions};
 use std::path::Path;
 
 const RATINGS: &str = concat!(

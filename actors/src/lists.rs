@@ -1,25 +1,26 @@
-//! `Precomputed`: the precomputed-list actor, the fallback of the online path.
+//! The precomputed lists in service, the fallback of the online path.
 //!
 //! Purpose: hold the lists the offline job computed (a top-N per member and a
-//! popular list) and answer from memory when the model cannot.
+//! popular list) so that the request path can answer from memory when the
+//! model cannot.
 //!
-//! Mailbox: [`ReplaceLists`] → `()` (swap in a new batch), [`ListsStatus`] →
-//! [`ListsInfo`], [`Stop`] (control).
+//! There is no actor here on purpose: the lists are one `Arc<PrecomputedLists>`
+//! behind an `ArcSwap`, shared by a [`ListsReader`] per reader. Sessions, the
+//! shards and the ingress read the current lists with one atomic load, so the
+//! fallback has no queue that could reject it or make it late, and does no
+//! I/O. The one writer is the node's loader, which puts a newly published
+//! version in service with [`ListsReader::replace`].
 //!
-//! State: one `Arc<PrecomputedLists>` behind an `ArcSwap`. The request path
-//! does not go through the mailbox at all: sessions hold a [`ListsReader`]
-//! and read the current lists with one atomic load, so the fallback has no
-//! queue that could reject it or make it late, and does no I/O.
+//! Emits: `reco_lists_members` (set when a reader is made and on every
+//! replacement). Logs: DEBUG "Precomputed lists replaced." on a swap.
 //!
-//! Emits: `reco_lists_members`. Fails: it has no failure of its own; a
-//! restart keeps the lists, which live in the shared cell.
+//! Fails: nothing here can fail; the lists live in the shared cell, so no
+//! restart of any actor loses them.
 
-use crate::lifecycle::Stop;
 use crate::metrics as m;
-use actix::prelude::*;
 use arc_swap::ArcSwap;
 use reco_messages::{ItemId, MemberId, ScoredItem, Source};
-use reco_models::{PrecomputedLists, Scored};
+use reco_models::PrecomputedLists;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub struct Fallback {
 impl ListsReader {
     /// A reader over `lists`.
     pub fn new(lists: PrecomputedLists) -> Self {
+        publish_gauges(&lists);
         ListsReader {
             current: Arc::new(ArcSwap::from_pointee(lists)),
         }
@@ -56,9 +58,9 @@ impl ListsReader {
     /// Puts `lists` in service (one atomic store; readers of the old lists
     /// finish with them) and returns the old ones.
     pub fn replace(&self, lists: Arc<PrecomputedLists>) -> Arc<PrecomputedLists> {
-        let old = self.current.swap(lists);
-        metrics::gauge!(m::LISTS_MEMBERS).set(self.current.load().members.len() as f64);
-        old
+        publish_gauges(&lists);
+        tracing::debug!(new = %lists.version, members = lists.members.len(), "Precomputed lists replaced.");
+        self.current.swap(lists)
     }
 
     /// The best fallback for `member`: its own precomputed list, padded from
@@ -77,7 +79,8 @@ impl ListsReader {
         // is cheapest for the usual small k, a set for large ones.
         let mut taken = (k > 32).then(|| HashSet::with_capacity(k));
         let candidates = own.unwrap_or(&[]).iter().chain(lists.popular.iter());
-        for &Scored { item, score } in candidates {
+        for &scored in candidates {
+            let item = scored.item;
             if items.len() == k {
                 break;
             }
@@ -88,7 +91,7 @@ impl ListsReader {
             if duplicate || exclude.binary_search(&item).is_ok() {
                 continue;
             }
-            items.push(ScoredItem { item, score });
+            items.push(scored);
         }
         let version = (!lists.version.is_empty()).then(|| lists.version.clone());
         Fallback {
@@ -99,87 +102,14 @@ impl ListsReader {
     }
 }
 
-/// The precomputed-list actor.
-#[derive(Debug)]
-pub struct Precomputed {
-    reader: ListsReader,
-}
-
-impl Precomputed {
-    /// An actor serving the lists that `reader` reads.
-    pub fn new(reader: ListsReader) -> Self {
-        Precomputed { reader }
-    }
-}
-
-impl Actor for Precomputed {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        publish_gauges(&self.reader.load());
-    }
-}
-
 fn publish_gauges(lists: &PrecomputedLists) {
     metrics::gauge!(m::LISTS_MEMBERS).set(lists.members.len() as f64);
-}
-
-/// Put a new batch of lists in service. Requests already reading the old
-/// lists finish with them.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct ReplaceLists(pub Arc<PrecomputedLists>);
-
-impl Handler<ReplaceLists> for Precomputed {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReplaceLists, _ctx: &mut Self::Context) {
-        let old = self.reader.replace(msg.0);
-        let new = self.reader.load();
-        tracing::info!(old = %old.version, new = %new.version, members = new.members.len(), "Precomputed lists replaced.");
-    }
-}
-
-impl Handler<Stop> for Precomputed {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-/// Ask what is in service.
-#[derive(Debug, Message)]
-#[rtype(result = "ListsInfo")]
-pub struct ListsStatus;
-
-/// What lists are in service.
-#[derive(Clone, Debug, PartialEq, Eq, MessageResponse)]
-pub struct ListsInfo {
-    /// Batch version.
-    pub version: String,
-    /// Members with a list of their own.
-    pub members: usize,
-    /// Length of the popular list.
-    pub popular: usize,
-}
-
-impl Handler<ListsStatus> for Precomputed {
-    type Result = ListsInfo;
-
-    fn handle(&mut self, _msg: ListsStatus, _ctx: &mut Self::Context) -> ListsInfo {
-        let lists = self.reader.load();
-        ListsInfo {
-            version: lists.version.clone(),
-            members: lists.members.len(),
-            popular: lists.popular.len(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_models::Scored;
     use std::collections::HashMap;
 
     fn scored(ids: &[u64]) -> Vec<Scored> {
@@ -232,19 +162,20 @@ mod tests {
         assert_eq!((f.source, ids(&f)), (Source::Popular, vec![1, 2]));
     }
 
-    #[actix_rt::test]
-    async fn replaced_lists_are_read_by_the_next_fallback() {
+    #[test]
+    fn replaced_lists_are_read_by_the_next_fallback() {
         let reader = ListsReader::new(lists());
-        let actor = Precomputed::new(reader.clone()).start();
+        let other = reader.clone();
         let mut next = lists();
         next.version = "v2".into();
         next.popular = scored(&[42]);
-        actor.send(ReplaceLists(Arc::new(next))).await.unwrap();
+        let old = other.replace(Arc::new(next));
+        assert_eq!(old.version, "v1");
         let f = reader.fallback(MemberId(1), 3, &[]);
         assert_eq!((ids(&f), f.version.as_deref()), (vec![42], Some("v2")));
-        let info = actor.send(ListsStatus).await.unwrap();
+        let now = reader.load();
         assert_eq!(
-            (info.version.as_str(), info.members, info.popular),
+            (now.version.as_str(), now.members.len(), now.popular.len()),
             ("v2", 1, 1)
         );
     }

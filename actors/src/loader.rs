@@ -21,18 +21,42 @@
 //! Emits: `reco_model_swaps_total{outcome}` (`ok`, `rejected`, `same`, `pinned`),
 //! `reco_model_version_loaded_timestamp_seconds`.
 
-use crate::metrics as nm;
-use crate::publish;
+use crate::lists::ListsReader;
+use crate::model::ModelHandle;
 use futures::StreamExt;
-use reco_actors::model::ModelHandle;
-use reco_actors::precomputed::ListsReader;
 use reco_messages::admin::{ModelCommand, ModelStatus};
+use reco_messages::metrics as nm;
 use reco_messages::{decode, encode, ModelPublished, Subjects};
+use reco_offline::publish::{self, PublishError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Largest notification accepted, in bytes.
 const MAX_NOTICE: usize = 64 * 1024;
+
+/// A published version that was not put in service.
+#[derive(Debug, thiserror::Error)]
+#[error("version {version} rejected")]
+pub struct LoadError {
+    /// The version.
+    pub version: String,
+    /// Why it was rejected (missing, incomplete, corrupt…).
+    #[source]
+    pub source: PublishError,
+}
+
+/// `error` and its sources, one after the other (for the wire, where only a
+/// string travels).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
 
 /// What the loader swaps.
 #[derive(Clone, Debug)]
@@ -70,6 +94,10 @@ impl Loader {
             // the subscription and is handled after it.
             if self.load_newest_at_start {
                 self.load_newest().await;
+            } else {
+                tracing::info!(
+                    "Not loading the newest published version at start (publish.load_newest_at_start = false)."
+                );
             }
             loop {
                 tokio::select! {
@@ -148,7 +176,7 @@ impl Loader {
                             tracing::warn!(%version, "Model version pinned by an operator.");
                             None
                         }
-                        Err(why) => Some(why),
+                        Err(why) => Some(chain(&why)),
                     }
                 } else if command.unpin {
                     self.pinned.store(false, Ordering::Release);
@@ -182,7 +210,7 @@ impl Loader {
         }
     }
 
-    async fn load(&self, notice: ModelPublished) -> Result<(), String> {
+    async fn load(&self, notice: ModelPublished) -> Result<(), LoadError> {
         let current = self.model.load().map(|m| m.version().to_owned());
         if current.as_deref() == Some(notice.version.as_str()) {
             metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "same").increment(1);
@@ -223,7 +251,10 @@ impl Loader {
                     serving = current.as_deref().unwrap_or("none"),
                     "Published model version rejected; the current one keeps serving."
                 );
-                Err(format!("version {} rejected: {error}", notice.version))
+                Err(LoadError {
+                    version: notice.version,
+                    source: error,
+                })
             }
         }
     }

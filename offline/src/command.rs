@@ -1,241 +1,147 @@
-//! The `reco` command line: a thin shell over the library.
+//! `reco train`: the command-line face of the offline job. Reads ratings
+//! (a CSV file or the event log), trains, measures, writes and publishes,
+//! as the flags say.
+//!
+//! The NATS URL, subject prefix, event stream and publish bucket come from the
+//! node's config file, which the `reco` binary reads and hands over as a
+//! [`TrainTarget`]: one file configures `reco serve` and `reco train` alike.
 
-use crate::config::{Config, ENV_NATS_URL};
+use crate::event_log::{self, EventsLogConfig};
+use crate::publish::{self, PublishConfig};
 use crate::train::{self, Holdout, TrainOptions};
-use crate::{artifacts, client, event_log, node, publish, telemetry};
-use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
+use reco_client::{ConnectOptions, ENV_NATS_URL};
 use reco_messages::Subjects;
-use reco_models::{AlsParams, PrecomputedLists};
+use reco_models::AlsParams;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::time::Duration;
 
-/// reco: a personalization runtime (online serving over NATS, offline training).
-#[derive(Debug, Parser)]
-#[command(name = "reco", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// Where the offline job finds NATS, its stream and its bucket (from the
+/// node's config file, defaults otherwise).
+#[derive(Clone, Debug)]
+pub struct TrainTarget {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// How long to try to connect.
+    pub connect_timeout: Duration,
+    /// Subject prefix of the deployment.
+    pub prefix: String,
+    /// The event log read by `--from-stream`.
+    pub events_log: EventsLogConfig,
+    /// Where `--publish` puts versions.
+    pub publish: PublishConfig,
+    /// Largest event payload accepted when reading the log.
+    pub max_payload_bytes: usize,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve recommendations over NATS until SIGINT/SIGTERM.
-    Serve(ServeArgs),
-    /// Train a model and batch-compute the fallback lists from a ratings CSV
-    /// or the event log; measure, write and publish them.
-    Train(Box<TrainArgs>),
-    /// Ask a running node for recommendations and print the reply as JSON.
-    Recommend(client::RecommendArgs),
-    /// Publish one member event to a running node.
-    Event(client::EventArgs),
-    /// Print a running node's live supervision tree.
-    Tree(client::TreeArgs),
-    /// Show, pin (roll back) or unpin a running node's model version.
-    Model(client::ModelArgs),
-}
-
+/// Arguments of `reco train`.
 #[derive(Debug, Args)]
-struct ServeArgs {
-    /// TOML configuration file (see the README's config reference).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// NATS server URL (overrides the file).
-    #[arg(long, env = ENV_NATS_URL)]
-    nats: Option<String>,
-    /// Model directory written by `reco train --out` (overrides the file).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Prometheus exporter address; "" disables it (overrides the file).
-    #[arg(long)]
-    metrics_addr: Option<String>,
-    /// Print the effective configuration, every default included, and exit.
-    #[arg(long)]
-    print_config: bool,
-}
-
-#[derive(Debug, Args)]
-struct TrainArgs {
+pub struct TrainArgs {
     /// Ratings CSV in the MovieLens format (userId,movieId,rating,timestamp).
     #[arg(
         long,
         conflicts_with = "from_stream",
         required_unless_present = "from_stream"
     )]
-    ratings: Option<PathBuf>,
+    pub ratings: Option<PathBuf>,
     /// Train on the events recorded in JetStream by `reco serve` (plays,
     /// ratings and list adds become interactions) instead of a file.
     #[arg(long)]
-    from_stream: bool,
+    pub from_stream: bool,
     /// TOML configuration file: NATS URL, prefix, event stream and publish
     /// bucket (the same file `reco serve` reads).
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// NATS server URL for --from-stream and --publish (overrides the file).
     #[arg(long, env = ENV_NATS_URL)]
-    nats: Option<String>,
+    pub nats: Option<String>,
     /// Event stream to read with --from-stream (overrides events_log.stream).
     #[arg(long)]
-    stream: Option<String>,
+    pub stream: Option<String>,
     /// Output model directory.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// Publish the model and lists as a new version in JetStream and announce
     /// it on <prefix>.published.model.
     #[arg(long)]
-    publish: bool,
+    pub publish: bool,
     /// Object-store bucket to publish into (overrides publish.bucket).
     #[arg(long)]
-    bucket: Option<String>,
+    pub bucket: Option<String>,
     /// Versions to keep in the bucket (overrides publish.keep_versions).
     #[arg(long)]
-    keep_versions: Option<usize>,
+    pub keep_versions: Option<usize>,
     /// Held-out ratings (MovieLens CSV) to measure quality on; the model
     /// trains on all of --ratings.
     #[arg(long, conflicts_with = "holdout_fraction")]
-    test: Option<PathBuf>,
+    pub test: Option<PathBuf>,
     /// Hold out this share of each member's ratings to measure quality on;
     /// the model trains on the rest.
     #[arg(long)]
-    holdout_fraction: Option<f64>,
+    pub holdout_fraction: Option<f64>,
     /// Seed of the holdout split.
     #[arg(long, default_value_t = 42)]
-    split_seed: u64,
+    pub split_seed: u64,
     /// Members with fewer ratings than this are not held out from.
     #[arg(long, default_value_t = 5)]
-    min_ratings: usize,
+    pub min_ratings: usize,
     /// Write the train/test split as train.csv and test.csv into this
     /// directory (to evaluate other tools on identical data).
     #[arg(long)]
-    write_split: Option<PathBuf>,
+    pub write_split: Option<PathBuf>,
     /// Cut-off of the quality metrics.
     #[arg(long, default_value_t = 10)]
-    k: usize,
+    pub k: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Latent factors.
     #[arg(long, default_value_t = AlsParams::default().factors)]
-    factors: usize,
+    pub factors: usize,
     /// ALS iterations.
     #[arg(long, default_value_t = AlsParams::default().iterations)]
-    iterations: usize,
+    pub iterations: usize,
     /// L2 regularisation.
     #[arg(long, default_value_t = AlsParams::default().reg)]
-    reg: f32,
+    pub reg: f32,
     /// Confidence scaling: c = 1 + alpha * weight.
     #[arg(long, default_value_t = AlsParams::default().alpha)]
-    alpha: f32,
+    pub alpha: f32,
     /// Frequency scaling of the regularisation: a row with n interactions
     /// gets reg * n^reg_exponent (0: constant reg).
     #[arg(long, default_value_t = AlsParams::default().reg_exponent)]
-    reg_exponent: f32,
+    pub reg_exponent: f32,
     /// Random seed of the factor initialisation.
     #[arg(long, default_value_t = AlsParams::default().seed)]
-    seed: u64,
+    pub seed: u64,
     /// Conjugate-gradient steps per row solve; 0 solves rows exactly
     /// (Cholesky, several times slower, same quality).
     #[arg(long, default_value_t = AlsParams::default().cg_steps)]
-    cg_steps: usize,
+    pub cg_steps: usize,
     /// Training threads (default: one per core).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
     /// Items in each member's precomputed list.
     #[arg(long, default_value_t = 200)]
-    top_n: usize,
+    pub top_n: usize,
     /// Items in the popular list.
     #[arg(long, default_value_t = 1000)]
-    popular_n: usize,
+    pub popular_n: usize,
     /// Model version to record (default: derived from the clock).
     #[arg(long)]
-    version: Option<String>,
+    pub version: Option<String>,
 }
 
-/// Runs the command line; the exit code says whether it worked.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Train(args) => train_command(*args),
-        Command::Recommend(args) => block_on(client::recommend(args)),
-        Command::Event(args) => block_on(client::event(args)),
-        Command::Tree(args) => block_on(client::tree(args)),
-        Command::Model(args) => block_on(client::model(args)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("reco: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future)
-}
-
-fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+/// Runs `reco train` with `args` against `target` (the config file's
+/// settings, which the flags override).
+///
+/// # Errors
+/// Bad flags, unreadable ratings, an unreachable server, a failed
+/// publication: each says what to fix.
+pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
+    let mut config = target;
     if let Some(url) = &args.nats {
-        config.nats.url = url.clone();
-    }
-    if let Some(dir) = &args.model {
-        config.model.dir = Some(dir.clone());
-    }
-    if let Some(addr) = &args.metrics_addr {
-        config.node.metrics_addr = addr.clone();
-    }
-    config.validate()?;
-    Ok(config)
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = effective_config(&args)?;
-    if args.print_config {
-        print!("{}", config.to_toml());
-        return Ok(());
-    }
-    telemetry::init_logging(config.node.log_format == "json");
-    reco_actors::lifecycle::install_panic_hook();
-    if !config.node.metrics_addr.is_empty() {
-        telemetry::init_metrics(config.node.metrics_addr.parse()?)?;
-    }
-    let (model, lists) = match &config.model.dir {
-        Some(dir) => {
-            let (model, lists) = artifacts::load(dir)?;
-            (Some(model), lists)
-        }
-        None => {
-            tracing::warn!("No model directory given (--model): serving fallback lists only, and they are empty.");
-            (None, PrecomputedLists::default())
-        }
-    };
-    let system = actix::System::new();
-    let result = system.block_on(node::run(
-        config,
-        model,
-        lists,
-        args.config.clone(),
-        node::shutdown_signal(),
-    ));
-    actix::System::current().stop();
-    result
-}
-
-fn train_command(args: TrainArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(url) = &args.nats {
-        config.nats.url = url.clone();
+        config.nats_url = url.clone();
     }
     if let Some(stream) = &args.stream {
         config.events_log.stream = stream.clone();
@@ -246,7 +152,8 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(keep) = args.keep_versions {
         config.publish.keep_versions = keep;
     }
-    config.validate()?;
+    config.events_log.validate()?;
+    config.publish.validate()?;
     anyhow::ensure!(
         args.out.is_some()
             || args.publish
@@ -260,7 +167,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     let (ratings, logged) = match &args.ratings {
         Some(path) => (train::read_ratings(path)?, None),
         None => {
-            let logged = block_on_value(read_stream(&config))?;
+            let logged = block_on(read_stream(&config))?;
             (logged.ratings.clone(), Some(logged))
         }
     };
@@ -294,7 +201,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     };
     let outcome = train::run(&ratings, &options)?;
     let published = if args.publish {
-        Some(block_on_value(publish_outcome(&config, &outcome))?)
+        Some(block_on(publish_outcome(&config, &outcome))?)
     } else {
         None
     };
@@ -329,38 +236,30 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn block_on_value<T>(
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(future)
 }
 
-async fn connect_for_train(config: &Config) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+async fn connect_for_train(config: &TrainTarget) -> anyhow::Result<async_nats::Client> {
+    Ok(ConnectOptions::new(&config.nats_url)
         .name("reco-train")
-        .connection_timeout(std::time::Duration::from_millis(config.nats.connect_timeout_ms))
-        .connect(config.nats.url.as_str())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to NATS at {}: is nats-server running? (set --nats or {ENV_NATS_URL})",
-                config.nats.url
-            )
-        })
+        .connect_timeout(config.connect_timeout)
+        .connect()
+        .await?)
 }
 
-async fn read_stream(config: &Config) -> anyhow::Result<event_log::LoggedInteractions> {
-    let subjects = Subjects::new(&config.nats.prefix)?;
+async fn read_stream(config: &TrainTarget) -> anyhow::Result<event_log::LoggedInteractions> {
+    let subjects = Subjects::new(&config.prefix)?;
     let client = connect_for_train(config).await?;
     let js = async_nats::jetstream::new(client);
     let logged = event_log::read_interactions(
         &js,
         &config.events_log.stream,
         &subjects,
-        config.limits.max_payload_bytes,
+        config.max_payload_bytes,
     )
     .await?;
     eprintln!(
@@ -375,10 +274,10 @@ async fn read_stream(config: &Config) -> anyhow::Result<event_log::LoggedInterac
 }
 
 async fn publish_outcome(
-    config: &Config,
+    config: &TrainTarget,
     outcome: &train::TrainOutcome,
 ) -> anyhow::Result<publish::Published> {
-    let subjects = Subjects::new(&config.nats.prefix)?;
+    let subjects = Subjects::new(&config.prefix)?;
     let client = connect_for_train(config).await?;
     let published = publish::publish(
         &client,

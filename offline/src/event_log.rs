@@ -14,12 +14,13 @@
 //! stream exists at start-up ([`ensure_stream`]). Events outlive node
 //! restarts because they live in the server's store.
 
-use crate::config::EventsLogConfig;
-use crate::metrics as nm;
+use crate::settings::{check_name, range, OutOfRange};
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
+use reco_messages::metrics as nm;
 use reco_messages::{EventKind, ItemId, MemberId, Subjects};
 use reco_models::Rating;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Duration;
 use thiserror::Error;
@@ -128,17 +129,17 @@ pub async fn ensure_stream(
 /// more than recording them.
 pub async fn start_recording(
     client: &async_nats::Client,
-    config: &crate::config::Config,
+    config: &EventsLogConfig,
     subjects: &Subjects,
 ) {
-    if !config.events_log.enabled {
+    if !config.enabled {
         tracing::info!("Event log disabled (events_log.enabled = false): events are not recorded.");
         return;
     }
     let js = jetstream::new(client.clone());
-    match ensure_stream(&js, &config.events_log, subjects).await {
+    match ensure_stream(&js, config, subjects).await {
         Ok(info) => tracing::info!(
-            stream = %config.events_log.stream,
+            stream = %config.stream,
             stored = info.state.messages,
             "Recording events in JetStream."
         ),
@@ -146,6 +147,59 @@ pub async fn start_recording(
             metrics::counter!(nm::EVENTS_LOG_SETUP_FAILED_TOTAL).increment(1);
             tracing::error!(%error, "Events are not recorded for training.");
         }
+    }
+}
+
+/// Recording of ingested events: at start-up a node creates (or reuses) a
+/// JetStream stream over `<prefix>.events.*`, so the server itself keeps every
+/// event producers publish, with no extra work on the ingress path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsLogConfig {
+    /// Record events. Off, the node serves as before but `reco train
+    /// --from-stream` has nothing new to learn from.
+    pub enabled: bool,
+    /// Name of the JetStream stream (letters, digits, '-', '_').
+    pub stream: String,
+    /// Events older than this are dropped by the server, in seconds: the
+    /// training window.
+    pub max_age_secs: u64,
+    /// The stream's size cap in bytes; beyond it the oldest events go.
+    pub max_bytes: u64,
+}
+
+impl Default for EventsLogConfig {
+    fn default() -> Self {
+        EventsLogConfig {
+            enabled: true,
+            stream: "RECO_EVENTS".into(),
+            max_age_secs: 30 * 24 * 3600,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl EventsLogConfig {
+    /// Checks every value against its range.
+    ///
+    /// # Errors
+    /// [`OutOfRange`] naming the first key out of range.
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        check_name("events_log.stream", &self.stream)?;
+        range(
+            "events_log.max_age_secs",
+            self.max_age_secs,
+            60,
+            10 * 365 * 24 * 3600,
+            "60 s to 10 years",
+        )?;
+        range(
+            "events_log.max_bytes",
+            self.max_bytes,
+            1 << 20,
+            1 << 50,
+            "1 MiB to 1 PiB",
+        )
     }
 }
 

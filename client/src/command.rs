@@ -1,13 +1,13 @@
-//! `reco recommend` and `reco event`: a caller and a producer on the command
-//! line, speaking only the public wire contract. For trying a node by hand
-//! and for scripts.
+//! `reco recommend`, `reco event`, `reco tree` and `reco model`: a caller,
+//! a producer and the admin client on the command line, speaking only the
+//! public wire contract. For trying a node by hand and for scripts.
 
-use crate::config::ENV_NATS_URL;
-use anyhow::Context as _;
+use crate::connect::{ConnectOptions, DEFAULT_NATS_URL, ENV_NATS_URL};
+use crate::Admin;
 use clap::Args;
 use reco_messages::admin::TreeNode;
 use reco_messages::{
-    decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
+    Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
 };
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct Target {
     /// NATS server URL.
-    #[arg(long, env = ENV_NATS_URL, default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = ENV_NATS_URL, default_value = DEFAULT_NATS_URL)]
     nats: String,
     /// Subject prefix of the deployment.
     #[arg(long, default_value = reco_messages::subjects::DEFAULT_PREFIX)]
@@ -62,9 +62,10 @@ pub struct EventArgs {
 
 async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subjects)> {
     let subjects = Subjects::new(&target.prefix)?;
-    let client = async_nats::connect(target.nats.as_str())
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", target.nats))?;
+    let client = ConnectOptions::new(&target.nats)
+        .name("reco-cli")
+        .connect()
+        .await?;
     Ok((client, subjects))
 }
 
@@ -77,17 +78,14 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
         exclude_seen: Some(!args.include_seen),
         ..Default::default()
     };
-    let reply = tokio::time::timeout(
+    let reply = crate::caller::recommend(
+        &client,
+        &subjects,
+        MemberId(args.member),
+        &request,
         Duration::from_secs(10),
-        client.request(
-            subjects.recommend(MemberId(args.member)),
-            encode(&request).into(),
-        ),
     )
-    .await
-    .context("no reply within 10 s")?
-    .context("request failed: is a reco node serving this prefix?")?;
-    let reply: RecommendReply = decode(&reply.payload, usize::MAX)?;
+    .await?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     if let RecommendReply::Error(e) = reply {
         anyhow::bail!("the node refused the request: {}", e.error.message);
@@ -107,11 +105,7 @@ pub async fn event(args: EventArgs) -> anyhow::Result<()> {
         at_ms: None,
         device: Some("cli".into()),
     };
-    reco_messages::codec::validate_event(&event, event.member)?;
-    client
-        .publish(subjects.events(event.member), encode(&event).into())
-        .await?;
-    crate::node::round_trip(&client).await?;
+    crate::producer::publish_event(&client, &subjects, &event).await?;
     println!(
         "published {kind} of item {} for member {}",
         args.item, args.member
@@ -132,15 +126,7 @@ pub struct TreeArgs {
 /// Asks a node for its live supervision tree and prints it.
 pub async fn tree(args: TreeArgs) -> anyhow::Result<()> {
     let (client, subjects) = connect(&args.target).await?;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(subjects.admin_tree(), Vec::new().into()),
-    )
-    .await
-    .context("no reply within 10 s")?
-    .context("request failed: is a reco node serving this prefix?")?;
-    let tree: TreeNode =
-        decode(&reply.payload, usize::MAX).context("the node's reply is not a supervision tree")?;
+    let tree = Admin::new(client, subjects).tree().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tree)?);
     } else {
@@ -260,14 +246,10 @@ pub async fn model(args: ModelArgs) -> anyhow::Result<()> {
         pin: args.pin,
         unpin: args.unpin,
     };
-    let reply = tokio::time::timeout(
-        Duration::from_secs(30),
-        client.request(subjects.admin_model(), encode(&command).into()),
-    )
-    .await
-    .context("no reply within 30 s")?
-    .context("request failed: is a reco node serving this prefix?")?;
-    let status: reco_messages::admin::ModelStatus = decode(&reply.payload, usize::MAX)?;
+    let status = Admin::new(client, subjects)
+        .with_timeout(Duration::from_secs(30))
+        .model(&command)
+        .await?;
     println!("{}", serde_json::to_string_pretty(&status)?);
     if let Some(error) = status.error {
         anyhow::bail!("the node refused: {error}");

@@ -1,0 +1,63 @@
+//! The `reco` binary: parses the command line and hands each subcommand to
+//! the crate that owns it (serve → `reco_supervisors::node`, train →
+//! `reco_offline`, recommend/event/tree/model → `reco_client`). Nothing
+//! else happens here.
+
+use clap::{Parser, Subcommand};
+use reco_client::command as client;
+use std::process::ExitCode;
+
+/// reco serves personalized recommendations over NATS: it learns from what
+/// members play, rate and add to their lists, answers "what next for this
+/// member?" within a deadline (falling back to precomputed lists rather than
+/// failing), and trains and publishes new models offline.
+#[derive(Debug, Parser)]
+#[command(name = "reco", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve recommendations over NATS until SIGINT/SIGTERM.
+    Serve(reco_supervisors::node::command::ServeArgs),
+    /// Train a model and batch-compute the fallback lists from a ratings CSV
+    /// or the event log; measure, write and publish them.
+    Train(Box<reco_offline::command::TrainArgs>),
+    /// Ask a running node for recommendations and print the reply as JSON.
+    Recommend(client::RecommendArgs),
+    /// Publish one member event to a running node.
+    Event(client::EventArgs),
+    /// Print a running node's live supervision tree.
+    Tree(client::TreeArgs),
+    /// Show, pin (roll back) or unpin a running node's model version.
+    Model(client::ModelArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve(args) => reco_supervisors::node::command::serve(args),
+        Command::Train(args) => reco_supervisors::config::train_target(args.config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|target| reco_offline::command::train(*args, target)),
+        Command::Recommend(args) => block_on(client::recommend(args)),
+        Command::Event(args) => block_on(client::event(args)),
+        Command::Tree(args) => block_on(client::tree(args)),
+        Command::Model(args) => block_on(client::model(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("reco: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}

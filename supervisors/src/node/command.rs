@@ -1,0 +1,87 @@
+//! `reco serve`: the command-line face of a serving node: configuration
+//! sources (file, environment, flags), logging, the metrics exporter, the
+//! model directory, then [`super::run`] inside an actix system.
+
+use crate::config::{Config, ENV_NATS_URL};
+use crate::telemetry;
+use clap::Args;
+use reco_models::PrecomputedLists;
+use reco_offline::artifacts;
+use std::path::PathBuf;
+
+/// Arguments of `reco serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see the README's config reference).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL (overrides the file).
+    #[arg(long, env = ENV_NATS_URL)]
+    pub nats: Option<String>,
+    /// Model directory written by `reco train --out` (overrides the file).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prometheus exporter address; "" disables it (overrides the file).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Print the effective configuration, every default included, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = &args.nats {
+        config.nats.url = url.clone();
+    }
+    if let Some(dir) = &args.model {
+        config.model.dir = Some(dir.clone());
+    }
+    if let Some(addr) = &args.metrics_addr {
+        config.node.metrics_addr = addr.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs `reco serve`: loads the configuration and the model directory,
+/// starts logging and metrics, and serves until SIGINT/SIGTERM.
+///
+/// # Errors
+/// A bad configuration or model directory, an unreachable server, or the
+/// root supervisor giving up.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(&args)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    telemetry::init_logging(config.node.log_format == "json");
+    reco_actors::lifecycle::install_panic_hook();
+    if !config.node.metrics_addr.is_empty() {
+        telemetry::init_metrics(config.node.metrics_addr.parse()?)?;
+    }
+    let (model, lists) = match &config.model.dir {
+        Some(dir) => {
+            let (model, lists) = artifacts::load(dir)?;
+            (Some(model), lists)
+        }
+        None => {
+            tracing::warn!("No model directory given (--model): serving fallback lists only, and they are empty.");
+            (None, PrecomputedLists::default())
+        }
+    };
+    let system = actix::System::new();
+    let result = system.block_on(super::run(
+        config,
+        model,
+        lists,
+        args.config.clone(),
+        super::shutdown_signal(),
+    ));
+    actix::System::current().stop();
+    result
+}
