@@ -33,6 +33,14 @@ enum Command {
     Tree(client::TreeArgs),
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
+    /// Ask a running node whether it serves, and with which model and lists.
+    Health(client::AdminArgs),
+    /// Have a running node re-read its config file's supervision settings
+    /// (like SIGHUP).
+    Reload(client::AdminArgs),
+    /// Print the effective configuration `reco serve` would run with (file,
+    /// flags, every default), credentials redacted.
+    Config(reco_supervisors::node::command::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,9 @@ fn main() -> ExitCode {
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
         Command::Model(args) => block_on(client::model(args)),
+        Command::Health(args) => block_on(client::health(args)),
+        Command::Reload(args) => block_on(client::reload(args)),
+        Command::Config(args) => reco_supervisors::node::command::print_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
