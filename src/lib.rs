@@ -221,6 +221,11 @@ impl Node {
         }
     }
 
+    /// Where the node serves `/metrics` and its operator page.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.0.metrics_addr()
+    }
+
     /// The node's Prometheus metrics, as text.
     pub fn metrics(&self) -> String {
         process::scrape(self.0.metrics_addr()).expect("cannot reach the metrics endpoint")

@@ -145,3 +145,52 @@ fn training_writes_a_model_that_loads() {
     assert_eq!(lists.members.len(), 40);
     assert!(!lists.popular.is_empty());
 }
+
+#[test]
+fn health_reload_config_and_event_tell_an_operator_what_they_need() {
+    let nats = reco_e2e::NatsServer::start();
+    let url = nats.url();
+    // No node yet: health says so; an event is published with a warning.
+    let out = reco(&["health", "--nats", &url]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no reco node answers"), "{stderr}");
+    let out = reco(&["event", "--nats", &url, "--member", "7", "--item", "1"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no reco node answers"), "{stderr}");
+
+    let fixture = reco_e2e::Fixture::write(100, 8, 0, "fixture-verbs");
+    let _node = reco_e2e::Node::start(&url, Some(fixture.path()), "");
+    let out = reco(&["health", "--nats", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("serving") && stdout.contains("fixture-verbs"),
+        "{stdout}"
+    );
+    let out = reco(&["event", "--nats", &url, "--member", "7", "--item", "1000"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "a warning with a node serving"
+    );
+    let out = reco(&["reload", "--nats", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded"));
+
+    let out = reco(&["config", "--nats", "nats://alice:s3cret@127.0.0.1:4222"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("nats://***@127.0.0.1:4222") && !stdout.contains("s3cret"),
+        "{stdout}"
+    );
+}

@@ -44,6 +44,14 @@ enum Command {
     /// and take rate with a 95 % interval per window, against titles of the
     /// same age.
     Insights(reco_supervisors::nearline::InsightsArgs),
+    /// Ask a running node whether it serves, and with which model and lists.
+    Health(client::AdminArgs),
+    /// Have a running node re-read its config file's supervision settings
+    /// (like SIGHUP).
+    Reload(client::AdminArgs),
+    /// Print the effective configuration `reco serve` would run with (file,
+    /// flags, every default), credentials redacted.
+    Config(reco_supervisors::node::command::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +67,9 @@ fn main() -> ExitCode {
         Command::NatsConfig(args) => reco_supervisors::node::command::nats_config(&args),
         Command::Nearline(args) => reco_supervisors::nearline::nearline(args),
         Command::Insights(args) => reco_supervisors::nearline::insights(args),
+        Command::Health(args) => block_on(client::health(args)),
+        Command::Reload(args) => block_on(client::reload(args)),
+        Command::Config(args) => reco_supervisors::node::command::print_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

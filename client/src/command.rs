@@ -118,6 +118,95 @@ pub async fn event(args: EventArgs) -> anyhow::Result<()> {
         "published {kind} of item {} for member {}",
         args.item, args.member
     );
+    // A publish cannot tell whether anyone listens: ask whether a node
+    // answers on this prefix at all, and warn when none does.
+    let admin = Admin::new(client, subjects.clone()).with_timeout(Duration::from_millis(500));
+    match admin.health().await {
+        Ok(_) => {}
+        Err(e) if e.is_no_responders() => eprintln!(
+            "reco: warning: no reco node answers on prefix {:?} at {}: the event reached the \
+server but no node may be listening (events are only recorded while a node or the event \
+stream is there)",
+            subjects.prefix(),
+            args.target.nats
+        ),
+        Err(e) => eprintln!("reco: warning: cannot tell whether a node is listening: {e}"),
+    }
+    Ok(())
+}
+
+/// Arguments of `reco health` and `reco reload`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn no_node(e: crate::AdminError, target: &Target) -> anyhow::Error {
+    if e.is_no_responders() {
+        anyhow::anyhow!(
+            "no reco node answers on prefix {:?} at {}: is `reco serve` running there?",
+            target.prefix,
+            target.nats
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// Asks a node whether it serves, and with what (`admin.health`).
+pub async fn health(args: AdminArgs) -> anyhow::Result<()> {
+    let (client, subjects) = connect(&args.target).await?;
+    let health = Admin::new(client, subjects)
+        .health()
+        .await
+        .map_err(|e| no_node(e, &args.target))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&health)?);
+    } else {
+        println!("status            {}", health.status);
+        println!(
+            "model version     {}",
+            health.model_version.as_deref().unwrap_or("none")
+        );
+        println!("lists version     {}", health.lists_version);
+        println!("requests in flight {}", health.in_flight);
+        println!("resident members  {}", health.resident_members);
+        println!(
+            "memory (RSS)      {:.1} MiB",
+            health.rss_bytes as f64 / 1_048_576.0
+        );
+    }
+    Ok(())
+}
+
+/// Has a node re-read its config file's supervision settings
+/// (`admin.reload`, like SIGHUP).
+pub async fn reload(args: AdminArgs) -> anyhow::Result<()> {
+    let (client, subjects) = connect(&args.target).await?;
+    let reloaded = Admin::new(client, subjects)
+        .reload()
+        .await
+        .map_err(|e| no_node(e, &args.target))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reloaded)?);
+    }
+    if let Some(error) = reloaded.error {
+        anyhow::bail!("the node refused its config file (the settings in force stay): {error}");
+    }
+    if !args.json {
+        println!(
+            "reloaded: supervision settings applied to {}",
+            if reloaded.applied.is_empty() {
+                "no supervisor".to_owned()
+            } else {
+                reloaded.applied.join(", ")
+            }
+        );
+    }
     Ok(())
 }
 

@@ -121,8 +121,27 @@ pub struct DemoOptions {
     pub progress: bool,
 }
 
+/// What the demo needs, checked before it spends time training: the
+/// ratings file, the `reco` binary, and the NATS server given with
+/// `--nats` (a private one is started right after, which checks that
+/// `nats-server` is installed).
+pub fn check_prerequisites(options: &DemoOptions) -> Result<()> {
+    std::fs::File::open(&options.ratings).with_context(|| {
+        format!(
+            "cannot read the ratings file {}: pass a MovieLens ratings.csv with --ratings",
+            options.ratings.display()
+        )
+    })?;
+    crate::process::check_reco_binary()?;
+    if let Some(url) = &options.nats {
+        crate::process::check_nats_reachable(url)?;
+    }
+    Ok(())
+}
+
 /// Runs the demo and returns its report.
 pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
+    check_prerequisites(&options)?;
     let (server, url) = nats_or_private(options.nats.as_deref())?;
     log(&format!("NATS at {url}"));
     let model = tempfile::tempdir()?;

@@ -101,7 +101,8 @@ struct OutputArgs {
     /// Write the report as JSON to FILE.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Draw latency percentiles and fallback share over time to FILE.svg.
+    /// Draw the timeline (latency against the deadline, fallbacks by
+    /// reason, throughput) to FILE.svg and FILE.png (give either name).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// No live progress line.
@@ -284,21 +285,36 @@ fn say(line: &str) {
 /// Refuses a plot format the simulator cannot write before a run, not after.
 fn check_plot(args: &OutputArgs) -> Result<()> {
     if let Some(path) = &args.plot {
-        let svg = path
+        let known = path
             .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg") || e.eq_ignore_ascii_case("png"));
         anyhow::ensure!(
-            svg,
-            "--plot {}: only SVG is written (name the file .svg; convert it with any SVG tool if you need PNG)",
+            known,
+            "--plot {}: name the file .svg or .png (both are written, side by side)",
             path.display()
         );
     }
     Ok(())
 }
 
+/// Where the demo writes its report and plot when not told: under
+/// `target/` (ignored by git), so that every demo leaves something to open.
+fn demo_outputs(mut args: OutputArgs) -> OutputArgs {
+    let dir = PathBuf::from("target/reco-demo");
+    if args.json.is_none() {
+        args.json = Some(dir.join("report.json"));
+    }
+    if args.plot.is_none() {
+        args.plot = Some(dir.join("timeline.svg"));
+    }
+    args
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo(args) => {
+        Command::Demo(mut args) => {
+            args.output = demo_outputs(args.output);
             check_plot(&args.output)?;
             let report = demo::demo(
                 DemoOptions {
@@ -421,13 +437,29 @@ async fn run_world(args: RunArgs) -> Result<()> {
 
 fn output(report: &Report, args: &OutputArgs) -> Result<()> {
     print!("{}", report.table());
+    let mut files = Vec::new();
     if let Some(path) = &args.json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        files.push(format!("report (JSON)  {}", path.display()));
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, reco_sim::plot::svg(report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let (svg, png) = reco_sim::plot::write(report, path)?;
+        files.push(format!(
+            "timeline plot {} and {}",
+            svg.display(),
+            png.display()
+        ));
+    }
+    if !files.is_empty() {
+        println!("files:");
+        for file in files {
+            println!("  {file}");
+        }
     }
     Ok(())
 }

@@ -29,11 +29,23 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// How long to wait, once a child has exited, for its reader thread to
+/// reach the end of the stderr pipe (it only waits that long if some other
+/// process inherited the pipe).
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reads a child's stderr on a thread, keeping the last lines and signalling
 /// when a line containing the ready marker shows up.
+///
+/// Once the child has exited, its last lines may still be in the pipe or in
+/// the reader's buffer: [`LogTail::wait_eof`] waits until the reader has
+/// seen the end of the pipe, so a log read after an exit is complete (it
+/// was not: a test saw "Node drained." missing from a node that had logged
+/// it and exited 0).
 struct LogTail {
     lines: Arc<Mutex<Vec<String>>>,
     ready: mpsc::Receiver<()>,
+    eof: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl LogTail {
@@ -41,7 +53,19 @@ impl LogTail {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, ready) = mpsc::channel();
         let kept = lines.clone();
+        let eof = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let reached = eof.clone();
         std::thread::spawn(move || {
+            // Set on every way out of the loop, panics included.
+            struct Eof(Arc<(Mutex<bool>, std::sync::Condvar)>);
+            impl Drop for Eof {
+                fn drop(&mut self) {
+                    let (flag, changed) = &*self.0;
+                    *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    changed.notify_all();
+                }
+            }
+            let _eof = Eof(reached);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if line.contains(marker) {
@@ -59,7 +83,17 @@ impl LogTail {
                 kept.push(line);
             }
         });
-        LogTail { lines, ready }
+        LogTail { lines, ready, eof }
+    }
+
+    /// Waits (at most [`LOG_DRAIN_TIMEOUT`]) until the reader has read the
+    /// whole pipe; call it once the child has exited.
+    fn wait_eof(&self) {
+        let (flag, changed) = &*self.eof;
+        let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = changed
+            .wait_timeout_while(guard, LOG_DRAIN_TIMEOUT, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
     }
 
     fn wait_ready(&self, what: &str, child: &mut Child) -> Result<()> {
@@ -69,13 +103,36 @@ impl LogTail {
                 Ok(()) => return Ok(()),
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = child.try_wait() {
+                        self.wait_eof();
                         bail!(
                             "{what} exited with {status} before it was ready:\n{}",
                             self.text()
                         );
                     }
                 }
-                Err(_) => bail!(
+                // The reader saw the end of stderr: the child closed it,
+                // which it does by exiting. Say so, with its status, rather
+                // than "not ready".
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.wait_eof();
+                    let exited = Instant::now() + LOG_DRAIN_TIMEOUT;
+                    loop {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            bail!(
+                                "{what} exited with {status} before it was ready:\n{}",
+                                self.text()
+                            );
+                        }
+                        if Instant::now() >= exited {
+                            bail!(
+                                "{what} closed its stderr before it was ready:\n{}",
+                                self.text()
+                            );
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!(
                     "{what} was not ready within {START_TIMEOUT:?}:\n{}",
                     self.text()
                 ),
@@ -209,6 +266,57 @@ pub fn reco_binary() -> PathBuf {
     PathBuf::from("reco")
 }
 
+/// Checks that the `reco` binary [`reco_binary`] names exists (as a path,
+/// or on the PATH), so a run fails before it trains or starts anything.
+pub fn check_reco_binary() -> Result<PathBuf> {
+    let bin = reco_binary();
+    let found = if bin.components().count() > 1 {
+        bin.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(&bin).is_file()))
+    };
+    anyhow::ensure!(
+        found,
+        "the reco binary ({}) is missing: build it with `cargo build --release -p reco-supervisors` \
+(scripts/run.sh does) or set RECO_BIN",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// Checks that a NATS server accepts TCP connections at `url` (its first
+/// server, `nats://[user:pass@]host[:port]`, port 4222 by default).
+pub fn check_nats_reachable(url: &str) -> Result<()> {
+    let first = url.split(',').next().unwrap_or(url).trim();
+    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+    let host_port = host_port.trim_end_matches('/');
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:4222")
+    };
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .with_context(|| format!("--nats {url}: cannot resolve {with_port}"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no NATS server reachable at {url} ({}): start one (nats-server -js) or leave out --nats \
+to let the simulator start a private server",
+        last.map_or("no address".to_owned(), |e| e.to_string())
+    ))
+}
+
 /// A running `reco serve`; killed on drop.
 pub struct Node {
     child: Child,
@@ -297,9 +405,14 @@ impl Node {
         &self.config
     }
 
-    /// The exit status, if the node has exited.
+    /// The exit status, if the node has exited; once it has, the log
+    /// ([`Node::log`]) holds everything the node wrote.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
-        Ok(self.child.try_wait()?)
+        let status = self.child.try_wait()?;
+        if status.is_some() {
+            self.log.wait_eof();
+        }
+        Ok(status)
     }
 }
 
@@ -339,4 +452,53 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .flatten()
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn_sh(script: &str) -> (Child, LogTail) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let log = LogTail::follow(child.stderr.take().expect("piped"), "never printed");
+        (child, log)
+    }
+
+    #[test]
+    fn a_child_that_exits_before_ready_is_reported_as_exited_with_its_whole_log() {
+        let (mut child, log) = spawn_sh("for i in $(seq 1 150); do echo line $i >&2; done; exit 3");
+        let error = log.wait_ready("child", &mut child).unwrap_err().to_string();
+        assert!(error.contains("exited with exit status: 3"), "{error}");
+        assert!(!error.contains("not ready within"), "{error}");
+        assert!(error.ends_with("line 150"), "{error}");
+    }
+
+    #[test]
+    fn an_unreachable_nats_url_is_refused_with_a_hint() {
+        let port = free_port().unwrap();
+        let error = check_nats_reachable(&format!("nats://user:pw@127.0.0.1:{port}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no NATS server reachable") && error.contains("leave out --nats"),
+            "{error}"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        check_nats_reachable(&format!("nats://{open}")).unwrap();
+    }
+
+    #[test]
+    fn the_log_read_after_exit_holds_the_last_line() {
+        let (mut child, log) = spawn_sh("echo first >&2; echo last words >&2");
+        child.wait().expect("sh exits");
+        log.wait_eof();
+        assert!(log.text().ends_with("last words"), "{}", log.text());
+    }
 }

@@ -13,9 +13,11 @@
 //!   composition root).
 //! - [`node`]: starts the actors of a serving node and drains them.
 //! - [`telemetry`]: logging and the Prometheus exporter.
+//! - [`operator`]: the HTTP surface: `/metrics` and the operator page.
 
 pub mod config;
 pub mod nearline;
 pub mod node;
+pub mod operator;
 pub mod supervision;
 pub mod telemetry;

@@ -30,16 +30,17 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// Installs the Prometheus exporter on `addr` (its own thread) and describes
-/// every metric.
-pub fn init_metrics(addr: SocketAddr) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Installs the Prometheus recorder, describes every metric, and serves
+/// `/metrics` and the operator page on `addr` ([`crate::operator`]).
+/// Returns the bound address.
+pub fn init_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot start the metrics exporter on {addr}: {e}"))?;
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    let bound = crate::operator::serve(addr, handle)?;
     describe();
-    Ok(())
+    Ok(bound)
 }
 
 /// Registers the `# HELP` text of every metric in

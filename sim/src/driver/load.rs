@@ -267,6 +267,12 @@ pub(super) async fn request(shared: &Arc<Shared>, member: MemberId, device: &'st
         stats.replies += 1;
         stats.bucket_replies += 1;
         stats.bucket_fallbacks += fallback as u64;
+        if fallback {
+            *stats
+                .bucket_reasons
+                .entry(reply.reason.map_or("none", |r| r.as_str()))
+                .or_default() += 1;
+        }
         *stats.by_source.entry(source.to_owned()).or_default() += 1;
         *stats
             .by_reason

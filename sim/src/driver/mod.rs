@@ -135,6 +135,8 @@ struct Stats {
     bucket: Histogram<u64>,
     bucket_replies: u64,
     bucket_fallbacks: u64,
+    /// Fallback replies of the current bucket by `reason`.
+    bucket_reasons: BTreeMap<&'static str, u64>,
     replies: u64,
     by_source: BTreeMap<String, u64>,
     by_reason: BTreeMap<String, u64>,
@@ -256,6 +258,7 @@ pub async fn drive(
             bucket: histogram(),
             bucket_replies: 0,
             bucket_fallbacks: 0,
+            bucket_reasons: BTreeMap::new(),
             replies: 0,
             by_source: BTreeMap::new(),
             by_reason: BTreeMap::new(),

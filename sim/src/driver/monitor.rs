@@ -52,8 +52,19 @@ pub(super) async fn monitor(shared: Arc<Shared>) {
                     } else {
                         0.0
                     },
+                    fallback_by_reason: stats
+                        .bucket_reasons
+                        .iter()
+                        .map(|(reason, n)| {
+                            (
+                                (*reason).to_owned(),
+                                *n as f64 / stats.bucket_replies as f64,
+                            )
+                        })
+                        .collect(),
                 };
                 stats.bucket.reset();
+                stats.bucket_reasons.clear();
                 stats.bucket_replies = 0;
                 stats.bucket_fallbacks = 0;
                 stats.timeline.push(bucket.clone());

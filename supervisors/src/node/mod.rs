@@ -76,6 +76,7 @@ pub async fn run(
     config.validate()?;
     let subjects = Subjects::new(&config.nats.prefix)?;
     let client = connect(&config).await?;
+    crate::operator::attach(client.clone(), subjects.clone());
     reco_offline::event_log::start_recording(&client, &config.events_log, &subjects).await;
 
     let model_version = model.as_ref().map(|m| m.version().to_owned());
