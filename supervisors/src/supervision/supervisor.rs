@@ -196,6 +196,18 @@ impl Supervisor {
         tracing::debug!(supervisor = %self.name, child = %slot.spec.name, generation, "Child started.");
     }
 
+    /// Starts child `index` again, counting the restart.
+    fn restart_child(&mut self, index: usize, ctx: &mut Context<Self>) {
+        self.slots[index].restarts += 1;
+        metrics::counter!(
+            nm::SUPERVISOR_RESTARTS_TOTAL,
+            "supervisor" => self.name.clone(),
+            "child" => self.slots[index].spec.name.clone()
+        )
+        .increment(1);
+        self.start_child(index, ctx);
+    }
+
     /// Stops child `index` on purpose: its exit will be ignored.
     fn stop_child(&mut self, index: usize) {
         let slot = &mut self.slots[index];
@@ -263,14 +275,7 @@ impl Supervisor {
                     continue;
                 }
                 supervisor.slots[index].backoff = BackoffState::default();
-                supervisor.slots[index].restarts += 1;
-                metrics::counter!(
-                    nm::SUPERVISOR_RESTARTS_TOTAL,
-                    "supervisor" => supervisor.name.clone(),
-                    "child" => supervisor.slots[index].spec.name.clone()
-                )
-                .increment(1);
-                supervisor.start_child(index, ctx);
+                supervisor.restart_child(index, ctx);
             }
         });
     }
@@ -370,14 +375,7 @@ impl Handler<ChildExited> for Supervisor {
                 if supervisor.slots[index].state != State::Restarting {
                     continue;
                 }
-                supervisor.slots[index].restarts += 1;
-                metrics::counter!(
-                    nm::SUPERVISOR_RESTARTS_TOTAL,
-                    "supervisor" => supervisor.name.clone(),
-                    "child" => supervisor.slots[index].spec.name.clone()
-                )
-                .increment(1);
-                supervisor.start_child(index, ctx);
+                supervisor.restart_child(index, ctx);
             }
         });
     }
