@@ -64,6 +64,13 @@ async fn events_just_under_the_server_limit_are_rejected_without_losing_the_conn
     // Rejections are logged sampled, not once per message.
     let logged = node.log().matches("Event rejected.").count();
     assert!(logged < rounds as usize, "{logged} rejection lines");
+    // The event log recorded the plays and none of the junk, so junk cannot
+    // push real history out of its size cap.
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream("RECO_EVENTS").await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    assert_eq!(state.messages, rounds, "{state:?}");
+    assert!(state.bytes < 64 * 1024 * rounds, "{state:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,7 @@ pub fn stream_config(config: &EventsLogConfig, subjects: &Subjects) -> stream::C
         storage: stream::StorageType::File,
         max_age: Duration::from_secs(config.max_age_secs),
         max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
+        max_message_size: i32::try_from(config.max_msg_bytes).unwrap_or(i32::MAX),
         ..Default::default()
     }
 }
@@ -121,11 +122,13 @@ pub async fn ensure_stream(
     if existing.subjects != wanted.subjects
         || existing.max_age != wanted.max_age
         || existing.max_bytes != wanted.max_bytes
+        || existing.max_message_size != wanted.max_message_size
     {
         let updated = stream::Config {
             subjects: wanted.subjects.clone(),
             max_age: wanted.max_age,
             max_bytes: wanted.max_bytes,
+            max_message_size: wanted.max_message_size,
             ..existing.clone()
         };
         return js
@@ -179,6 +182,12 @@ pub struct EventsLogConfig {
     pub max_age_secs: u64,
     /// The stream's size cap in bytes; beyond it the oldest events go.
     pub max_bytes: u64,
+    /// Largest message the stream records, in bytes (the server refuses to
+    /// store a larger one; subscribers still receive it). Junk of up to the
+    /// server's own limit would otherwise push real history out of
+    /// `max_bytes`: keep it at the node's `limits.max_payload_bytes`, above
+    /// which reco rejects an event anyway.
+    pub max_msg_bytes: u32,
 }
 
 impl Default for EventsLogConfig {
@@ -188,6 +197,7 @@ impl Default for EventsLogConfig {
             stream: "RECO_EVENTS".into(),
             max_age_secs: 30 * 24 * 3600,
             max_bytes: 1 << 30,
+            max_msg_bytes: 64 * 1024,
         }
     }
 }
@@ -212,6 +222,13 @@ impl EventsLogConfig {
             1 << 20,
             1 << 50,
             "1 MiB to 1 PiB",
+        )?;
+        range(
+            "events_log.max_msg_bytes",
+            u64::from(self.max_msg_bytes),
+            256,
+            64 << 20,
+            "256 B to 64 MiB",
         )
     }
 }
