@@ -190,7 +190,7 @@ fn health_reload_config_and_event_tell_an_operator_what_they_need() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        stdout.contains("nats://***@127.0.0.1:4222") && !stdout.contains("s3cret"),
+        stdout.contains("nats://alice:<redacted>@127.0.0.1:4222") && !stdout.contains("s3cret"),
         "{stdout}"
     );
 }

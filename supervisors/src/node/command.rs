@@ -111,7 +111,7 @@ fn effective_config(args: &ServeArgs) -> anyhow::Result<Config> {
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
     if args.print_config {
-        print!("{}", redact_urls(&config.to_toml()));
+        print!("{}", config.to_toml());
         return Ok(());
     }
     telemetry::init_logging(config.node.log_format == "json");
@@ -142,54 +142,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// `reco config`: the effective configuration (file, flags and defaults)
-/// as TOML, with credentials in URLs redacted.
+/// as TOML, with every secret redacted ([`Config::to_toml`] uses
+/// [`reco_client::redact_url`], the one redaction of URLs).
 ///
 /// # Errors
 /// A configuration that does not read or validate.
 pub fn print_config(args: &ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(args)?;
-    print!("{}", redact_urls(&config.to_toml()));
+    print!("{}", config.to_toml());
     Ok(())
-}
-
-/// Replaces the user information of every `scheme://user:password@host`
-/// (or `scheme://token@host`) in `text` with `***`: printed
-/// configuration never shows secrets.
-pub fn redact_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '"' || c == '\'' || c.is_whitespace() || c == ',')
-            .unwrap_or(tail.len());
-        let authority_end = tail[..end].find('/').unwrap_or(end);
-        match tail[..authority_end].rfind('@') {
-            Some(userinfo) => {
-                out.push_str("***");
-                rest = &tail[userinfo..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_urls;
-
-    #[test]
-    fn credentials_in_urls_are_redacted_and_the_rest_is_kept() {
-        assert_eq!(
-            redact_urls("url = \"nats://alice:s3cret@h:4222,nats://tok@h2\"\nx = 1\n"),
-            "url = \"nats://***@h:4222,nats://***@h2\"\nx = 1\n"
-        );
-        assert_eq!(
-            redact_urls("url = \"nats://h:4222\""),
-            "url = \"nats://h:4222\""
-        );
-    }
 }
