@@ -49,11 +49,14 @@ use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
+use reco_messages::subjects::BadSubject;
 use reco_messages::subjects::{
     DLQ_EXCERPT_BYTES, HEADER_DLQ_BYTES, HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT,
 };
 use reco_messages::Event;
-use reco_messages::{decode_event, decode_request, DecodeError, ErrorCode, Subjects};
+use reco_messages::{
+    decode_event, decode_request, DecodeError, ErrorCode, MemberId, Subjects, ValidRequest,
+};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -350,38 +353,10 @@ impl Ingress {
 
     fn on_request(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
-        let Some(reply) = message.reply.clone() else {
-            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
-            if let Some(held_back) = self.rejections_logged.admit(received) {
-                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend message without a reply subject ignored; send it as a request.");
-            }
+        let Some((responder, member, request)) =
+            self.accept(&message, received, runtime, Subjects::member_of_recommend)
+        else {
             return;
-        };
-        if self.subjects.is_own(&reply) {
-            metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "forbidden_reply_subject")
-                .increment(1);
-            if let Some(held_back) = self.rejections_logged.admit(received) {
-                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend request whose reply subject is one of reco's own dropped unanswered.");
-            }
-            return;
-        }
-        let responder = Responder::nats(
-            self.client.clone(),
-            reply,
-            runtime.clone(),
-            received,
-            &self.in_flight,
-        );
-        let member = match self.subjects.member_of_recommend(&message.subject) {
-            Ok(member) => member,
-            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
-        };
-        let request = match decode_request(&message.payload, self.settings.max_payload) {
-            Ok(request) => request,
-            Err(error @ DecodeError::TooLarge { .. }) => {
-                return responder.error(ErrorCode::TooLarge, error.to_string())
-            }
-            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
         };
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("recommend", request_id = id, %member, k = request.k);
@@ -421,14 +396,41 @@ impl Ingress {
     /// A request on the fallback subject: the precomputed list, at once.
     fn on_fallback(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
+        let Some((responder, member, request)) =
+            self.accept(&message, received, runtime, Subjects::member_of_fallback)
+        else {
+            return;
+        };
+        let fallback = self.lists.fallback(member, request.k as usize, &[]);
+        responder.fall_back(member, fallback, reco_messages::Reason::Failover);
+    }
+
+    /// What every request subject shares before the request is served: a
+    /// usable reply subject (none, or one of reco's own, is counted and
+    /// dropped), its responder, the member named by the subject and the
+    /// decoded request. Anything wrong after the responder exists is
+    /// answered with an error here; `None` means nothing is left to do.
+    fn accept(
+        &self,
+        message: &Message,
+        received: Instant,
+        runtime: &tokio::runtime::Handle,
+        member_of: fn(&Subjects, &str) -> Result<MemberId, BadSubject>,
+    ) -> Option<(Responder, MemberId, ValidRequest)> {
         let Some(reply) = message.reply.clone() else {
             metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "no_reply_subject").increment(1);
-            return;
+            if let Some(held_back) = self.rejections_logged.admit(received) {
+                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend message without a reply subject ignored; send it as a request.");
+            }
+            return None;
         };
         if self.subjects.is_own(&reply) {
             metrics::counter!(m::REQUEST_ERRORS_TOTAL, "code" => "forbidden_reply_subject")
                 .increment(1);
-            return;
+            if let Some(held_back) = self.rejections_logged.admit(received) {
+                tracing::warn!(subject = %message.subject, not_logged_since_last = held_back, "Recommend request whose reply subject is one of reco's own dropped unanswered.");
+            }
+            return None;
         }
         let responder = Responder::nats(
             self.client.clone(),
@@ -437,19 +439,24 @@ impl Ingress {
             received,
             &self.in_flight,
         );
-        let member = match self.subjects.member_of_fallback(&message.subject) {
+        let member = match member_of(&self.subjects, &message.subject) {
             Ok(member) => member,
-            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
-        };
-        let request = match decode_request(&message.payload, self.settings.max_payload) {
-            Ok(request) => request,
-            Err(error @ DecodeError::TooLarge { .. }) => {
-                return responder.error(ErrorCode::TooLarge, error.to_string())
+            Err(error) => {
+                responder.error(ErrorCode::BadRequest, error.to_string());
+                return None;
             }
-            Err(error) => return responder.error(ErrorCode::BadRequest, error.to_string()),
         };
-        let fallback = self.lists.fallback(member, request.k as usize, &[]);
-        responder.fall_back(member, fallback, reco_messages::Reason::Failover);
+        match decode_request(&message.payload, self.settings.max_payload) {
+            Ok(request) => Some((responder, member, request)),
+            Err(error @ DecodeError::TooLarge { .. }) => {
+                responder.error(ErrorCode::TooLarge, error.to_string());
+                None
+            }
+            Err(error) => {
+                responder.error(ErrorCode::BadRequest, error.to_string());
+                None
+            }
+        }
     }
 }
 
