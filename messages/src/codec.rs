@@ -6,6 +6,7 @@
 //! this), and every failure says what was wrong.
 
 use crate::ids::MemberId;
+use crate::row::Row;
 use crate::wire::{Event, EventKind, RecommendRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -138,8 +139,8 @@ pub struct ValidRequest {
     pub deadline_ms: Option<u64>,
     /// Leave out seen items.
     pub exclude_seen: bool,
-    /// Context: the row being composed.
-    pub row: Option<String>,
+    /// The row (gallery) being composed; `Row::Top` when absent.
+    pub row: Row,
     /// Context: the device asking.
     pub device: Option<String>,
 }
@@ -177,11 +178,12 @@ pub fn validate_request(request: RecommendRequest) -> Result<ValidRequest, Decod
             )));
         }
     }
+    let row = Row::parse(request.row.as_deref()).map_err(DecodeError::Invalid)?;
     Ok(ValidRequest {
         k,
         deadline_ms: request.deadline_ms,
         exclude_seen: request.exclude_seen.unwrap_or(true),
-        row: request.row,
+        row,
         device: request.device,
     })
 }

@@ -15,6 +15,7 @@
 //! - [`admin`]: payloads of the operator surface (`<prefix>.admin.…`).
 //! - [`published`]: notifications of the offline job
 //!   (`<prefix>.published.…`).
+//! - [`row`]: the rows (galleries) a request can ask for.
 //! - [`metrics`]: the name of every metric reco emits, with its kind and help.
 //! - [`codec`]: encoding, size-limited decoding and validation with clear
 //!   errors.
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod metrics;
 pub mod partition;
 pub mod published;
+pub mod row;
 mod strict;
 pub mod subjects;
 pub mod wire;
@@ -32,6 +34,7 @@ pub mod wire;
 pub use codec::{decode, decode_event, decode_request, encode, DecodeError, ValidRequest};
 pub use ids::{ItemId, MemberId};
 pub use published::{AggregatesPublished, ModelPublished};
+pub use row::Row;
 pub use subjects::Subjects;
 pub use wire::{
     ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,
