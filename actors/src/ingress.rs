@@ -366,6 +366,7 @@ impl Ingress {
                 .map_or(self.settings.default_deadline, Duration::from_millis);
         let recommend = Recommend {
             member,
+            request_id: id,
             k: request.k as usize,
             exclude_seen: request.exclude_seen,
             deadline,

@@ -10,6 +10,8 @@
 //! - [`reply`]: the request-reply room: [`reply::Recommend`], the
 //!   [`reply::Responder`] that answers every request exactly once, the one
 //!   fallback → reply step, and the in-flight count a drain waits on.
+//! - [`counterfactual`]: the sampled log of late model answers beside what
+//!   was served, published off the request path.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
 //!   in front of it.
 //! - [`nearline`]: the member's list refreshed between requests after an
@@ -33,6 +35,7 @@
 
 pub mod admin;
 pub mod breaker;
+pub mod counterfactual;
 pub mod faults;
 pub mod guard;
 pub mod ingress;

@@ -106,6 +106,8 @@ impl Drop for FlightGuard {
 pub struct Recommend {
     /// The member (the shard routes on it).
     pub member: MemberId,
+    /// The request's id in this node (its trace span's `request_id`).
+    pub request_id: u64,
     /// How many items.
     pub k: usize,
     /// Leave out seen items.

@@ -16,7 +16,9 @@
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
 //! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
 //! nearline metrics (see [`crate::nearline`]) and the reply metrics through
-//! the responder; quarantined events go to the dead-letter subject through
+//! the responder, and the counterfactual log's (see [`crate::counterfactual`]:
+//! a sampled request that missed its deadline keeps waiting for the model
+//! after the fallback replied); quarantined events go to the dead-letter subject through
 //! [`SessionDeps::dead_letter`]. Logs: WARN "Session restarted after a
 //! panic…", ERROR "Poisoned event quarantined.".
 //!
@@ -31,6 +33,7 @@
 //! comes back.
 
 use crate::breaker::{Admission, ModelBreaker};
+use crate::counterfactual::{CounterfactualLog, Served};
 use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
@@ -67,6 +70,8 @@ pub struct SessionDeps {
     pub nearline: Option<NearlineSettings>,
     /// The breaker in front of the model pool.
     pub breaker: ModelBreaker,
+    /// Where sampled late model answers go.
+    pub counterfactual: CounterfactualLog,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -252,6 +257,7 @@ impl Session {
     fn recommend(&mut self, msg: Recommend) {
         let Recommend {
             member,
+            request_id,
             k,
             exclude_seen,
             deadline,
@@ -320,6 +326,9 @@ impl Session {
         let mut score = Score::new(member, interactions, k, exclude, answer_by);
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
+        let counterfactual = self.deps.counterfactual.clone();
+        score.keep_late = counterfactual.sample();
+        let sampled = score.keep_late;
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -333,8 +342,14 @@ impl Session {
             }
         };
         let wait = async move {
-            let outcome =
-                tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
+            let mut pending = std::pin::pin!(pending);
+            let outcome = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(answer_by),
+                pending.as_mut(),
+            )
+            .await;
+            // Still pending (not polled to its end): the model may answer late.
+            let timed_out = outcome.is_err();
             // The model was on time (a cold member is not its fault).
             report(matches!(
                 outcome,
@@ -360,7 +375,25 @@ impl Session {
                 Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
                 Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
             };
+            let late = reason == Reason::Deadline;
+            let served = (timed_out && sampled).then(|| Served {
+                member,
+                request_id,
+                k,
+                items: fallback.items.clone(),
+                source: fallback.source,
+                reason,
+                version: fallback.version.clone(),
+                replied: Instant::now(),
+            });
             responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
+            // The caller has its answer; what the model says next is the
+            // counterfactual.
+            match served {
+                Some(served) => counterfactual.follow(pending, served).await,
+                None if late => counterfactual.unsampled(),
+                None => {}
+            }
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
@@ -415,6 +448,7 @@ mod tests {
             faults: InjectedFaults::default(),
             nearline: None,
             breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
+            counterfactual: CounterfactualLog::disabled(),
         }
     }
 
@@ -465,6 +499,7 @@ mod tests {
         let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
         session.do_send(Recommend {
             member: MemberId(1),
+            request_id: 1,
             k: 5,
             exclude_seen: true,
             deadline: Instant::now() + Duration::from_secs(5),

@@ -18,6 +18,8 @@
 //! - [`cluster`]: single or cluster mode (the partition mapping probe,
 //!   leases, replay) and what it feeds the ingress.
 //! - [`command`]: `reco serve` and `reco nats-config`.
+//! - [`counterfactual`](mod@counterfactual): the counterfactual log's
+//!   publisher and its JetStream stream.
 
 use crate::config::Config;
 use crate::supervision::Shutdown;
@@ -47,6 +49,7 @@ mod admin;
 pub mod cluster;
 pub mod command;
 pub mod connect;
+pub mod counterfactual;
 mod signals;
 mod tree;
 
@@ -133,6 +136,13 @@ pub async fn run(
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
     let breaker = reco_actors::breaker::ModelBreaker::new(tree::breaker_settings(&config.model));
+    let counterfactual = counterfactual::start(
+        &client,
+        &config.counterfactual,
+        &subjects,
+        role.node.to_string(),
+    )
+    .await;
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -142,6 +152,7 @@ pub async fn run(
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
         breaker: breaker.clone(),
+        counterfactual,
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),

@@ -82,6 +82,8 @@ pub(super) struct TreeParts {
     pub(super) dead_letter: DeadLetter,
     /// The breaker in front of the model pool, shared by every session.
     pub(super) breaker: reco_actors::breaker::ModelBreaker,
+    /// Where sessions send sampled late model answers.
+    pub(super) counterfactual: reco_actors::counterfactual::CounterfactualLog,
     /// The injectable faults the sessions check (poisoned items).
     pub(super) faults: InjectedFaults,
     pub(super) ingress: IngressWiring,
@@ -269,6 +271,7 @@ impl TreeParts {
             faults: self.faults.clone(),
             nearline: self.nearline.clone(),
             breaker: self.breaker.clone(),
+            counterfactual: self.counterfactual.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
