@@ -232,8 +232,10 @@ pub struct Recommendations {
     /// read: replies of older nodes decode without them.
     #[serde(default)]
     pub lists_version: Option<String>,
-    /// For a nearline answer, how old the list was (ms since it was
-    /// computed); nil for other sources.
+    /// How old the list was, in ms: for a nearline answer since it was
+    /// computed, for a precomputed or popular answer since the batch run
+    /// computed the lists in service (nil when unknown: lists written
+    /// before they carried their time); nil for model answers.
     #[serde(default)]
     pub list_age_ms: Option<u64>,
     /// How many of the member's recent events (within the node's horizon)

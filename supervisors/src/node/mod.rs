@@ -178,7 +178,7 @@ pub async fn run(
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
                 guard: guard.clone(),
-                breaker,
+                breaker: breaker.clone(),
                 rss_bytes: Arc::new(rss_bytes),
                 cluster: Some(role.health()),
             },
@@ -197,7 +197,7 @@ pub async fn run(
         },
     };
     let root = tree.root(root_hook).start_now();
-    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone()).await?;
+    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone(), breaker).await?;
     let reloader = reload.map(|path| {
         actix::spawn(reload_on_request(
             path,
