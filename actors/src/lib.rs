@@ -20,6 +20,8 @@
 //!   without a queue and written only by the node's loader.
 //! - [`faults`]: [`faults::InjectedFaults`], the faults tests and the
 //!   simulator inject, and the thread that holds back a cohort's answers.
+//! - [`seen`]: what resident members have seen, for the fallbacks answered
+//!   without their session (overload).
 //! - [`signals`]: a member's bounded ring of recent events.
 //! - [`loader`]: hot swap of published model versions, pin and rollback.
 //! - [`lifecycle`]: exit reasons, exit hooks and panic isolation for supervision.
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod model;
 pub mod nearline;
 pub mod reply;
+pub mod seen;
 pub mod session;
 pub mod shard;
 pub mod signals;

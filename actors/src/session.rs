@@ -41,6 +41,7 @@ use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
 use crate::reply::{fallback_reply, Recommend};
+use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
@@ -72,6 +73,8 @@ pub struct SessionDeps {
     pub breaker: ModelBreaker,
     /// Where sampled late model answers go.
     pub counterfactual: CounterfactualLog,
+    /// What resident members have seen, for the overload fallbacks.
+    pub seen: SeenIndex,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -155,6 +158,9 @@ impl Session {
     fn apply(&mut self, event: &Event) {
         self.deps.faults.check_poison(event.item);
         self.signals.push(event);
+        if event.kind.marks_seen() {
+            self.deps.seen.set(self.member, self.signals.seen());
+        }
     }
 
     /// Restarts the session in place after a panic: its state is replaced
@@ -167,6 +173,7 @@ impl Session {
             self.deps.settings.signals.clone(),
         );
         self.nearline.forget_list();
+        self.deps.seen.forget(self.member);
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -182,6 +189,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         metrics::gauge!(m::SESSION_ACTIVE).decrement(1.0);
+        self.deps.seen.forget(self.member);
         tracing::debug!(member = %self.member, events = self.signals.len(), "Session passivated.");
     }
 }
@@ -449,6 +457,7 @@ mod tests {
             nearline: None,
             breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
             counterfactual: CounterfactualLog::disabled(),
+            seen: SeenIndex::default(),
         }
     }
 
@@ -490,6 +499,70 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("the session did not stop");
+    }
+
+    fn scored(item: u64) -> reco_models::Scored {
+        reco_models::Scored {
+            item: ItemId(item),
+            score: 100.0 - item as f32,
+        }
+    }
+
+    fn items(reply: &[u8]) -> (Option<Reason>, Vec<u64>) {
+        match reco_messages::decode(reply, 1 << 20).unwrap() {
+            reco_messages::RecommendReply::Ok(r) => {
+                (r.reason, r.items.iter().map(|s| s.item.0).collect())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_overload_fallback_leaves_out_what_the_member_has_seen() {
+        let mut d = deps(16);
+        d.lists = ListsReader::new(PrecomputedLists {
+            version: "v".into(),
+            popular: (1..=20).map(scored).collect(),
+            members: std::collections::HashMap::from([(
+                MemberId(1),
+                vec![scored(3), scored(4), scored(5)],
+            )]),
+            computed_at_ms: None,
+        });
+        let deps = Arc::new(d);
+        let session = Session::new(MemberId(1), deps.clone()).start();
+        session.send(ApplyEvent(event(3))).await.unwrap();
+        session.send(ApplyEvent(event(1))).await.unwrap();
+        let in_flight = crate::reply::InFlight::new();
+        // What a full shard or ingress does with a request it cannot route.
+        let refuse = |exclude_seen: bool| {
+            let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
+            Recommend {
+                member: MemberId(1),
+                request_id: 1,
+                k: 4,
+                exclude_seen,
+                deadline: Instant::now() + Duration::from_secs(5),
+                responder,
+                span: tracing::Span::none(),
+            }
+            .refused(&deps.lists, &deps.seen);
+            reply
+        };
+        let reply = refuse(true).await.unwrap();
+        assert_eq!(items(&reply), (Some(Reason::Overloaded), vec![4, 5, 2, 6]));
+        // Asked to keep seen items, it does.
+        let reply = refuse(false).await.unwrap();
+        assert_eq!(items(&reply), (Some(Reason::Overloaded), vec![3, 4, 5, 1]));
+        // A passivated member is forgotten (it starts cold on its return).
+        session.do_send(Passivate);
+        for _ in 0..1_000 {
+            if deps.seen.get(MemberId(1)).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the stopped session's seen items were not forgotten");
     }
 
     #[actix_rt::test]

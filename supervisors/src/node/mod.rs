@@ -153,6 +153,7 @@ pub async fn run(
         dead_letter: dead_letter(client.clone(), subjects.clone()),
         breaker: breaker.clone(),
         counterfactual,
+        seen: reco_actors::seen::SeenIndex::new(config.sessions.max_resident),
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
