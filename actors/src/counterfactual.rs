@@ -25,8 +25,9 @@
 //! publishes them. Nothing here blocks a session.
 //!
 //! Emits: `reco_counterfactual_total{outcome}`,
-//! `reco_counterfactual_late_seconds`. Logs: WARN (rate-limited by the
-//! counter, not per record) when a record cannot be published.
+//! `reco_counterfactual_late_seconds`; the publisher runs in the span
+//! `counterfactual_publisher`, a session's wait in its request's span.
+//! Logs: WARN when a record cannot be published.
 //!
 //! Fails: a record that cannot be queued or published is counted and lost;
 //! the request it describes was answered long before.
@@ -41,6 +42,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Settings of the counterfactual log, from the node's configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,11 +122,17 @@ impl CounterfactualLog {
     ) -> Self {
         let (log, mut records) = Self::queued(node, settings);
         if log.inner.is_some() {
-            runtime.spawn(async move {
+            let span = tracing::info_span!("counterfactual_publisher", subject = %subject);
+            let publisher = async move {
                 while let Some(record) = records.recv().await {
-                    match client.publish(subject.clone(), encode(&record).into()).await {
-                        Ok(()) => metrics::counter!(m::COUNTERFACTUAL_TOTAL, "outcome" => "published")
-                            .increment(1),
+                    match client
+                        .publish(subject.clone(), encode(&record).into())
+                        .await
+                    {
+                        Ok(()) => {
+                            metrics::counter!(m::COUNTERFACTUAL_TOTAL, "outcome" => "published")
+                                .increment(1)
+                        }
                         Err(error) => {
                             metrics::counter!(m::COUNTERFACTUAL_TOTAL, "outcome" => "failed")
                                 .increment(1);
@@ -132,7 +140,8 @@ impl CounterfactualLog {
                         }
                     }
                 }
-            });
+            };
+            runtime.spawn(publisher.instrument(span));
         }
         log
     }
