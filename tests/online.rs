@@ -187,6 +187,11 @@ async fn late_model_replies_fall_back_within_the_deadline() {
             Source::Popular
         };
         assert_eq!(reply.source, expected);
+        // Batch answers say how old the lists in service are.
+        let age = reply
+            .list_age_ms
+            .expect("a batch answer carries list_age_ms");
+        assert!(age < 600_000, "the fixture was written just now ({age} ms)");
         assert_eq!(reply.items.len(), 5);
         assert!(
             !reply
@@ -627,6 +632,10 @@ async fn a_slow_model_opens_the_breaker_and_it_closes_after_the_fault_is_cleared
             .model_breaker
     };
     assert_eq!(health(client.clone()).await.as_deref(), Some("open"));
+    // `reco tree` shows it on the model subtree.
+    let tree = reco_e2e::NatsServer::admin(&client).tree().await.unwrap();
+    let model = tree.children.iter().find(|c| c.name == "model").unwrap();
+    assert_eq!(model.detail.as_deref(), Some("breaker open"), "{tree:?}");
     assert!(skipped.degraded);
     assert_ne!(skipped.source, Source::Model);
     node.wait_metric(Duration::from_secs(10), "breaker open", |m| {
