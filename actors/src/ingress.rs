@@ -368,6 +368,7 @@ impl Ingress {
             member,
             k: request.k as usize,
             exclude_seen: request.exclude_seen,
+            row: request.row,
             deadline,
             responder,
             span,
