@@ -588,7 +588,10 @@ mod tests {
             let chosen = reader.billboard_choose(MemberId(5), &arms, 1, Some(&model));
             wins += usize::from(chosen[0].item == ItemId(3));
         }
-        assert!((30..150).contains(&wins), "new title featured {wins} of 200");
+        assert!(
+            (30..150).contains(&wins),
+            "new title featured {wins} of 200"
+        );
         let reply = reader.billboard_reply(
             MemberId(5),
             reader.billboard_choose(MemberId(5), &arms, 1, Some(&model)),

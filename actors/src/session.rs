@@ -410,14 +410,11 @@ impl Session {
         let now = crate::signals::now_ms();
         let model = self.deps.model.model().load();
         let seen = exclude.clone();
-        let Some(draw) = self.deps.aggregates.billboard(
-            member,
-            k,
-            exclude,
-            self.deps.lists.clone(),
-            model,
-            now,
-        ) else {
+        let Some(draw) =
+            self.deps
+                .aggregates
+                .billboard(member, k, exclude, self.deps.lists.clone(), model, now)
+        else {
             let reply =
                 self.deps
                     .aggregates

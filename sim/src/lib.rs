@@ -27,6 +27,7 @@ pub mod bench;
 pub mod demo;
 pub mod driver;
 pub mod faults;
+pub mod launch;
 pub mod plot;
 pub mod process;
 pub mod replay;

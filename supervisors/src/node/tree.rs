@@ -10,10 +10,10 @@ use crate::supervision::{
 };
 use actix::prelude::*;
 use reco_actors::admin::Admin;
+use reco_actors::aggregates::AggregatesReader;
 use reco_actors::faults::InjectedFaults;
 use reco_actors::ingress::{dlq_headers, Inbound, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
-use reco_actors::aggregates::AggregatesReader;
 use reco_actors::lists::ListsReader;
 use reco_actors::loader::Loader;
 use reco_actors::model::{ModelPool, WorkerChild};
