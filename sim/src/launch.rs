@@ -457,8 +457,20 @@ pub async fn run(config: LaunchConfig, log: impl Fn(&str)) -> Result<LaunchRepor
         visits_post += u64::from(post);
         if Instant::now() >= next_read {
             next_read += Duration::from_secs(1);
+            if now.as_secs() % 10 == 0 {
+                log(&format!(
+                    "{:>4}s {visits} visits; regret reco {:.3}, model {:.3}, popular {:.3}",
+                    now.as_secs(),
+                    reco.regret / reco.shown.max(1) as f64,
+                    model_bb.regret / model_bb.shown.max(1) as f64,
+                    popular_bb.regret / popular_bb.shown.max(1) as f64,
+                ));
+            }
             if post {
-                read_titles(&js, &mut reads, &given, now - config.launch_at).await;
+                let read = read_titles(&js, &mut reads, &given, now - config.launch_at);
+                if tokio::time::timeout(Duration::from_secs(3), read).await.is_err() {
+                    log("A snapshot read took over 3 s; skipped.");
+                }
             }
         }
     }
