@@ -48,15 +48,18 @@ use crate::process::{Nearline, Node};
 use crate::setup::{train_world_model, TrainPlan};
 use crate::world::{World, WorldConfig};
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reco_messages::AggregatesPublished;
 use reco_messages::{
     decode, encode, Event, EventKind, ItemId, MemberId, RecommendReply, RecommendRequest, Subjects,
 };
-use reco_models::aggregates::wilson_interval;
+use reco_models::aggregates::{wilson_interval, AggregateSnapshot};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The snapshot bucket of the run.
@@ -327,7 +330,6 @@ pub async fn run(config: LaunchConfig, log: impl Fn(&str)) -> Result<LaunchRepor
     let client = async_nats::connect(&url)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
-    let js = async_nats::jetstream::new(client.clone());
     let subjects = Subjects::default();
 
     let truth = Truth {
@@ -356,7 +358,8 @@ pub async fn run(config: LaunchConfig, log: impl Fn(&str)) -> Result<LaunchRepor
         })
         .collect();
     let started = Instant::now();
-    let mut next_read = started + Duration::from_secs(1);
+    let mut next_progress = started;
+    let mut snapshots = follow_snapshots(client.clone(), subjects.clone()).await?;
     let publish = |event: Event| {
         let (client, subject) = (client.clone(), subjects.events(event.member));
         async move {
@@ -455,29 +458,28 @@ pub async fn run(config: LaunchConfig, log: impl Fn(&str)) -> Result<LaunchRepor
         }
         visits += 1;
         visits_post += u64::from(post);
-        if Instant::now() >= next_read {
-            next_read += Duration::from_secs(1);
-            if now.as_secs() % 10 == 0 {
-                log(&format!(
-                    "{:>4}s {visits} visits; regret reco {:.3}, model {:.3}, popular {:.3}",
-                    now.as_secs(),
-                    reco.regret / reco.shown.max(1) as f64,
-                    model_bb.regret / model_bb.shown.max(1) as f64,
-                    popular_bb.regret / popular_bb.shown.max(1) as f64,
-                ));
+        if snapshots.has_changed().unwrap_or(false) {
+            let snapshot = snapshots.borrow_and_update().clone();
+            if let (true, Some(snapshot)) = (post, snapshot) {
+                read_titles(&snapshot, &mut reads, &given, now - config.launch_at);
             }
-            if post {
-                let read = read_titles(&js, &mut reads, &given, now - config.launch_at);
-                if tokio::time::timeout(Duration::from_secs(3), read).await.is_err() {
-                    log("A snapshot read took over 3 s; skipped.");
-                }
-            }
+        }
+        if Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(10);
+            log(&format!(
+                "{:>4}s {visits} visits; regret reco {:.3}, model {:.3}, popular {:.3}",
+                now.as_secs(),
+                reco.regret / reco.shown.max(1) as f64,
+                model_bb.regret / model_bb.shown.max(1) as f64,
+                popular_bb.regret / popular_bb.shown.max(1) as f64,
+            ));
         }
     }
     client.flush().await?;
-    // Final counts.
+    // Final counts: the snapshot that follows the last events.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    if let Ok(Some((_, snapshot))) = reco_streaming::snapshot::latest(&js, BUCKET).await {
+    let last = snapshots.borrow().clone();
+    if let Some(snapshot) = last {
         for read in reads.values_mut() {
             if let Some(t) = snapshot.title(ItemId(read.item)) {
                 read.impressions = t.day.impressions;
@@ -519,17 +521,41 @@ pub async fn run(config: LaunchConfig, log: impl Fn(&str)) -> Result<LaunchRepor
     })
 }
 
-/// Reads the newest snapshot and marks the launched titles whose take rate
-/// is now known within ±20 %.
-async fn read_titles(
-    js: &async_nats::jetstream::Context,
+/// Follows the published snapshots the way a node does (notice, then
+/// fetch), off the visit loop: the newest one is in the returned channel.
+async fn follow_snapshots(
+    client: async_nats::Client,
+    subjects: Subjects,
+) -> Result<tokio::sync::watch::Receiver<Option<Arc<AggregateSnapshot>>>> {
+    let mut notices = client
+        .subscribe(subjects.published_aggregates())
+        .await
+        .context("cannot subscribe to the aggregates notices")?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let js = async_nats::jetstream::new(client);
+        while let Some(message) = notices.next().await {
+            let Ok(notice) = decode::<AggregatesPublished>(&message.payload, 1 << 16) else {
+                continue;
+            };
+            let fetch = reco_streaming::snapshot::fetch(&js, BUCKET, &notice.version);
+            if let Ok(Ok(snapshot)) = tokio::time::timeout(Duration::from_secs(10), fetch).await {
+                if tx.send(Some(Arc::new(snapshot))).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Marks the launched titles whose take rate `snapshot` knows within ±20 %.
+fn read_titles(
+    snapshot: &AggregateSnapshot,
     reads: &mut HashMap<ItemId, TitleRead>,
     given: &HashMap<ItemId, (u64, f64)>,
     since_launch: Duration,
 ) {
-    let Ok(Some((_, snapshot))) = reco_streaming::snapshot::latest(js, BUCKET).await else {
-        return;
-    };
     for (item, read) in reads.iter_mut() {
         if read.known_after_s.is_some() {
             continue;
