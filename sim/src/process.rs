@@ -454,55 +454,6 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spawn_sh(script: &str) -> (Child, LogTail) {
-        let mut child = Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        let log = LogTail::follow(child.stderr.take().expect("piped"), "never printed");
-        (child, log)
-    }
-
-    #[test]
-    fn a_child_that_exits_before_ready_is_reported_as_exited_with_its_whole_log() {
-        let (mut child, log) = spawn_sh("for i in $(seq 1 150); do echo line $i >&2; done; exit 3");
-        let error = log.wait_ready("child", &mut child).unwrap_err().to_string();
-        assert!(error.contains("exited with exit status: 3"), "{error}");
-        assert!(!error.contains("not ready within"), "{error}");
-        assert!(error.ends_with("line 150"), "{error}");
-    }
-
-    #[test]
-    fn an_unreachable_nats_url_is_refused_with_a_hint() {
-        let port = free_port().unwrap();
-        let error = check_nats_reachable(&format!("nats://user:pw@127.0.0.1:{port}"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("no NATS server reachable") && error.contains("leave out --nats"),
-            "{error}"
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let open = listener.local_addr().unwrap();
-        check_nats_reachable(&format!("nats://{open}")).unwrap();
-    }
-
-    #[test]
-    fn the_log_read_after_exit_holds_the_last_line() {
-        let (mut child, log) = spawn_sh("echo first >&2; echo last words >&2");
-        child.wait().expect("sh exits");
-        log.wait_eof();
-        assert!(log.text().ends_with("last words"), "{}", log.text());
-    }
-}
-
 /// A `reco nearline` aggregation job; killed on drop.
 pub struct Nearline {
     child: Child,
@@ -552,5 +503,54 @@ impl Drop for Nearline {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn_sh(script: &str) -> (Child, LogTail) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let log = LogTail::follow(child.stderr.take().expect("piped"), "never printed");
+        (child, log)
+    }
+
+    #[test]
+    fn a_child_that_exits_before_ready_is_reported_as_exited_with_its_whole_log() {
+        let (mut child, log) = spawn_sh("for i in $(seq 1 150); do echo line $i >&2; done; exit 3");
+        let error = log.wait_ready("child", &mut child).unwrap_err().to_string();
+        assert!(error.contains("exited with exit status: 3"), "{error}");
+        assert!(!error.contains("not ready within"), "{error}");
+        assert!(error.ends_with("line 150"), "{error}");
+    }
+
+    #[test]
+    fn an_unreachable_nats_url_is_refused_with_a_hint() {
+        let port = free_port().unwrap();
+        let error = check_nats_reachable(&format!("nats://user:pw@127.0.0.1:{port}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no NATS server reachable") && error.contains("leave out --nats"),
+            "{error}"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        check_nats_reachable(&format!("nats://{open}")).unwrap();
+    }
+
+    #[test]
+    fn the_log_read_after_exit_holds_the_last_line() {
+        let (mut child, log) = spawn_sh("echo first >&2; echo last words >&2");
+        child.wait().expect("sh exits");
+        log.wait_eof();
+        assert!(log.text().ends_with("last words"), "{}", log.text());
     }
 }
