@@ -18,7 +18,8 @@ const INTERVAL: Duration = Duration::from_millis(1000);
 /// A title the fixture model does not know: launched after its training.
 const LAUNCHED: ItemId = ItemId(5);
 
-const NODE_CONFIG: &str = "[streaming]\nsnapshot_bucket = \"rows_snap\"\n";
+const NODE_CONFIG: &str =
+    "[node]\nfault_injection = true\n[streaming]\nsnapshot_bucket = \"rows_snap\"\n";
 const JOB_CONFIG: &str =
     "[streaming]\ncheckpoint_bucket = \"rows_ck\"\nsnapshot_bucket = \"rows_snap\"\n\
      checkpoint_interval_ms = 500\nsnapshot_interval_ms = 1000\nmetrics_addr = \"\"\n";
@@ -166,6 +167,19 @@ async fn trending_and_billboard_follow_the_event_stream() {
     assert_eq!(cold.reason, Some(Reason::ColdStart));
     assert_eq!(cold.items.len(), 2);
     assert!(node.metric(reco_messages::metrics::BILLBOARD_NEW_TITLES_TOTAL, &[]) >= 10.0);
+    // A model slower than the deadline: the billboard answers in time with
+    // the bandit over take rates alone, and says why.
+    let slow = reco_messages::admin::SetFaults {
+        model_delay_ms: Some(3_000),
+        ..Default::default()
+    };
+    assert!(NatsServer::admin(&client).faults(&slow).await.is_ok());
+    let late = ok(ask_row(&client, 7, "billboard", 1).await);
+    assert_eq!(late.source, Source::Billboard, "{late:?}");
+    assert_eq!(late.reason, Some(Reason::Deadline));
+    assert!(late.degraded && late.model_version.is_none());
+    assert_eq!(late.items.len(), 1);
+
     // The snapshot gauges are set every second.
     node.wait_metric(Duration::from_secs(5), "the snapshot gauges", |text| {
         reco_e2e::metric_sum(
