@@ -2,7 +2,10 @@
 //!
 //! Purpose: apply the member's events in order, remember its recent signals,
 //! and answer its recommend requests — from the model when the model is on
-//! time, from the fallback otherwise, saying which.
+//! time, from the fallback otherwise, saying which. Rows `trending` and
+//! `billboard` are answered from the aggregate snapshot in service
+//! ([`crate::aggregates`]); the billboard asks the model for the member's
+//! top items under the same deadline and breaker.
 //!
 //! Mailbox: [`ApplyEvent`] → `()`, [`Recommend`] → `()` (the reply goes out
 //! through the request's [`Responder`](crate::reply::Responder)), [`Passivate`] → `()`. Data mailbox

@@ -591,3 +591,66 @@ fn event(member: MemberId, item: ItemId, kind: EventKind) -> Event {
         device: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reco_models::aggregates::{AggregateParams, AggregateState, Observed};
+
+    fn snapshot(impressions: u64, plays: u64) -> AggregateSnapshot {
+        let mut events = Vec::new();
+        let t = 1_700_000_000_000;
+        for i in 0..impressions + plays {
+            let kind = if i < impressions {
+                EventKind::Impression
+            } else {
+                EventKind::Play
+            };
+            events.push(Observed {
+                sequence: i + 1,
+                event: event(MemberId(i), ItemId(9), kind),
+                time_ms: t,
+            });
+        }
+        AggregateState::batch(AggregateParams::default(), &events).snapshot(t, 10)
+    }
+
+    fn reads() -> HashMap<ItemId, TitleRead> {
+        HashMap::from([(
+            ItemId(9),
+            TitleRead {
+                item: 9,
+                ..TitleRead::default()
+            },
+        )])
+    }
+
+    #[test]
+    fn a_take_rate_is_known_once_its_interval_is_within_20_percent() {
+        let given = HashMap::from([(ItemId(9), (400, 400.0 * 0.31))]);
+        // 30 % of 100: the 95 % interval is about ±9 points, not ±6.
+        let mut r = reads();
+        read_titles(&snapshot(100, 30), &mut r, &given, Duration::from_secs(5));
+        assert_eq!(r[&ItemId(9)].known_after_s, None);
+        // 30 % of 400: about ±4.5 points, within ±6.
+        read_titles(&snapshot(400, 120), &mut r, &given, Duration::from_secs(9));
+        let read = &r[&ItemId(9)];
+        assert_eq!(read.known_after_s, Some(9.0));
+        assert_eq!(read.known_at_impressions, Some(400));
+        assert_eq!(read.estimate, Some(0.3));
+        assert_eq!(read.truth_within_20pct, Some(true));
+    }
+
+    #[test]
+    fn regret_is_the_oracles_probability_minus_the_featured_ones() {
+        let mut tally = Tally::default();
+        tally.add(0.2, 0.5, false, false);
+        tally.add(0.4, 0.5, true, true);
+        let f = tally.figures("x", false);
+        assert!((f.regret - 0.2).abs() < 1e-12);
+        assert!((f.take_rate - 0.3).abs() < 1e-12);
+        assert!((f.regret_after_launch - 0.1).abs() < 1e-12);
+        assert_eq!(f.launched_share, 1.0);
+        assert_eq!(f.realised_take_rate, None);
+    }
+}
