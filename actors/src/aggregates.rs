@@ -49,6 +49,7 @@
 use crate::lists::{Fallback, ListsReader};
 use crate::metrics as m;
 use crate::reply::Responder;
+use arc_swap::ArcSwapOption;
 use reco_messages::{ItemId, MemberId, Reason, Recommendations, ScoredItem, Source};
 use reco_models::aggregates::{AggregateSnapshot, Counts};
 use reco_models::bandit::{self, Arm, BanditParams};
@@ -105,6 +106,18 @@ pub struct AggregatesReader {
     /// Mixed into each billboard's seed, so two requests of one member draw
     /// differently (Thompson sampling explores by its draws).
     draws: Arc<AtomicU64>,
+    /// The billboard's candidate new titles for the snapshot and model in
+    /// service.
+    new_titles: Arc<ArcSwapOption<NewTitles>>,
+}
+
+/// Titles a snapshot has seen that a model does not know, most impressions
+/// first.
+#[derive(Debug)]
+struct NewTitles {
+    snapshot: String,
+    model: Option<String>,
+    items: Vec<ItemId>,
 }
 
 /// A usable snapshot and its provenance.
@@ -132,6 +145,7 @@ impl AggregatesReader {
             handle,
             settings: Arc::new(settings),
             draws: Arc::new(AtomicU64::new(0)),
+            new_titles: Arc::new(ArcSwapOption::empty()),
         }
     }
 
@@ -259,21 +273,46 @@ impl AggregatesReader {
                     .map(|s| arm(s.item, Some(s.score))),
             );
         }
-        let mut new: Vec<(u64, ItemId)> = snapshot
-            .titles
+        let new = self.new_titles(service, model);
+        let unseen = new
+            .items
             .iter()
-            .filter(|t| t.day.impressions > 0)
-            .filter(|t| model.is_some_and(|m| m.index_of(t.item).is_none()))
-            .filter(|t| exclude.binary_search(&t.item).is_err())
-            .map(|t| (t.day.impressions, t.item))
-            .collect();
-        new.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, item) in new.into_iter().take(settings.new_titles) {
+            .filter(|item| exclude.binary_search(item).is_err());
+        for &item in unseen.take(settings.new_titles) {
             if !arms.iter().any(|a| a.item == item) {
                 arms.push(arm(item, None));
             }
         }
         arms
+    }
+
+    /// The titles of the snapshot that `model` does not know, with
+    /// impressions in the last day, most first: computed once per (snapshot,
+    /// model) pair and shared, so a request does not scan the take-rate
+    /// table.
+    fn new_titles(&self, service: &InService, model: Option<&ItemFactors>) -> Arc<NewTitles> {
+        let model_version = model.map(|m| m.version().to_owned());
+        if let Some(cached) = self.new_titles.load_full() {
+            if cached.snapshot == service.version() && cached.model == model_version {
+                return cached;
+            }
+        }
+        let mut new: Vec<(u64, ItemId)> = service
+            .snapshot()
+            .titles
+            .iter()
+            .filter(|t| t.day.impressions > 0)
+            .filter(|t| model.is_some_and(|m| m.index_of(t.item).is_none()))
+            .map(|t| (t.day.impressions, t.item))
+            .collect();
+        new.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let computed = Arc::new(NewTitles {
+            snapshot: service.version().to_owned(),
+            model: model_version,
+            items: new.into_iter().map(|(_, item)| item).collect(),
+        });
+        self.new_titles.store(Some(computed.clone()));
+        computed
     }
 
     /// Draws the billboard over `arms` for `member`: the k featured titles,
