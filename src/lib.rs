@@ -6,8 +6,10 @@
 //! processes themselves are the simulator's ([`reco_sim::process`]): a test
 //! and a simulation stand up the same server and node.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reco_messages::{ItemId, MemberId};
@@ -350,6 +352,130 @@ pub async fn ask(
 ) -> reco_messages::RecommendReply {
     let request = reco_messages::RecommendRequest {
         deadline_ms: Some(deadline_ms),
+        ..Default::default()
+    };
+    let subject = reco_messages::Subjects::default().recommend(MemberId(member));
+    let reply = client
+        .request(subject, reco_messages::encode(&request).into())
+        .await
+        .expect("every request gets a reply");
+    reco_messages::decode(&reply.payload, 1 << 20).expect("replies decode")
+}
+
+/// Longest wait for a `reco nearline` log line or exit.
+const NEARLINE_WAIT: Duration = Duration::from_secs(60);
+
+/// A `reco nearline` process with its log; killed on drop.
+pub struct NearlineProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl NearlineProcess {
+    /// Starts `reco nearline` against `nats_url` with `config_toml` as its
+    /// config file.
+    pub fn start(nats_url: &str, config_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("reco.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let mut child = Command::new(reco_binary())
+            .args(["nearline", "--nats", nats_url, "--config"])
+            .arg(&config)
+            .env_remove("RECO_NATS_URL")
+            .env("RECO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start reco nearline");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("RECO_TEST_VERBOSE").is_some() {
+                    eprintln!("{line}");
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        NearlineProcess {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing `text` and returns it.
+    pub async fn wait_log(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + NEARLINE_WAIT;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("reco nearline exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` (`-KILL`, `-TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + NEARLINE_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "reco nearline did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NearlineProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Asks for `member`'s `row` (`trending`, `billboard`, …) with `k` items
+/// and a 2 s deadline on the default prefix, and decodes the reply.
+pub async fn ask_row(
+    client: &async_nats::Client,
+    member: u64,
+    row: &str,
+    k: u32,
+) -> reco_messages::RecommendReply {
+    let request = reco_messages::RecommendRequest {
+        k: Some(k),
+        row: Some(row.to_owned()),
+        deadline_ms: Some(2_000),
         ..Default::default()
     };
     let subject = reco_messages::Subjects::default().recommend(MemberId(member));

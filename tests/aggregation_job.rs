@@ -5,7 +5,7 @@
 //! and streaming agree on the same events.
 
 use rand::{Rng, SeedableRng};
-use reco_e2e::{metric_sum, reco_binary, NatsServer};
+use reco_e2e::{metric_sum, reco_binary, NatsServer, NearlineProcess};
 use reco_messages::{
     decode, encode, AggregatesPublished, Event, EventKind, ItemId, MemberId, Subjects,
 };
@@ -16,107 +16,11 @@ use reco_offline::event_log;
 use reco_offline::event_log::EventsLogConfig;
 use reco_streaming::checkpoint::Checkpoints;
 use reco_streaming::{batch, snapshot, StreamingSettings};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STREAM: &str = "RECO_EVENTS";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A `reco nearline` process with its log; killed on drop.
-struct NearlineProcess {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl NearlineProcess {
-    fn start(nats_url: &str, config_toml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("reco.toml");
-        std::fs::write(&config, config_toml).unwrap();
-        let mut child = Command::new(reco_binary())
-            .args(["nearline", "--nats", nats_url, "--config"])
-            .arg(&config)
-            .env_remove("RECO_NATS_URL")
-            .env("RECO_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start reco nearline");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("RECO_TEST_VERBOSE").is_some() {
-                    eprintln!("{line}");
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        NearlineProcess {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a log line containing `text` and returns it.
-    async fn wait_log(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("reco nearline exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in the log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "reco nearline did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NearlineProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn job_config(
     checkpoint_bucket: &str,

@@ -220,7 +220,8 @@ async fn reco_tree_prints_the_live_tree_and_restart_counts_move_after_failures()
         "│   └── shard-1 [permanent] running restarts=0",
         "├── ingress [transient] running restarts=0",
         "├── telemetry [permanent] running restarts=0",
-        "└── loader [permanent] running restarts=0",
+        "├── loader [permanent] running restarts=0",
+        "└── aggregates [permanent] running restarts=0",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

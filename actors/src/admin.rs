@@ -50,6 +50,8 @@ pub struct Admin {
     pub rss_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Reads the node's place among the nodes of the prefix.
     pub cluster: Option<Arc<dyn Fn() -> ClusterHealth + Send + Sync>>,
+    /// The aggregate snapshot in service.
+    pub aggregates: Option<crate::aggregates::AggregatesReader>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -97,7 +99,18 @@ impl Admin {
             rss_bytes: (self.rss_bytes)(),
             cluster: self.cluster.as_ref().map(|read| read()),
             model_breaker: Some(self.breaker.state().as_str().to_owned()),
+            aggregates_version: None,
+            aggregates_age_ms: None,
         };
+        let mut health = health;
+        if let Some((version, age_ms)) = self
+            .aggregates
+            .as_ref()
+            .and_then(|a| a.current(crate::signals::now_ms()))
+        {
+            health.aggregates_version = Some(version);
+            health.aggregates_age_ms = Some(age_ms);
+        }
         self.reply(&message, encode(&health)).await;
     }
 

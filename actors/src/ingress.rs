@@ -374,6 +374,7 @@ impl Ingress {
             request_id: id,
             k: request.k as usize,
             exclude_seen: request.exclude_seen,
+            row: request.row,
             deadline,
             responder,
             span,

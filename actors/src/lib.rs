@@ -18,6 +18,9 @@
 //!   important event, the first fallback tier (types and behaviour).
 //! - [`lists`]: [`lists::ListsReader`], the precomputed lists in service, read
 //!   without a queue and written only by the node's loader.
+//! - [`aggregates`]: [`aggregates::AggregatesReader`], the near-real-time
+//!   aggregate snapshot in service (hot-swapped by the node's aggregates
+//!   loader) and the rows built from it, `trending` and `billboard`.
 //! - [`faults`]: [`faults::InjectedFaults`], the faults tests and the
 //!   simulator inject, and the thread that holds back a cohort's answers.
 //! - [`seen`]: what resident members have seen, for the fallbacks answered
@@ -36,6 +39,7 @@
 //! does not keep a copy.
 
 pub mod admin;
+pub mod aggregates;
 pub mod breaker;
 pub mod counterfactual;
 pub mod faults;

@@ -74,8 +74,21 @@ impl ListsReader {
     /// the popular list, without the items of `exclude` (sorted) and without
     /// duplicates, at most `k` items.
     pub fn fallback(&self, member: MemberId, k: usize, exclude: &[ItemId]) -> Fallback {
+        self.fallback_of(Some(member), k, exclude)
+    }
+
+    /// The popular list alone (no member's own list), without the items of
+    /// `exclude` (sorted), at most `k` items: the fallback of rows that are
+    /// not the member's top picks (`trending`, `billboard`).
+    pub fn fallback_popular(&self, k: usize, exclude: &[ItemId]) -> Fallback {
+        self.fallback_of(None, k, exclude)
+    }
+
+    fn fallback_of(&self, member: Option<MemberId>, k: usize, exclude: &[ItemId]) -> Fallback {
         let lists = self.current.load();
-        let own = lists.member(member).filter(|l| !l.is_empty());
+        let own = member
+            .and_then(|member| lists.member(member))
+            .filter(|l| !l.is_empty());
         let source = if own.is_some() {
             Source::Precomputed
         } else {

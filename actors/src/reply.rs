@@ -31,7 +31,7 @@ use crate::metrics as m;
 use crate::seen::SeenIndex;
 use actix::Message;
 use async_nats::{Client, Subject};
-use reco_messages::{encode, ErrorCode, ErrorReply, MemberId, Reason, Recommendations};
+use reco_messages::{encode, ErrorCode, ErrorReply, MemberId, Reason, Recommendations, Row};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +113,8 @@ pub struct Recommend {
     pub k: usize,
     /// Leave out seen items.
     pub exclude_seen: bool,
+    /// The row asked for.
+    pub row: Row,
     /// When the caller stops waiting.
     pub deadline: Instant,
     /// Where the reply goes.
@@ -153,6 +155,7 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         list_age_ms: fallback.age_ms,
         signals: None,
         newest_signal_age_ms: None,
+        aggregates_version: None,
     }
 }
 
@@ -314,6 +317,7 @@ mod tests {
             list_age_ms: None,
             signals: None,
             newest_signal_age_ms: None,
+            aggregates_version: None,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

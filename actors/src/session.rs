@@ -2,7 +2,10 @@
 //!
 //! Purpose: apply the member's events in order, remember its recent signals,
 //! and answer its recommend requests — from the model when the model is on
-//! time, from the fallback otherwise, saying which.
+//! time, from the fallback otherwise, saying which. Rows `trending` and
+//! `billboard` are answered from the aggregate snapshot in service
+//! ([`crate::aggregates`]); the billboard asks the model for the member's
+//! top items under the same deadline and breaker.
 //!
 //! Mailbox: [`ApplyEvent`] → `()`, [`Recommend`] → `()` (the reply goes out
 //! through the request's [`Responder`](crate::reply::Responder)), [`Passivate`] → `()`. Data mailbox
@@ -32,6 +35,7 @@
 //! passivation is a normal exit and nothing restarts them until the member
 //! comes back.
 
+use crate::aggregates::AggregatesReader;
 use crate::breaker::{Admission, ModelBreaker};
 use crate::counterfactual::{CounterfactualLog, Served};
 use crate::faults::InjectedFaults;
@@ -44,7 +48,7 @@ use crate::reply::{fallback_reply, Recommend};
 use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
-use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
+use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Row, Source};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -75,6 +79,9 @@ pub struct SessionDeps {
     pub counterfactual: CounterfactualLog,
     /// What resident members have seen, for the overload fallbacks.
     pub seen: SeenIndex,
+    /// The near-real-time aggregate snapshot in service (rows `trending`
+    /// and `billboard`).
+    pub aggregates: AggregatesReader,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -268,6 +275,7 @@ impl Session {
             request_id,
             k,
             exclude_seen,
+            row,
             deadline,
             responder,
             span,
@@ -278,6 +286,23 @@ impl Session {
         } else {
             Vec::new()
         };
+        match row {
+            Row::Trending => {
+                let reply = self.deps.aggregates.trending(
+                    member,
+                    k,
+                    &exclude,
+                    &self.deps.lists,
+                    crate::signals::now_ms(),
+                );
+                return responder.reply(reply);
+            }
+            Row::Billboard => {
+                drop(_entered);
+                return self.billboard(member, k, exclude, exclude_seen, deadline, responder, span);
+            }
+            _ => {}
+        }
         // The fallback is taken before the model is asked: whatever happens
         // next, an answer is ready. The nearline list comes first.
         let offline = self.deps.lists.fallback(member, k, &exclude);
@@ -377,6 +402,7 @@ impl Session {
                         list_age_ms: None,
                         signals: None,
                         newest_signal_age_ms: None,
+                        aggregates_version: None,
                     }));
                 }
                 Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
@@ -404,6 +430,96 @@ impl Session {
             }
         };
         drop(_entered);
+        actix::spawn(wait.instrument(span));
+    }
+}
+
+impl Session {
+    /// The `billboard` row (see [`crate::aggregates`]): the member's top
+    /// items under the model, asked under the deadline, and the titles the
+    /// model does not know become the bandit's arms; without the model's
+    /// answer, the bandit runs over take rates alone (degraded, with the
+    /// model's reason); without a usable snapshot, the popular list answers.
+    #[allow(clippy::too_many_arguments)]
+    fn billboard(
+        &mut self,
+        member: MemberId,
+        k: usize,
+        exclude: Vec<ItemId>,
+        exclude_seen: bool,
+        deadline: Instant,
+        responder: crate::reply::Responder,
+        span: tracing::Span,
+    ) {
+        let now = crate::signals::now_ms();
+        let model = self.deps.model.model().load();
+        let seen = exclude.clone();
+        let Some(draw) =
+            self.deps
+                .aggregates
+                .billboard(member, k, exclude, self.deps.lists.clone(), model, now)
+        else {
+            let reply =
+                self.deps
+                    .aggregates
+                    .billboard_unavailable(member, k, &seen, &self.deps.lists);
+            return responder.reply(reply);
+        };
+        let interactions = self.signals.interactions();
+        let known = self
+            .deps
+            .model
+            .model()
+            .load()
+            .is_some_and(|m| m.knows_member(member));
+        if interactions.is_empty() && !known {
+            return draw.without_scores(Reason::ColdStart, responder);
+        }
+        let breaker = self.deps.breaker.clone();
+        let admission = breaker.admit(Instant::now());
+        if admission == Admission::Skip {
+            return draw.without_scores(Reason::ModelSkipped, responder);
+        }
+        let report = move |ok: bool| match admission {
+            Admission::Ask => breaker.record(Instant::now(), ok),
+            Admission::Probe => breaker.record_probe(Instant::now(), ok),
+            Admission::Skip => {}
+        };
+        let answer_by = deadline
+            .checked_sub(self.deps.settings.reply_margin)
+            .unwrap_or(deadline);
+        let pool = self.deps.aggregates.settings().billboard.pool.max(k);
+        let mut score = Score::new(member, interactions, pool, seen, answer_by);
+        score.exclude_history = exclude_seen;
+        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
+        let pending = match self.deps.model.try_score(score) {
+            Ok(pending) => pending,
+            Err(refusal) => {
+                report(false);
+                let reason = match refusal {
+                    Refusal::Overloaded => Reason::Overloaded,
+                    Refusal::Unavailable => Reason::ModelUnavailable,
+                };
+                return draw.without_scores(reason, responder);
+            }
+        };
+        let wait = async move {
+            let outcome =
+                tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
+            report(matches!(
+                outcome,
+                Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
+            ));
+            let reason = match outcome {
+                Ok(Ok(ScoreOutcome::Scored { items, version })) => {
+                    return draw.with_scores(&items, version, responder);
+                }
+                Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
+                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
+                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
+            };
+            draw.without_scores(reason, responder);
+        };
         actix::spawn(wait.instrument(span));
     }
 }
@@ -458,6 +574,10 @@ mod tests {
             breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
             counterfactual: CounterfactualLog::disabled(),
             seen: SeenIndex::default(),
+            aggregates: AggregatesReader::new(
+                Default::default(),
+                crate::aggregates::AggregatesSettings::default(),
+            ),
         }
     }
 
@@ -542,6 +662,7 @@ mod tests {
                 request_id: 1,
                 k: 4,
                 exclude_seen,
+                row: Row::Top,
                 deadline: Instant::now() + Duration::from_secs(5),
                 responder,
                 span: tracing::Span::none(),
@@ -575,6 +696,7 @@ mod tests {
             request_id: 1,
             k: 5,
             exclude_seen: true,
+            row: Row::Top,
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),

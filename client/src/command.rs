@@ -177,6 +177,13 @@ pub async fn health(args: AdminArgs) -> anyhow::Result<()> {
             "model breaker     {}",
             health.model_breaker.as_deref().unwrap_or("unknown")
         );
+        match (&health.aggregates_version, health.aggregates_age_ms) {
+            (Some(version), Some(age_ms)) => println!(
+                "aggregates        {version} ({:.1} s old)",
+                age_ms as f64 / 1000.0
+            ),
+            _ => println!("aggregates        none"),
+        }
         println!("requests in flight {}", health.in_flight);
         println!("resident members  {}", health.resident_members);
         println!(

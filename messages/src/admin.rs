@@ -36,6 +36,13 @@ pub struct Health {
     /// (requests skip the model) or `half_open`; nil from older nodes.
     #[serde(default)]
     pub model_breaker: Option<String>,
+    /// Version of the near-real-time aggregate snapshot in service (nil:
+    /// none loaded, or an older node).
+    #[serde(default)]
+    pub aggregates_version: Option<String>,
+    /// Age of that snapshot in ms (since the job read its windows).
+    #[serde(default)]
+    pub aggregates_age_ms: Option<u64>,
 }
 
 /// A node's place among the nodes sharing a prefix.

@@ -143,6 +143,19 @@ pub const AGGREGATES_TITLES: &str = "reco_aggregates_titles";
 pub const AGGREGATES_SNAPSHOT_SECONDS: &str = "reco_aggregates_snapshot_seconds";
 /// Counter: aggregate snapshot swaps on a node, by `outcome` (`ok`, `rejected`, `stale`).
 pub const AGGREGATES_SWAPS_TOTAL: &str = "reco_aggregates_swaps_total";
+/// Gauge: on a node, the stream sequence of the aggregate snapshot in
+/// service (its version's number; 0 before the first).
+pub const AGGREGATES_SNAPSHOT_SEQUENCE: &str = "reco_aggregates_snapshot_sequence";
+/// Gauge: on a node, seconds since the aggregate snapshot in service was
+/// read (its `now_ms`); -1 before the first.
+pub const AGGREGATES_SNAPSHOT_AGE_SECONDS: &str = "reco_aggregates_snapshot_age_seconds";
+/// Counter: `trending` and `billboard` rows served, by `row` and `outcome`:
+/// `served` (from the snapshot), `no_model_scores` (billboard without the
+/// member's scores), `unavailable` (no usable snapshot: popular answered).
+pub const AGGREGATE_ROWS_TOTAL: &str = "reco_aggregate_rows_total";
+/// Counter: billboard titles featured that the model in service does not
+/// know (launched after its training): the bandit's exploration.
+pub const BILLBOARD_NEW_TITLES_TOTAL: &str = "reco_billboard_new_titles_total";
 
 // The cluster layer (reco-cluster).
 
@@ -475,6 +488,26 @@ pub const ALL: &[Described] = &[
         name: AGGREGATES_SWAPS_TOTAL,
         kind: Kind::Counter,
         help: "Aggregate snapshot swaps on a node, by outcome.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOT_SEQUENCE,
+        kind: Kind::Gauge,
+        help: "Stream sequence of the aggregate snapshot in service on a node.",
+    },
+    Described {
+        name: AGGREGATES_SNAPSHOT_AGE_SECONDS,
+        kind: Kind::Gauge,
+        help: "Seconds since the aggregate snapshot in service was read (-1: none).",
+    },
+    Described {
+        name: AGGREGATE_ROWS_TOTAL,
+        kind: Kind::Counter,
+        help: "Trending and billboard rows served, by row and outcome.",
+    },
+    Described {
+        name: BILLBOARD_NEW_TITLES_TOTAL,
+        kind: Kind::Counter,
+        help: "Billboard titles featured that the model in service does not know.",
     },
     Described {
         name: PARTITIONS_OWNED,

@@ -155,6 +155,11 @@ pub enum Source {
     Precomputed,
     /// The most popular items (the fallback of last resort).
     Popular,
+    /// The near-real-time trending list (`row: trending`).
+    Trending,
+    /// Chosen by the billboard's bandit over near-real-time take rates
+    /// (`row: billboard`).
+    Billboard,
 }
 
 impl Source {
@@ -165,6 +170,8 @@ impl Source {
             Source::Nearline => "nearline",
             Source::Precomputed => "precomputed",
             Source::Popular => "popular",
+            Source::Trending => "trending",
+            Source::Billboard => "billboard",
         }
     }
 }
@@ -187,6 +194,9 @@ pub enum Reason {
     /// The breaker in front of the model is open (the model kept missing
     /// its deadline): the fallback answered at once.
     ModelSkipped,
+    /// A `trending` or `billboard` row had no usable aggregate snapshot
+    /// (none loaded yet, or older than the node's `aggregates.max_age_ms`).
+    AggregatesUnavailable,
 }
 
 impl Reason {
@@ -199,6 +209,7 @@ impl Reason {
             Reason::ColdStart => "cold_start",
             Reason::Failover => "failover",
             Reason::ModelSkipped => "model_skipped",
+            Reason::AggregatesUnavailable => "aggregates_unavailable",
         }
     }
 }
@@ -246,6 +257,11 @@ pub struct Recommendations {
     /// Age of the newest of those events, in ms; nil when there is none.
     #[serde(default)]
     pub newest_signal_age_ms: Option<u64>,
+    /// For `trending` and `billboard` answers, the version of the
+    /// near-real-time aggregate snapshot they were read from; nil for
+    /// other sources.
+    #[serde(default)]
+    pub aggregates_version: Option<String>,
 }
 
 /// Machine-readable class of an [`ErrorReply`].

@@ -27,6 +27,16 @@
 //! posterior (explored early), and after ~n₀ impressions the title's own
 //! takes dominate its prior. Plays beyond impressions (plays from search)
 //! count as at most one take per impression.
+//!
+//! # The lift: the member's taste after the evidence arrives
+//! Take rates are counted over every member shown a title, so once a title
+//! has evidence its posterior says how well it does *on average*. To keep
+//! the billboard personal, each draw (or bound) is multiplied by the
+//! member's lift for the arm, exp(l · z), l = [`BanditParams::score_lift`]:
+//! the title's average take rate, tilted by how much more (or less) than
+//! its other candidates this member's model likes it. An arm without a
+//! score (a title launched after the model was trained) gets z = 0: its
+//! average, which the bandit learns from its own impressions.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +66,10 @@ pub struct BanditParams {
     pub score_spread: f64,
     /// Width of UCB's bonus, in posterior standard deviations.
     pub ucb_width: f64,
+    /// How far one standard deviation of model score tilts an arm's draw
+    /// after the evidence (multiplicatively: `exp(score_lift)`); 0 makes the
+    /// choice depend on the scores through the prior only.
+    pub score_lift: f64,
 }
 
 impl Default for BanditParams {
@@ -64,6 +78,7 @@ impl Default for BanditParams {
             prior_strength: 10.0,
             score_spread: 0.35,
             ucb_width: 2.0,
+            score_lift: 0.0,
         }
     }
 }
@@ -110,12 +125,15 @@ pub struct Choice {
     pub value: f64,
 }
 
-/// Each arm's posterior under the score-seeded prior (see the module docs).
-pub fn posteriors(arms: &[Arm], params: &BanditParams) -> Vec<Beta> {
-    let takes = |a: &Arm| a.plays.min(a.impressions) as f64;
-    let pooled = (arms.iter().map(takes).sum::<f64>() + 1.0)
-        / (arms.iter().map(|a| a.impressions as f64).sum::<f64>() + 2.0);
-    let scores: Vec<f64> = arms.iter().filter_map(|a| a.score).map(f64::from).collect();
+/// Each arm's model score standardised over the arms that have one,
+/// clipped to ±2; 0 for arms without one.
+pub fn standardised_scores(arms: &[Arm]) -> Vec<f64> {
+    let scores: Vec<f64> = arms
+        .iter()
+        .filter_map(|a| a.score)
+        .map(f64::from)
+        .filter(|s| s.is_finite())
+        .collect();
     let (mean, sd) = if scores.is_empty() {
         (0.0, 1.0)
     } else {
@@ -123,13 +141,29 @@ pub fn posteriors(arms: &[Arm], params: &BanditParams) -> Vec<Beta> {
         let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64;
         (mean, var.sqrt().max(1e-9))
     };
-    let n0 = params.prior_strength.max(1e-3);
     arms.iter()
         .map(|a| {
             let z = a
                 .score
                 .map_or(0.0, |s| ((f64::from(s) - mean) / sd).clamp(-2.0, 2.0));
-            let z = if z.is_finite() { z } else { 0.0 };
+            if z.is_finite() {
+                z
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Each arm's posterior under the score-seeded prior (see the module docs).
+pub fn posteriors(arms: &[Arm], params: &BanditParams) -> Vec<Beta> {
+    let takes = |a: &Arm| a.plays.min(a.impressions) as f64;
+    let pooled = (arms.iter().map(takes).sum::<f64>() + 1.0)
+        / (arms.iter().map(|a| a.impressions as f64).sum::<f64>() + 2.0);
+    let n0 = params.prior_strength.max(1e-3);
+    arms.iter()
+        .zip(standardised_scores(arms))
+        .map(|(a, z)| {
             let m = (pooled * (params.score_spread * z).exp()).clamp(0.001, 0.999);
             let t = takes(a);
             Beta {
@@ -146,7 +180,8 @@ pub fn thompson(arms: &[Arm], params: &BanditParams, k: usize, seed: u64) -> Vec
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let values: Vec<f64> = posteriors(arms, params)
         .iter()
-        .map(|p| p.sample(&mut rng))
+        .zip(lifts(arms, params))
+        .map(|(p, lift)| p.sample(&mut rng) * lift)
         .collect();
     top(arms, &values, k)
 }
@@ -157,13 +192,22 @@ pub fn ucb(arms: &[Arm], params: &BanditParams, k: usize) -> Vec<Choice> {
     let total: f64 = arms.iter().map(|a| a.impressions as f64).sum::<f64>() + 1.0;
     let values: Vec<f64> = posteriors(arms, params)
         .iter()
-        .map(|p| {
+        .zip(lifts(arms, params))
+        .map(|(p, lift)| {
             let n = p.alpha + p.beta;
             let m = p.mean();
-            m + params.ucb_width * (m * (1.0 - m) * total.ln().max(1.0) / n).sqrt()
+            lift * (m + params.ucb_width * (m * (1.0 - m) * total.ln().max(1.0) / n).sqrt())
         })
         .collect();
     top(arms, &values, k)
+}
+
+/// Each arm's lift for the member, exp(score_lift · z) (module docs).
+fn lifts(arms: &[Arm], params: &BanditParams) -> Vec<f64> {
+    standardised_scores(arms)
+        .into_iter()
+        .map(|z| (params.score_lift * z).exp())
+        .collect()
 }
 
 fn top(arms: &[Arm], values: &[f64], k: usize) -> Vec<Choice> {
@@ -303,6 +347,29 @@ mod tests {
         let arms = [arm(1, 500, 10, Some(3.0)), arm(2, 500, 100, Some(-1.0))];
         let post = posteriors(&arms, &p);
         assert!(post[1].mean() > post[0].mean(), "{post:?}");
+    }
+
+    #[test]
+    fn the_lift_keeps_the_choice_personal_after_the_evidence() {
+        // Two titles with the same settled take rate: without the lift the
+        // choice is a coin toss; with it, the member's favourite wins.
+        let arms = [arm(1, 5000, 500, Some(2.0)), arm(2, 5000, 500, Some(-2.0))];
+        let flat = BanditParams::default();
+        let lifted = BanditParams {
+            score_lift: 0.5,
+            ..flat
+        };
+        let wins = |p: &BanditParams| {
+            (0..400)
+                .filter(|&seed| thompson(&arms, p, 1, seed)[0].item == ItemId(1))
+                .count()
+        };
+        assert!((150..250).contains(&wins(&flat)), "{}", wins(&flat));
+        assert!(wins(&lifted) > 390, "{}", wins(&lifted));
+        assert_eq!(ucb(&arms, &lifted, 1)[0].item, ItemId(1));
+        // An arm without a score is neither lifted nor pushed down.
+        let z = standardised_scores(&[arm(1, 0, 0, Some(1.0)), arm(2, 0, 0, None)]);
+        assert_eq!(z[1], 0.0);
     }
 
     #[test]

@@ -556,6 +556,7 @@ async fn echo_ceiling(
         list_age_ms: None,
         signals: None,
         newest_signal_age_ms: None,
+        aggregates_version: None,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {

@@ -78,6 +78,7 @@ pub fn world_stack_with(
             factors: world.catalogue().dim().clamp(4, 64),
             iterations: 8,
             version: format!("world-{}", world.config().seed),
+            held_out: Vec::new(),
         },
     )?;
     let config = node_toml(deadline_ms) + extra_toml;

@@ -30,6 +30,7 @@ pub mod counterfactual;
 pub mod demo;
 pub mod driver;
 pub mod faults;
+pub mod launch;
 pub mod plot;
 pub mod process;
 pub mod replay;

@@ -40,6 +40,44 @@ enum Command {
     /// HR@10 / NDCG@10 of reco's replies beside the static top-10 and
     /// popularity.
     Replay(ReplayArgs),
+    /// Launch new titles mid-run: reco's billboard (bandit over near-real-
+    /// time take rates) beside a pure-model and a static popular billboard,
+    /// regret against an oracle; how soon a launched title's take rate is
+    /// known within ±20 %.
+    Launch(LaunchArgs),
+}
+
+#[derive(Debug, Args)]
+struct LaunchArgs {
+    #[command(flatten)]
+    world: WorldArgs,
+    /// Titles launched mid-run.
+    #[arg(long, default_value_t = 5)]
+    launched: usize,
+    /// Seconds into the run when they launch.
+    #[arg(long, default_value_t = 30)]
+    launch_at: u64,
+    /// Length of the run, seconds.
+    #[arg(long, default_value_t = 120)]
+    duration: u64,
+    /// Extra appeal of a launched title (logit).
+    #[arg(long, default_value_t = 1.0)]
+    launch_appeal: f64,
+    /// Titles per slate.
+    #[arg(long, default_value_t = 5)]
+    slate: usize,
+    /// Deadline of each request, ms.
+    #[arg(long, default_value_t = 500)]
+    deadline_ms: u64,
+    /// Extra TOML for the node, e.g. "[aggregates]\nbillboard_score_lift = 0.3".
+    #[arg(long, default_value = "")]
+    node_toml: String,
+    /// NATS URL; a private nats-server when absent.
+    #[arg(long)]
+    nats: Option<String>,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +384,30 @@ async fn run(cli: Cli) -> Result<()> {
                 nats: args.nats,
             };
             let report = bench::run(config, say).await?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Launch(args) => {
+            let world = args.world.config();
+            let report = reco_sim::launch::run(
+                reco_sim::launch::LaunchConfig {
+                    world,
+                    launched: args.launched,
+                    launch_at: Duration::from_secs(args.launch_at),
+                    duration: Duration::from_secs(args.duration),
+                    launch_appeal: args.launch_appeal,
+                    slate: args.slate,
+                    deadline_ms: args.deadline_ms,
+                    node_toml: args.node_toml.replace("\\n", "\n"),
+                    nats: args.nats,
+                },
+                say,
+            )
+            .await?;
             print!("{}", report.table());
             if let Some(path) = args.json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)

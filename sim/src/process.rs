@@ -454,6 +454,58 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// A `reco nearline` aggregation job; killed on drop.
+pub struct Nearline {
+    child: Child,
+    log: LogTail,
+    _dir: tempfile::TempDir,
+}
+
+impl Nearline {
+    /// Starts `reco nearline` with `config_toml` and waits for
+    /// "Aggregation job ready.".
+    pub fn start(nats_url: &str, config_toml: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let config = dir.path().join("reco.toml");
+        std::fs::write(&config, config_toml).context("cannot write the job's config")?;
+        let bin = reco_binary();
+        let mut child = Command::new(&bin)
+            .args(["nearline", "--nats", nats_url, "--config"])
+            .arg(&config)
+            .env_remove("RECO_NATS_URL")
+            .env("RECO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {} nearline", bin.display()))?;
+        let log = LogTail::follow(
+            child.stderr.take().expect("stderr is piped"),
+            "Aggregation job ready.",
+        );
+        log.wait_ready("reco nearline", &mut child)?;
+        Ok(Nearline {
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The last lines the job logged.
+    pub fn log(&self) -> String {
+        self.log.text()
+    }
+}
+
+impl Drop for Nearline {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,9 @@ pub struct TrainPlan {
     pub iterations: usize,
     /// Version tag of the artifacts.
     pub version: String,
+    /// Items left out of the past (titles launched after training: the
+    /// model does not know them).
+    pub held_out: Vec<ItemId>,
 }
 
 /// What was written.
@@ -49,7 +52,8 @@ pub struct Trained {
 
 /// Trains ALS on the world's past and writes `model.bin` + `lists.bin` to `dir`.
 pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<Trained> {
-    let history = world.history(plan.history_members, plan.history_plays);
+    let mut history = world.history(plan.history_members, plan.history_plays);
+    history.retain(|(_, item, _)| !plan.held_out.contains(item));
     let mut by_member: std::collections::BTreeMap<MemberId, Vec<ItemId>> =
         std::collections::BTreeMap::new();
     for &(member, item, _) in &history {

@@ -170,7 +170,7 @@ impl Catalogue {
     }
 
     /// An item index drawn by popularity.
-    fn draw(&self, rng: &mut impl Rng) -> usize {
+    pub fn draw(&self, rng: &mut impl Rng) -> usize {
         let u: f64 = rng.gen();
         self.cdf.partition_point(|&c| c < u).min(self.ids.len() - 1)
     }

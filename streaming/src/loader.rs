@@ -43,6 +43,13 @@ impl AggregatesHandle {
         self.current.load_full()
     }
 
+    /// Puts `snapshot` in service as `version` at once, without the
+    /// loader's staleness check (tests and embedding; a node's loader
+    /// swaps through [`AggregatesLoader`]).
+    pub fn swap_in(&self, version: String, snapshot: AggregateSnapshot) {
+        self.swap(Loaded { version, snapshot });
+    }
+
     fn swap(&self, loaded: Loaded) {
         self.current.store(Some(Arc::new(loaded)));
     }

@@ -59,6 +59,8 @@ pub struct Config {
     /// The counterfactual log: sampled late model answers beside what was
     /// served.
     pub counterfactual: CounterfactualConfig,
+    /// How a node uses the job's snapshots (rows `trending`, `billboard`).
+    pub aggregates: AggregatesConfig,
 }
 
 /// The counterfactual log: for a sampled share of the requests the model
@@ -97,6 +99,116 @@ impl Default for CounterfactualConfig {
             max_age_secs: 7 * 24 * 3600,
             max_bytes: 256 << 20,
         }
+    }
+}
+
+/// How a node uses the near-real-time aggregate snapshots published by
+/// `reco nearline` (in the bucket `streaming.snapshot_bucket`): rows
+/// `trending` and `billboard`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregatesConfig {
+    /// Load and hot-swap the snapshots (false: the rows answer from the
+    /// popular list, reason `aggregates_unavailable`).
+    pub enabled: bool,
+    /// A snapshot older than this (ms since the job read its windows) is
+    /// not used. The job republishes at least every minute.
+    pub max_age_ms: u64,
+    /// The member's top items under the model that become billboard arms.
+    pub billboard_pool: usize,
+    /// Titles the model does not know (launched after its training) that
+    /// become billboard arms.
+    pub billboard_new_titles: usize,
+    /// Pseudo-impressions of the billboard bandit's prior.
+    pub billboard_prior_strength: f64,
+    /// How far one standard deviation of model score moves the prior mean.
+    pub billboard_score_spread: f64,
+    /// How far one standard deviation of model score tilts each draw after
+    /// the evidence (keeps the billboard personal).
+    pub billboard_score_lift: f64,
+}
+
+impl Default for AggregatesConfig {
+    fn default() -> Self {
+        let d = reco_actors::aggregates::AggregatesSettings::default();
+        AggregatesConfig {
+            enabled: true,
+            max_age_ms: d.max_age.as_millis() as u64,
+            billboard_pool: d.billboard.pool,
+            billboard_new_titles: d.billboard.new_titles,
+            billboard_prior_strength: d.billboard.bandit.prior_strength,
+            billboard_score_spread: d.billboard.bandit.score_spread,
+            billboard_score_lift: d.billboard.bandit.score_lift,
+        }
+    }
+}
+
+impl AggregatesConfig {
+    /// The actors' typed settings.
+    pub fn settings(&self) -> reco_actors::aggregates::AggregatesSettings {
+        reco_actors::aggregates::AggregatesSettings {
+            max_age: Duration::from_millis(self.max_age_ms),
+            billboard: reco_actors::aggregates::BillboardSettings {
+                pool: self.billboard_pool,
+                new_titles: self.billboard_new_titles,
+                bandit: reco_models::bandit::BanditParams {
+                    prior_strength: self.billboard_prior_strength,
+                    score_spread: self.billboard_score_spread,
+                    score_lift: self.billboard_score_lift,
+                    ..reco_models::bandit::BanditParams::default()
+                },
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, value: String, expected: &'static str| {
+            Err(ConfigError::Range {
+                key,
+                value,
+                expected,
+            })
+        };
+        if !(1_000..=7 * 24 * 3_600_000).contains(&self.max_age_ms) {
+            let v = self.max_age_ms.to_string();
+            return bad("aggregates.max_age_ms", v, "1000 to 604800000 (a week)");
+        }
+        if !(1..=500).contains(&self.billboard_pool) {
+            let v = self.billboard_pool.to_string();
+            return bad("aggregates.billboard_pool", v, "1 to 500");
+        }
+        if self.billboard_new_titles > 500 {
+            let v = self.billboard_new_titles.to_string();
+            return bad("aggregates.billboard_new_titles", v, "0 to 500");
+        }
+        for (key, value, lo, hi, expected) in [
+            (
+                "aggregates.billboard_prior_strength",
+                self.billboard_prior_strength,
+                0.01,
+                1e6,
+                "0.01 to 1000000",
+            ),
+            (
+                "aggregates.billboard_score_spread",
+                self.billboard_score_spread,
+                0.0,
+                5.0,
+                "0 to 5",
+            ),
+            (
+                "aggregates.billboard_score_lift",
+                self.billboard_score_lift,
+                0.0,
+                5.0,
+                "0 to 5",
+            ),
+        ] {
+            if !(value.is_finite() && (lo..=hi).contains(&value)) {
+                return bad(key, value.to_string(), expected);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1282,6 +1394,7 @@ impl Config {
             "16 to 10000000",
         )?;
         self.streaming.validate()?;
+        self.aggregates.validate()?;
         Ok(())
     }
 

@@ -56,8 +56,11 @@
 //! │                                         (resubscribed) if they break; drained,
 //! │                                         it stays down
 //! ├── telemetry            permanent      admin.health, admin.faults, RSS gauge
-//! └── loader               permanent      hot swap of published versions,
-//!                                           admin.model (pin, rollback, unpin)
+//! ├── loader               permanent      hot swap of published versions,
+//! │                                         admin.model (pin, rollback, unpin)
+//! └── aggregates           permanent      hot swap of aggregate snapshots (rows
+//!                                           trending, billboard) and their gauges;
+//!                                           only with aggregates.enabled
 //! ```
 //!
 //! Outside the tree, the node itself answers `admin.tree` and

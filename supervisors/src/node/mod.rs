@@ -26,6 +26,7 @@ use crate::supervision::Shutdown;
 use actix::prelude::*;
 use admin::{reload_on_request, serve_tree};
 use reco_actors::admin::Admin;
+use reco_actors::aggregates::AggregatesReader;
 use reco_actors::faults::InjectedFaults;
 use reco_actors::ingress::IngressSettings;
 use reco_actors::lifecycle::ExitHook;
@@ -38,6 +39,7 @@ use reco_actors::shard::ShardTable;
 use reco_messages::metrics as nm;
 use reco_messages::Subjects;
 use reco_models::{ItemFactors, PrecomputedLists};
+use reco_streaming::loader::AggregatesLoader;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +118,10 @@ pub async fn run(
         answer_when_fresh: config.nearline.answer_when_fresh,
     });
     let reader = ListsReader::new(lists);
+    let aggregates = AggregatesReader::new(
+        reco_streaming::loader::AggregatesHandle::default(),
+        config.aggregates.settings(),
+    );
     let shard_count = config.shard_count();
     let shards = ShardTable::new(shard_count);
     let arbiters: Vec<Arbiter> = (0..shard_count).map(|_| Arbiter::new()).collect();
@@ -148,6 +154,7 @@ pub async fn run(
         pool: pool.clone(),
         nearline,
         reader: reader.clone(),
+        aggregates: aggregates.clone(),
         shards: shards.clone(),
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
@@ -182,6 +189,7 @@ pub async fn run(
                 breaker: breaker.clone(),
                 rss_bytes: Arc::new(rss_bytes),
                 cluster: Some(role.health()),
+                aggregates: Some(aggregates.clone()),
             },
             stop: telemetry_stop_rx,
             running: Arc::new(telemetry_tx),
@@ -196,6 +204,12 @@ pub async fn run(
             load_newest_at_start: config.publish.load_newest_at_start,
             guard: guard.clone(),
         },
+        aggregates_loader: config.aggregates.enabled.then(|| AggregatesLoader {
+            client: client.clone(),
+            subjects: subjects.clone(),
+            bucket: config.streaming.snapshot_bucket.clone(),
+            handle: aggregates.handle().clone(),
+        }),
     };
     let root = tree.root(root_hook).start_now();
     let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone(), breaker).await?;

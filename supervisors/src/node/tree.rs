@@ -10,6 +10,7 @@ use crate::supervision::{
 };
 use actix::prelude::*;
 use reco_actors::admin::Admin;
+use reco_actors::aggregates::AggregatesReader;
 use reco_actors::faults::InjectedFaults;
 use reco_actors::ingress::{dlq_headers, Inbound, Ingress, IngressSettings};
 use reco_actors::lifecycle::{ExitHook, ExitReason, Stop};
@@ -22,6 +23,7 @@ use reco_actors::session::{DeadLetter, SessionDeps, SessionSettings};
 use reco_actors::shard::{SessionShard, ShardSettings, ShardTable};
 use reco_messages::metrics as nm;
 use reco_messages::{encode, Subjects};
+use reco_streaming::loader::AggregatesLoader;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,8 @@ pub(super) struct TreeParts {
     pub(super) pool: ModelPool,
     pub(super) nearline: Option<NearlineSettings>,
     pub(super) reader: ListsReader,
+    /// The aggregate snapshot in service (rows `trending`, `billboard`).
+    pub(super) aggregates: AggregatesReader,
     pub(super) shards: ShardTable,
     pub(super) arbiters: Vec<ArbiterHandle>,
     pub(super) dead_letter: DeadLetter,
@@ -92,6 +96,8 @@ pub(super) struct TreeParts {
     pub(super) ingress: IngressWiring,
     pub(super) telemetry: TelemetryWiring,
     pub(super) loader: Loader,
+    /// Hot swap of aggregate snapshots (`None`: `aggregates.enabled` is off).
+    pub(super) aggregates_loader: Option<AggregatesLoader>,
 }
 
 /// A supervised actix actor that stops on [`Stop`].
@@ -135,6 +141,16 @@ impl TreeParts {
                 start: Box::new(move |exit| start_loader(loader.clone(), wiring.clone(), exit)),
             }
         };
+        let aggregates = self.aggregates_loader.clone().map(|loader| {
+            let (wiring, reader) = (self.telemetry.clone(), self.aggregates.clone());
+            ChildSpec {
+                name: "aggregates".into(),
+                restart: Restart::Permanent,
+                start: Box::new(move |exit| {
+                    start_aggregates(loader.clone(), reader.clone(), wiring.clone(), exit)
+                }),
+            }
+        });
         let parts = Arc::new(self);
         let sessions = {
             let settings = sup.sessions.settings();
@@ -175,6 +191,7 @@ impl TreeParts {
                 Some(ingress),
                 Some(telemetry),
                 Some(loader),
+                aggregates,
             ]
             .into_iter()
             .flatten()
@@ -278,6 +295,7 @@ impl TreeParts {
             breaker: self.breaker.clone(),
             counterfactual: self.counterfactual.clone(),
             seen: self.seen.clone(),
+            aggregates: self.aggregates.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
@@ -360,6 +378,42 @@ fn start_loader(loader: Loader, wiring: TelemetryWiring, exit: ExitHook) -> Box<
             },
             Err(error) => exit(ExitReason::Failed(format!(
                 "cannot subscribe to model notifications: {error}"
+            ))),
+        }
+        wiring.running.send_modify(|n| *n -= 1);
+    });
+    Box::new(TelemetryChild(vec![task]))
+}
+
+/// Starts the aggregates loader: loads the newest snapshot, then swaps in
+/// each announced one (`reco_streaming::loader`), and sets the snapshot
+/// gauges every second. Stopped, like telemetry, by the node's stop signal.
+fn start_aggregates(
+    loader: AggregatesLoader,
+    reader: AggregatesReader,
+    wiring: TelemetryWiring,
+    exit: ExitHook,
+) -> Box<dyn RunningChild> {
+    let task = actix::spawn(async move {
+        wiring.running.send_modify(|n| *n += 1);
+        let mut stop = wiring.stop.clone();
+        match loader.subscribe().await {
+            Ok(serve) => {
+                let gauges = async {
+                    let mut every = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        every.tick().await;
+                        reader.publish_gauges(reco_actors::signals::now_ms());
+                    }
+                };
+                tokio::select! {
+                    () = serve => exit(ExitReason::Failed("aggregates notifications closed".into())),
+                    () = gauges => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }
+            Err(error) => exit(ExitReason::Failed(format!(
+                "cannot subscribe to aggregates notifications: {error}"
             ))),
         }
         wiring.running.send_modify(|n| *n -= 1);
