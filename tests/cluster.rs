@@ -502,3 +502,80 @@ async fn training_reads_events_stored_under_the_partitioned_subjects() {
     assert_eq!((read.events, read.bad), (20, 0));
     assert_eq!(read.ratings.len(), 20);
 }
+
+/// Asks a node alone for `member`'s list (generous deadline: the model
+/// answers on a loaded machine too).
+async fn ask_alone(client: &async_nats::Client, member: u64) -> reco_messages::Recommendations {
+    match reco_e2e::ask(client, member, 3000).await {
+        RecommendReply::Ok(recommendations) => recommendations,
+        RecommendReply::Error(error) => panic!("error reply: {error:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_alone_answers_from_its_replayed_events() {
+    use reco_messages::{Reason, Source};
+    let server = NatsServer::start();
+    let fixture = Fixture::write(200, 8, 50, "v1");
+    let config = "[node]\nshards = 1\n[model]\nworkers = 1\n\
+                  [cluster]\nlease_ms = 1000\nreplay_window_secs = 600\n";
+    let mut node = Node::start(&server.url(), Some(fixture.path()), config);
+    assert!(node.log().contains("single mode"), "{}", node.log());
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    // A member with neither history nor a precomputed list: cold until it
+    // acts.
+    let member = 4242;
+    let cold = ask_alone(&client, member).await;
+    assert_eq!(cold.reason, Some(Reason::ColdStart));
+    let played = [fixture.items[3], fixture.items[10], fixture.items[17]];
+    for item in played {
+        play(&js, member, item).await;
+    }
+    let started = Instant::now();
+    loop {
+        let reply = ask_alone(&client, member).await;
+        if reply.reason != Some(Reason::ColdStart) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the live node never applied the plays"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for how in ["SIGKILL", "SIGTERM"] {
+        if how == "SIGKILL" {
+            node.kill();
+        } else {
+            node.terminate();
+        }
+        node.wait_exit(Duration::from_secs(30));
+        let restarted_at = Instant::now();
+        node = Node::start(&server.url(), Some(fixture.path()), config);
+        let ready = restarted_at.elapsed();
+        // Its first answer already knows what the member did.
+        let reply = ask_alone(&client, member).await;
+        assert_ne!(
+            reply.reason,
+            Some(Reason::ColdStart),
+            "after {how}: the restarted node answered cold: {reply:?}\n{}",
+            node.log()
+        );
+        assert_eq!(reply.source, Source::Model, "after {how}: {reply:?}");
+        for item in played {
+            assert!(
+                reply.items.iter().all(|s| s.item != item),
+                "after {how}: played item {item:?} recommended again: {reply:?}"
+            );
+        }
+        assert!(
+            node.metric("reco_replay_events_total", &[]) >= played.len() as f64,
+            "after {how}: {}",
+            node.log()
+        );
+        assert!(node.log().contains("Recent events replayed"));
+        eprintln!("after {how}: restarted node ready in {ready:?}, answered from replayed events");
+    }
+}

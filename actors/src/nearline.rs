@@ -16,8 +16,14 @@
 //! session keeps: its list and its scheduled refresh); the session only
 //! supplies its actor context (the debounce timer, the spawned refresh).
 //!
+//! While a replay runs (a restarted node or a new partition owner rebuilding
+//! members' recent events from the event stream, see [`ReplayHold`]),
+//! refreshes are held back: a member's refresh that falls due is put off
+//! until no replay runs, so a burst of replayed events does not cost a
+//! refresh per member on half-rebuilt state.
+//!
 //! Emits: `reco_nearline_refreshes_total{outcome}` (`stored`, `cold`,
-//! `shed`, `failed`), `reco_nearline_refresh_seconds` (compute time),
+//! `shed`, `failed`, `held` — put off once more because a replay runs), `reco_nearline_refresh_seconds` (compute time),
 //! `reco_nearline_freshness_seconds` (first event of the batch → list
 //! stored). The scoring itself is counted by the nearline pool
 //! (`reco_model_requests_total{pool="nearline"}`).
@@ -33,6 +39,8 @@ use crate::model::{ModelPool, Score, ScoreOutcome};
 use crate::signals::RecentSignals;
 use reco_messages::{EventKind, ItemId, MemberId, ScoredItem, Source};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a nearline refresh may take before its worker skips it.
@@ -53,6 +61,44 @@ pub struct NearlineSettings {
     /// Answer with a fresh list that reflects every event, without asking
     /// the model.
     pub answer_when_fresh: bool,
+    /// Refreshes wait while this is held (a replay runs).
+    pub hold: ReplayHold,
+}
+
+/// How long a held-back refresh waits before it looks again.
+pub const HELD_REFRESH_RETRY: Duration = Duration::from_millis(100);
+
+/// Whether a replay of recent events runs on this node: nearline refreshes
+/// wait until none does. Shared by everything that replays (the single
+/// node's start-up replay, each partition a cluster node takes over) and
+/// every session; cloning shares it.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayHold(Arc<AtomicUsize>);
+
+/// One running replay; refreshes are held back until every guard is gone.
+#[derive(Debug)]
+#[must_use = "the hold ends when the guard is dropped"]
+pub struct ReplayGuard(Arc<AtomicUsize>);
+
+impl ReplayHold {
+    /// A replay starts; it ends when the guard is dropped.
+    pub fn enter(&self) -> ReplayGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(m::REPLAYS_RUNNING).increment(1.0);
+        ReplayGuard(self.0.clone())
+    }
+
+    /// True while some replay runs.
+    pub fn is_held(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+}
+
+impl Drop for ReplayGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(m::REPLAYS_RUNNING).decrement(1.0);
+    }
 }
 
 /// Whether an event of this kind is important enough to refresh the
@@ -231,6 +277,19 @@ impl MemberNearline {
 mod tests {
     use super::*;
     use reco_models::Scored;
+
+    #[test]
+    fn a_replay_hold_lasts_while_any_guard_lives() {
+        let hold = ReplayHold::default();
+        assert!(!hold.is_held());
+        let first = hold.enter();
+        let second = hold.clone().enter();
+        assert!(hold.is_held());
+        drop(first);
+        assert!(hold.is_held());
+        drop(second);
+        assert!(!hold.is_held());
+    }
 
     #[test]
     fn nearline_fallback_drops_seen_items_and_pads_without_duplicates() {

@@ -14,7 +14,9 @@
 //! contact — the precomputed list is there for exactly that.
 //!
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
-//! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
+//! `reco_session_restarts_total`, `reco_events_quarantined_total`,
+//! `reco_events_out_of_order_total` (an event whose producer time is older
+//! than one the session applied before: per-member order broken), the
 //! nearline metrics (see [`crate::nearline`]) and the reply metrics through
 //! the responder; quarantined events go to the dead-letter subject through
 //! [`SessionDeps::dead_letter`]. Logs: WARN "Session restarted after a
@@ -36,7 +38,7 @@ use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
-use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
+use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings, HELD_REFRESH_RETRY};
 use crate::reply::{fallback_reply, Recommend};
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
@@ -105,6 +107,9 @@ pub struct Session {
     applied: u64,
     /// The member's nearline list and its scheduled refresh.
     nearline: MemberNearline,
+    /// The newest producer time (`at_ms`) applied: an older one after it
+    /// breaks the member's order (counted).
+    newest_at_ms: u64,
 }
 
 impl Session {
@@ -116,6 +121,7 @@ impl Session {
             deps,
             applied: 0,
             nearline: MemberNearline::default(),
+            newest_at_ms: 0,
         }
     }
 
@@ -135,6 +141,12 @@ impl Session {
         let Some(settings) = &self.deps.nearline else {
             return;
         };
+        if settings.hold.is_held() {
+            // A replay is rebuilding recent events: refresh once it is done.
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "held").increment(1);
+            ctx.run_later(HELD_REFRESH_RETRY, |session, ctx| session.refresh(ctx));
+            return;
+        }
         let started =
             self.nearline
                 .start_refresh(settings, self.member, &self.signals, self.applied);
@@ -149,6 +161,13 @@ impl Session {
 
     fn apply(&mut self, event: &Event) {
         self.deps.faults.check_poison(event.item);
+        if let Some(at_ms) = event.at_ms {
+            if at_ms < self.newest_at_ms {
+                metrics::counter!(m::EVENTS_OUT_OF_ORDER_TOTAL).increment(1);
+            } else {
+                self.newest_at_ms = at_ms;
+            }
+        }
         self.signals.push(event);
     }
 

@@ -96,6 +96,8 @@ pub async fn run(
         handle.clone(),
         faults.clone(),
     );
+    // Held while a replay of recent events runs: nearline refreshes wait.
+    let replay_hold = reco_actors::nearline::ReplayHold::default();
     // Nearline refreshes get workers of their own (and no injected faults),
     // so they never take admission from online requests.
     let nearline = config.nearline.enabled.then(|| NearlineSettings {
@@ -111,6 +113,7 @@ pub async fn run(
         top_n: config.nearline.top_n,
         max_age: Duration::from_millis(config.nearline.max_age_ms),
         answer_when_fresh: config.nearline.answer_when_fresh,
+        hold: replay_hold.clone(),
     });
     let reader = ListsReader::new(lists);
     let shard_count = config.shard_count();
@@ -123,7 +126,7 @@ pub async fn run(
     });
     let in_flight = InFlight::new();
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let role = cluster::start(&client, &config, &subjects, drain_rx.clone()).await?;
+    let role = cluster::start(&client, &config, &subjects, drain_rx.clone(), replay_hold).await?;
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
     let guard = reco_actors::guard::OperatorGuard::new(
@@ -155,6 +158,7 @@ pub async fn run(
             drain: drain_rx,
             state: Arc::new(ingress_tx),
             traffic: role.traffic(),
+            replay: role.startup_replay(),
         },
         telemetry: TelemetryWiring {
             admin: Admin {
