@@ -162,7 +162,7 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
     // must be gone from the member's next reply.
     let tops = top_items(&client, &victims[..victims.len().min(12)]).await;
 
-    let load = Load::start(&client, &js);
+    let load = Load::start(&client, &js).await;
     load.running(50).await;
 
     let killed_at = Instant::now();
@@ -186,57 +186,168 @@ async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
     let recovered = killed_at.elapsed();
 
     played_items_are_excluded(&client, &tops).await;
-    let (answered, via_fallback, events) = load.finish().await;
+    let report = load.finish().await;
+    let violations = order_violations(&survivors);
+    assert_eq!(violations, 0, "per-member order broken on a survivor");
     eprintln!(
         "SIGKILL of {} ({} of {PARTITIONS} partitions): served again after {recovered:?} \
-         (lease {LEASE_MS} ms); {answered} requests answered, {via_fallback} by the fallback \
-         subject; {events} events acknowledged",
+         (lease {LEASE_MS} ms); {} requests answered, {} by the fallback subject, {} answered \
+         twice (0 served twice); {} events acknowledged; {violations} order violations",
         ids[victim],
         victim_partitions.len(),
+        report.answered,
+        report.via_fallback,
+        report.answered_twice,
+        report.events,
     );
 }
 
 /// A steady load: events acknowledged by JetStream (clicks, which exclude
 /// nothing) and requests following the caller rule; a request without any
 /// answer or an event without an acknowledgement fails the task.
+///
+/// How the acceptance's invariants are observed:
+/// - per-member order: each event carries a producer time (`at_ms`) that
+///   grows with every event the producer sends, so per member too; a
+///   session that applies an event older than one it applied before
+///   counts it in `reco_events_out_of_order_total` (read on every node).
+/// - double answers: requests are published with reply subjects of their
+///   own (`<inbox>.<n>`) on one subscription that stays open for the whole
+///   run, so every reply to a request is seen, not only the first; a
+///   request with two non-degraded replies was answered by two owners.
 struct Load {
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
     via_fallback: Arc<AtomicU64>,
     events: Arc<AtomicU64>,
+    replies: Arc<Replies>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    collector: tokio::task::JoinHandle<()>,
+}
+
+/// Every reply to the load's requests, by request number.
+#[derive(Default)]
+struct Replies {
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
+    /// (replies, non-degraded replies) per request.
+    counts: std::sync::Mutex<std::collections::HashMap<u64, (u32, u32)>>,
+}
+
+/// What a load saw.
+#[derive(Debug)]
+struct LoadReport {
+    answered: u64,
+    via_fallback: u64,
+    events: u64,
+    /// Requests that got more than one reply (of any kind).
+    answered_twice: usize,
+    /// Requests that got more than one non-degraded reply.
+    served_twice: usize,
 }
 
 impl Load {
-    fn start(client: &async_nats::Client, js: &jetstream::Context) -> Self {
+    async fn start(client: &async_nats::Client, js: &jetstream::Context) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (answered, via_fallback, events) = (
             Arc::new(AtomicU64::new(0)),
             Arc::new(AtomicU64::new(0)),
             Arc::new(AtomicU64::new(0)),
         );
+        let replies = Arc::new(Replies::default());
+        let inbox = client.new_inbox();
+        let collector = {
+            let replies = replies.clone();
+            let mut sub = client.subscribe(format!("{inbox}.*")).await.unwrap();
+            client.flush().await.unwrap();
+            tokio::spawn(async move {
+                use futures::StreamExt;
+                while let Some(message) = sub.next().await {
+                    let Some(n) = message
+                        .subject
+                        .rsplit('.')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let no_responders =
+                        message.status == Some(async_nats::StatusCode::NO_RESPONDERS);
+                    if !no_responders {
+                        let full = matches!(
+                            decode::<RecommendReply>(&message.payload, 1 << 20),
+                            Ok(RecommendReply::Ok(r)) if !r.degraded
+                        );
+                        let mut counts = replies.counts.lock().unwrap();
+                        let entry = counts.entry(n).or_default();
+                        entry.0 += 1;
+                        entry.1 += u32::from(full);
+                    }
+                    if let Some(waiter) = replies.waiting.lock().unwrap().remove(&n) {
+                        let _ = waiter.send(!no_responders);
+                    }
+                }
+            })
+        };
         let requester = {
-            let (client, stop, answered, via_fallback) = (
+            let (client, stop, answered, via_fallback, replies) = (
                 client.clone(),
                 stop.clone(),
                 answered.clone(),
                 via_fallback.clone(),
+                replies.clone(),
             );
             tokio::spawn(async move {
-                let mut m = 0;
+                let subjects = Subjects::default();
+                let request = encode(&RecommendRequest {
+                    k: Some(10),
+                    deadline_ms: Some(300),
+                    ..Default::default()
+                });
+                let (mut m, mut n) = (0, 0u64);
                 while !stop.load(Ordering::Relaxed) {
-                    let (_, fell_back) = ask(&client, m % MEMBERS).await;
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    if fell_back {
+                    let member = MemberId(m % MEMBERS);
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    replies.waiting.lock().unwrap().insert(n, tx);
+                    client
+                        .publish_with_reply(
+                            subjects.recommend(member),
+                            format!("{inbox}.{n}"),
+                            request.clone().into(),
+                        )
+                        .await
+                        .unwrap();
+                    let replied = matches!(
+                        tokio::time::timeout(Duration::from_millis(1000), rx).await,
+                        Ok(Ok(true))
+                    );
+                    if !replied {
+                        // The caller rule: no responders or a timed-out try.
+                        replies.waiting.lock().unwrap().remove(&n);
+                        let reply = client
+                            .request(subjects.fallback_recommend(member), request.clone().into())
+                            .await
+                            .expect("the fallback subject answers");
+                        assert!(matches!(
+                            decode::<RecommendReply>(&reply.payload, 1 << 20),
+                            Ok(RecommendReply::Ok(_))
+                        ));
                         via_fallback.fetch_add(1, Ordering::Relaxed);
                     }
+                    answered.fetch_add(1, Ordering::Relaxed);
                     m += 7;
+                    n += 1;
                 }
             })
         };
         let producer = {
             let (js, stop, events) = (js.clone(), stop.clone(), events.clone());
             tokio::spawn(async move {
+                // Producer times grow with every event (by 1 ms, slower
+                // than the clock), so per member too.
+                let first_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let event = Event {
@@ -244,7 +355,7 @@ impl Load {
                         item: ItemId(1000 + 7 * (i % 400)),
                         kind: EventKind::Click,
                         value: 0.0,
-                        at_ms: None,
+                        at_ms: Some(first_ms + i),
                         device: None,
                     };
                     js.publish(
@@ -266,7 +377,9 @@ impl Load {
             answered,
             via_fallback,
             events,
+            replies,
             tasks: vec![requester, producer],
+            collector,
         }
     }
 
@@ -277,20 +390,38 @@ impl Load {
         }
     }
 
-    /// Stops the load; (requests answered, of them by the fallback subject,
-    /// events acknowledged).
-    async fn finish(self) -> (u64, u64, u64) {
+    /// Stops the load, waits a second for late replies, and asserts that
+    /// no request was served twice.
+    async fn finish(self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await
                 .expect("no request went unanswered and every event was acknowledged");
         }
-        (
-            self.answered.load(Ordering::Relaxed),
-            self.via_fallback.load(Ordering::Relaxed),
-            self.events.load(Ordering::Relaxed),
-        )
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.collector.abort();
+        let counts = self.replies.counts.lock().unwrap();
+        let report = LoadReport {
+            answered: self.answered.load(Ordering::Relaxed),
+            via_fallback: self.via_fallback.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            answered_twice: counts.values().filter(|c| c.0 > 1).count(),
+            served_twice: counts.values().filter(|c| c.1 > 1).count(),
+        };
+        assert_eq!(
+            report.served_twice, 0,
+            "requests with two non-degraded replies: {report:?}"
+        );
+        report
     }
+}
+
+/// Events applied out of per-member order on `nodes` (0 expected).
+fn order_violations(nodes: &[&Node]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| n.metric("reco_events_out_of_order_total", &[]) as u64)
+        .sum()
 }
 
 /// Each of `members`' current top item.
@@ -344,7 +475,7 @@ async fn a_terminated_node_hands_over_and_a_joining_node_takes_its_share_without
     converged(&refs, &ids, Duration::from_secs(30)).await;
     let client = server.client().await;
     let js = jetstream::new(client.clone());
-    let load = Load::start(&client, &js);
+    let load = Load::start(&client, &js).await;
     load.running(50).await;
 
     // SIGTERM: the node hands its partitions over before it exits.
@@ -382,12 +513,16 @@ async fn a_terminated_node_hands_over_and_a_joining_node_takes_its_share_without
     .await;
     let rebalanced = joined_at.elapsed();
     played_items_are_excluded(&client, &tops).await;
-    let (answered, via_fallback, events) = load.finish().await;
+    let report = load.finish().await;
+    let violations = order_violations(&[&nodes[0], &nodes[1], &nodes[3]]);
     eprintln!(
         "SIGTERM of node-3: its partitions served again after {handed_over:?}; node-4 joined and \
-         served its share {rebalanced:?} after its start; {answered} requests answered, \
-         {via_fallback} by the fallback subject; {events} events acknowledged"
+         served its share {rebalanced:?} after its start; {} requests answered, {} by the \
+         fallback subject, {} answered twice (0 served twice); {} events acknowledged; \
+         {violations} order violations",
+        report.answered, report.via_fallback, report.answered_twice, report.events,
     );
+    assert_eq!(violations, 0, "per-member order broken");
 }
 
 #[tokio::test]
@@ -449,7 +584,7 @@ async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_r
     converged(&refs, &ids, Duration::from_secs(30)).await;
     let client = server.client().await;
     let js = jetstream::new(client.clone());
-    let load = Load::start(&client, &js);
+    let load = Load::start(&client, &js).await;
     load.running(50).await;
 
     let hung = members_of("node-2", &ids);
@@ -472,12 +607,16 @@ async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_r
         .await;
     converged(&refs, &ids, Duration::from_secs(30)).await;
     played_items_are_excluded(&client, &tops).await;
-    let (answered, via_fallback, events) = load.finish().await;
+    let report = load.finish().await;
+    let violations = order_violations(&refs);
     eprintln!(
         "SIGSTOP of node-2: its partitions served by others after {moved:?}; after SIGCONT it \
-         dropped its stale leases and rejoined; {answered} requests answered, {via_fallback} by \
-         the fallback subject; {events} events acknowledged"
+         dropped its stale leases and rejoined; {} requests answered, {} by the fallback \
+         subject, {} answered twice (0 served twice); {} events acknowledged; {violations} \
+         order violations",
+        report.answered, report.via_fallback, report.answered_twice, report.events,
     );
+    assert_eq!(violations, 0, "per-member order broken");
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@
 use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::reply::{InFlight, Recommend, Responder};
-use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
+use crate::shard::{ForgetPartition, RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
@@ -409,8 +409,24 @@ impl Ingress {
         routed
     }
 
-    /// Decodes one event into the batch of its shard (or rejects it).
+    /// Decodes one event into the batch of its shard (or rejects it). The
+    /// partition host's mark of a partition taken over (only ever in its
+    /// channel) routes what came before it, then has every shard forget
+    /// the partition's stale sessions, in order with the events.
     async fn on_event(&self, message: Message, batch: &mut [Vec<Event>]) {
+        if let Some((partition, partitions)) =
+            self.subjects.partition_of_p_acquired(&message.subject)
+        {
+            let before = batch.iter_mut().map(std::mem::take).collect();
+            self.route_events(before);
+            for shard in self.shards.all() {
+                shard.do_send(ForgetPartition {
+                    partition,
+                    partitions,
+                });
+            }
+            return;
+        }
         let member = match self.subjects.member_of_event(&message.subject) {
             Ok(member) => member,
             Err(error) => {

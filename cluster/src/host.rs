@@ -10,7 +10,10 @@
 //!        requests (subject rewritten to <prefix>.recommend.<m>)  ──▶ ingress
 //! ```
 //!
-//! Each owned partition gets one task: it replays the partition's recent
+//! Each owned partition gets one task: it first puts a mark in the events
+//! channel (`Subjects::p_acquired`: the ingress has the shards forget the
+//! sessions they still hold of the partition's members, stale since another
+//! node applied their events), then replays the partition's recent
 //! events into the events channel (in order, with back-pressure: nothing is
 //! skipped), and only once the replay has caught up subscribes the
 //! partition's request subject — a plain subscription, never a queue group,
@@ -180,12 +183,29 @@ impl PartitionHost {
         status.send_modify(|s| {
             s.replaying.insert(k);
         });
+        // What the node still holds of this partition's members is stale:
+        // the ingress forgets it before the replay (in order with it).
+        let mut mark = Some(Message {
+            subject: self.subjects.p_acquired(k, self.settings.partitions).into(),
+            reply: None,
+            length: 0,
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+        });
         let filter = self.subjects.p_events_partition(k);
         let mut start = Start::Since(self.settings.replay_window);
         let mut subscription: Option<Subscriber> = None;
         let js = async_nats::jetstream::new(self.client.clone());
         let warned = Mutex::new(false);
         'reopen: loop {
+            if let Some(mark) = mark.take() {
+                tokio::select! {
+                    _ = &mut stop => break 'reopen,
+                    sent = events.send(mark) => if sent.is_err() { break 'reopen },
+                }
+            }
             let mut intake = tokio::select! {
                 _ = &mut stop => break 'reopen,
                 opened = PartitionIntake::open(&js, &self.settings.stream, filter.clone(), start) => match opened {
