@@ -718,3 +718,97 @@ async fn a_restarted_node_alone_answers_from_its_replayed_events() {
         eprintln!("after {how}: restarted node ready in {ready:?}, answered from replayed events");
     }
 }
+
+/// Runs `reco <args>` and returns its standard output (panics on failure).
+fn reco(args: &[&str]) -> String {
+    let output = std::process::Command::new(reco_e2e::reco_binary())
+        .args(args)
+        .output()
+        .expect("reco runs");
+    assert!(
+        output.status.success(),
+        "reco {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_seen_through_their_micro_service_and_admin_requests_reach_one_node() {
+    use futures::StreamExt;
+    use reco_messages::admin::{Health, NodeStatus};
+    let subjects = Subjects::default();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&subjects, PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(100, 8, 20, "v1");
+    let ids = ["node-a", "node-b"];
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let client = server.client().await;
+    for m in 0..20 {
+        let _ = ask(&client, m).await;
+    }
+
+    // $SRV.PING.reco: every node answers, its metadata names it.
+    let inbox = client.new_inbox();
+    let mut pongs = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$SRV.PING.reco", inbox, "".into())
+        .await
+        .unwrap();
+    let mut named = BTreeSet::new();
+    while let Ok(Some(pong)) = tokio::time::timeout(Duration::from_secs(1), pongs.next()).await {
+        let pong: serde_json::Value = serde_json::from_slice(&pong.payload).unwrap();
+        assert_eq!(pong["name"], "reco");
+        assert_eq!(pong["metadata"]["prefix"], "reco");
+        named.insert(pong["metadata"]["node"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(named, ids.iter().map(|s| s.to_string()).collect());
+
+    // reco cluster: both nodes, every partition served once, traffic counted.
+    let url = server.url();
+    let statuses: Vec<NodeStatus> =
+        serde_json::from_str(&reco(&["cluster", "--nats", &url, "--json"])).unwrap();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    let mut served: Vec<u32> = statuses.iter().flat_map(|s| s.serving.clone()).collect();
+    served.sort_unstable();
+    assert_eq!(served, (0..PARTITIONS).collect::<Vec<_>>());
+    for status in &statuses {
+        assert_eq!(status.mode, "cluster");
+        assert_eq!(status.lease_ages_ms.len(), status.serving.len());
+        assert!(status.lease_ages_ms.iter().all(|&(_, age)| age <= LEASE_MS));
+    }
+    assert_eq!(statuses.iter().map(|s| s.requests).sum::<u64>(), 20);
+    let table = reco(&["cluster", "--nats", &url]);
+    assert!(
+        table.contains("node-a") && table.contains("node-b"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("every partition of {PARTITIONS} is served")),
+        "{table}"
+    );
+
+    // Admin requests addressed to one node are answered by that node.
+    for id in ids {
+        let health: Health =
+            serde_json::from_str(&reco(&["health", "--nats", &url, "--node", id, "--json"]))
+                .unwrap();
+        assert_eq!(health.cluster.unwrap().node, id);
+        let tree = reco(&["tree", "--nats", &url, "--node", id]);
+        assert!(tree.contains("root"), "{tree}");
+    }
+    let all = reco(&["tree", "--nats", &url, "--node", "all"]);
+    assert!(
+        all.contains("== node node-a") && all.contains("== node node-b"),
+        "{all}"
+    );
+    eprintln!("{table}");
+}

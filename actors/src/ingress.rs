@@ -118,6 +118,20 @@ pub struct IngressSettings {
     /// How long a drain may wait for the server to end the subscriptions
     /// (it never does when the server is gone).
     pub drain_timeout: Duration,
+    /// What it took in, shared with whoever reports on the node.
+    pub counters: std::sync::Arc<IngressCounters>,
+}
+
+/// What the ingress took in, for the node's status (`reco cluster`); every
+/// incarnation of the ingress adds to the same counters.
+#[derive(Debug, Default)]
+pub struct IngressCounters {
+    /// Events received (live or replayed).
+    pub events: AtomicU64,
+    /// Recommend requests received on the member's subject.
+    pub requests: AtomicU64,
+    /// Requests received on the fallback subject.
+    pub fallback_requests: AtomicU64,
 }
 
 /// Where the ingress reads one kind of traffic from.
@@ -427,6 +441,10 @@ impl Ingress {
             }
             return;
         }
+        self.settings
+            .counters
+            .events
+            .fetch_add(1, Ordering::Relaxed);
         let member = match self.subjects.member_of_event(&message.subject) {
             Ok(member) => member,
             Err(error) => {
@@ -494,6 +512,10 @@ impl Ingress {
 
     fn on_request(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
+        self.settings
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
         let Some((responder, member, request)) =
             self.accept(&message, received, runtime, Subjects::member_of_recommend)
         else {
@@ -537,6 +559,10 @@ impl Ingress {
     /// A request on the fallback subject: the precomputed list, at once.
     fn on_fallback(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
+        self.settings
+            .counters
+            .fallback_requests
+            .fetch_add(1, Ordering::Relaxed);
         let Some((responder, member, request)) =
             self.accept(&message, received, runtime, Subjects::member_of_fallback)
         else {

@@ -167,6 +167,8 @@ pub enum Mode {
         status: watch::Receiver<HostStatus>,
         /// Which leases are held.
         fence: Fence,
+        /// Per partition: events stored and not yet delivered.
+        lag: Arc<[std::sync::atomic::AtomicU64]>,
     },
 }
 
@@ -216,6 +218,33 @@ impl ClusterRole {
                 .map(|s| s.borrow().serving.iter().map(|k| k.0).collect())
                 .unwrap_or_default(),
         })
+    }
+
+    /// What the node's micro-service reports about it (read live).
+    pub fn status_source(
+        &self,
+        config: &Config,
+        subjects: &Subjects,
+        counters: Arc<reco_actors::ingress::IngressCounters>,
+    ) -> super::service::StatusSource {
+        super::service::StatusSource {
+            node: self.node.to_string(),
+            mode: self.mode_name(),
+            prefix: subjects.prefix().to_owned(),
+            partitions: match self.mode {
+                Mode::Single => 0,
+                Mode::Cluster { .. } => config.cluster.partitions,
+            },
+            lease: Duration::from_millis(config.cluster.lease_ms),
+            started: std::time::Instant::now(),
+            owned: match &self.mode {
+                Mode::Single => None,
+                Mode::Cluster {
+                    status, fence, lag, ..
+                } => Some((status.clone(), fence.clone(), lag.clone())),
+            },
+            counters,
+        }
     }
 
     /// The start-up replay of a node alone (taken once, by the first
@@ -398,6 +427,7 @@ pub async fn start(
                     },
                     status: traffic.status,
                     fence,
+                    lag: traffic.lag,
                 },
                 tasks: vec![rebalancer_task, host_task],
                 replay: Arc::default(),
