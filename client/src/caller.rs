@@ -27,12 +27,19 @@ pub async fn recommend(
     Ok(decode(&reply.payload, usize::MAX)?)
 }
 
+/// Tries on the fallback subject before the caller gives up: its one
+/// queue group picks a node at random, and a hung node (SIGSTOP, a long
+/// pause) stays in the group until the server drops its connection, so one
+/// try in N may go to it.
+pub const FALLBACK_TRIES: usize = 3;
+
 /// The caller rule of the wire contract: ask `<prefix>.recommend.<member>`;
 /// on "no responders" (the member's partition has no owner right now) or
 /// when the try outlasts `try_timeout`, ask
 /// `<prefix>.fallback.recommend.<member>`, which every node answers from its
-/// precomputed lists. Returns the reply and whether it came from the
-/// fallback subject.
+/// precomputed lists — again (up to [`FALLBACK_TRIES`] tries) when that try
+/// times out too. Returns the reply and whether it came from the fallback
+/// subject.
 ///
 /// # Errors
 /// When the fallback subject does not answer either.
@@ -43,32 +50,31 @@ pub async fn ask_with_fallback(
     payload: bytes::Bytes,
     try_timeout: Duration,
 ) -> Result<(async_nats::Message, bool), async_nats::RequestError> {
-    let first = client
-        .send_request(
-            subjects.recommend(member),
+    let ask = |subject: String| {
+        client.send_request(
+            subject,
             async_nats::Request::new()
                 .payload(payload.clone())
                 .timeout(Some(try_timeout)),
         )
-        .await;
-    match first {
-        Ok(reply) => Ok((reply, false)),
-        Err(error)
-            if matches!(
-                error.kind(),
-                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
-            ) =>
-        {
-            let reply = client
-                .send_request(
-                    subjects.fallback_recommend(member),
-                    async_nats::Request::new()
-                        .payload(payload)
-                        .timeout(Some(try_timeout)),
-                )
-                .await?;
-            Ok((reply, true))
+    };
+    let retry = |error: &async_nats::RequestError| {
+        matches!(
+            error.kind(),
+            async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
+        )
+    };
+    match ask(subjects.recommend(member)).await {
+        Ok(reply) => return Ok((reply, false)),
+        Err(error) if retry(&error) => {}
+        Err(error) => return Err(error),
+    }
+    let mut tries = 1;
+    loop {
+        match ask(subjects.fallback_recommend(member)).await {
+            Ok(reply) => return Ok((reply, true)),
+            Err(error) if tries < FALLBACK_TRIES && retry(&error) => tries += 1,
+            Err(error) => return Err(error),
         }
-        Err(error) => Err(error),
     }
 }

@@ -24,6 +24,7 @@
 //! - [`demo`]: the one-command demo and the self-contained `run`.
 
 pub mod bench;
+pub mod cluster;
 pub mod demo;
 pub mod driver;
 pub mod faults;
