@@ -185,13 +185,15 @@ async fn busiest(client: &async_nats::Client, subjects: &Subjects) -> Result<Str
         .context("no node answers $SRV.STATS.reco")
 }
 
-/// Polls until every partition is served by exactly the nodes that answer
-/// (at most `limit`); how long that took.
+/// Polls until every partition is served by the nodes other than
+/// `without`, and `joined` (a node that just started) serves its share (at
+/// most `limit`); how long that took.
 async fn all_served(
     client: &async_nats::Client,
     subjects: &Subjects,
     partitions: u32,
     without: Option<&str>,
+    joined: Option<&str>,
     limit: Duration,
 ) -> Option<Duration> {
     let started = Instant::now();
@@ -204,7 +206,12 @@ async fn all_served(
                 .filter(|n| Some(n.node.as_str()) != without)
                 .flat_map(|n| n.serving.iter().copied())
                 .collect();
-            if served.len() == partitions as usize {
+            let joined_serves = joined.is_none_or(|name| {
+                nodes
+                    .iter()
+                    .any(|n| n.node == name && !n.serving.is_empty())
+            });
+            if served.len() == partitions as usize && joined_serves {
                 return Some(started.elapsed());
             }
         }
@@ -234,10 +241,20 @@ pub async fn start_node_fault(
     match kind {
         FaultKind::NodeJoin => match blocking(set, |set| set.join()).await {
             Ok(name) => {
-                let took = all_served(client, subjects, set.partitions, None, limit).await;
+                let took =
+                    all_served(client, subjects, set.partitions, None, Some(&name), limit).await;
                 (
                     "applied".into(),
-                    format!("{name} joined; {}", served_note(took)),
+                    format!(
+                        "{name} joined; {}",
+                        match took {
+                            Some(took) => format!(
+                                "it served its share {} ms after it was ready",
+                                took.as_millis()
+                            ),
+                            None => "it served nothing within 30 s".into(),
+                        }
+                    ),
                     None,
                 )
             }
@@ -256,7 +273,8 @@ pub async fn start_node_fault(
             if let Err(e) = set.signal(&victim, signal) {
                 return (format!("failed: {e:#}"), String::new(), None);
             }
-            let took = all_served(client, subjects, set.partitions, Some(&victim), limit).await;
+            let took =
+                all_served(client, subjects, set.partitions, Some(&victim), None, limit).await;
             (
                 "applied".into(),
                 format!("kill {signal} {victim}; {}", served_note(took)),
