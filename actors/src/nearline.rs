@@ -179,10 +179,17 @@ impl MemberNearline {
         Some(settings.debounce)
     }
 
+    /// Whether a refresh is scheduled (still due).
+    pub fn is_due(&self) -> bool {
+        self.refresh_due.is_some()
+    }
+
     /// Starts the scheduled refresh: asks the nearline pool to score the
     /// member's recent `signals`, which reflect `reflects` events. Returns
     /// the future of the list to store (`None`: nothing to store, counted),
-    /// or `None` when there is nothing to refresh or the pool shed it.
+    /// or `None` when there is nothing to refresh or the pool shed it —
+    /// or while a replay runs ([`ReplayHold`]): then the refresh stays due
+    /// ([`MemberNearline::is_due`]) and the caller tries again later.
     pub fn start_refresh(
         &mut self,
         settings: &NearlineSettings,
@@ -190,6 +197,10 @@ impl MemberNearline {
         signals: &RecentSignals,
         reflects: u64,
     ) -> Option<impl Future<Output = Option<NearlineList>> + 'static> {
+        if self.refresh_due.is_some() && settings.hold.is_held() {
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "held").increment(1);
+            return None;
+        }
         let since = self.refresh_due.take()?;
         let interactions = signals.interactions();
         if interactions.is_empty() {
@@ -277,6 +288,48 @@ impl MemberNearline {
 mod tests {
     use super::*;
     use reco_models::Scored;
+
+    #[test]
+    fn a_refresh_waits_while_a_replay_runs_and_starts_once_it_is_done() {
+        let settings = NearlineSettings {
+            pool: ModelPool::new(
+                "nearline",
+                1,
+                1,
+                crate::model::ModelHandle::new(None),
+                crate::faults::InjectedFaults::default(),
+            ),
+            debounce: Duration::from_millis(1),
+            top_n: 5,
+            max_age: Duration::from_secs(60),
+            answer_when_fresh: false,
+            hold: ReplayHold::default(),
+        };
+        let mut signals = RecentSignals::new(
+            8,
+            std::sync::Arc::new(crate::signals::SignalPolicy::default()),
+        );
+        signals.push(&reco_messages::Event {
+            member: MemberId(1),
+            item: ItemId(7),
+            kind: EventKind::Play,
+            value: 600.0,
+            at_ms: None,
+            device: None,
+        });
+        let mut nearline = MemberNearline::default();
+        assert!(nearline.schedule(&settings).is_some());
+        let replay = settings.hold.enter();
+        assert!(nearline
+            .start_refresh(&settings, MemberId(1), &signals, 1)
+            .is_none());
+        assert!(nearline.is_due(), "a held refresh stays due");
+        drop(replay);
+        // Released, the refresh goes to the pool (which sheds it here: no
+        // model, no worker) and is no longer due.
+        let _ = nearline.start_refresh(&settings, MemberId(1), &signals, 1);
+        assert!(!nearline.is_due(), "the refresh ran once the replay ended");
+    }
 
     #[test]
     fn a_replay_hold_lasts_while_any_guard_lives() {

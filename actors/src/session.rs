@@ -141,21 +141,22 @@ impl Session {
         let Some(settings) = &self.deps.nearline else {
             return;
         };
-        if settings.hold.is_held() {
-            // A replay is rebuilding recent events: refresh once it is done.
-            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "held").increment(1);
-            ctx.run_later(HELD_REFRESH_RETRY, |session, ctx| session.refresh(ctx));
-            return;
-        }
         let started =
             self.nearline
                 .start_refresh(settings, self.member, &self.signals, self.applied);
-        if let Some(refresh) = started {
-            ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
-                if let Some(list) = list {
-                    session.nearline.store(list);
-                }
-            }));
+        match started {
+            Some(refresh) => {
+                ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
+                    if let Some(list) = list {
+                        session.nearline.store(list);
+                    }
+                }));
+            }
+            // Held back while a replay rebuilds recent events: try again.
+            None if self.nearline.is_due() => {
+                ctx.run_later(HELD_REFRESH_RETRY, |session, ctx| session.refresh(ctx));
+            }
+            None => {}
         }
     }
 
