@@ -305,7 +305,9 @@ impl Fixture {
             version: version.to_owned(),
             popular,
             members,
-        };
+            computed_at_ms: None,
+        }
+        .computed_now();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         artifacts::save(dir.path(), &model, &lists).expect("cannot write the fixture");
         Fixture {

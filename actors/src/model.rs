@@ -32,7 +32,8 @@
 //! cannot be lowered. Injected faults (delay, panics) come from the
 //! [`crate::faults`] handle each worker holds.
 //!
-//! Fails: a worker skips a request whose deadline has passed (`Expired`),
+//! Fails: a worker skips a request whose deadline has passed (`Expired`)
+//! unless it is sampled for the counterfactual log (`keep_late`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
 //! member's items is in the model. A panic while scoring is caught: the
 //! requests of that pass are answered `Unavailable` (the sessions fall back
@@ -109,6 +110,10 @@ pub struct Score {
     /// Scale of the history's weights in the fold-in (default 1: the
     /// trained vector when there is no recent event).
     pub history_weight: f32,
+    /// Score it even after its deadline (default false): the counterfactual
+    /// log wants to know what a late model would have said
+    /// ([`crate::counterfactual`]).
+    pub keep_late: bool,
     permit: Option<Permit>,
 }
 
@@ -129,6 +134,7 @@ impl Score {
             deadline,
             exclude_history: true,
             history_weight: 1.0,
+            keep_late: false,
             permit: None,
         }
     }
@@ -233,7 +239,7 @@ impl ModelWorker {
         let mut users: Vec<(usize, Vec<f32>, Vec<ItemId>)> = Vec::with_capacity(jobs.len());
         let (mut expired, mut cold) = (0, 0);
         for (at, job) in jobs.iter().enumerate() {
-            if started >= job.score.deadline {
+            if started >= job.score.deadline && !job.score.keep_late {
                 expired += 1;
                 continue;
             }

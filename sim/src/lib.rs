@@ -18,6 +18,8 @@
 //!   loop), measuring every reply, polling the node, injecting faults.
 //! - [`faults`]: the fault kinds, their seeded schedule, and how each is
 //!   performed.
+//! - [`counterfactual`](mod@counterfactual): what degradation cost, from
+//!   the node's counterfactual log read during a run.
 //! - [`report`]: the run's report as JSON and as a table.
 //! - [`plot`]: the SVG timeline.
 //! - [`bench`](mod@bench): `reco-sim bench`, reco beside its NATS ceilings.
@@ -25,6 +27,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod counterfactual;
 pub mod demo;
 pub mod driver;
 pub mod faults;

@@ -90,7 +90,9 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         version: plan.version.clone(),
         popular: popular(&data, 500),
         members,
-    };
+        computed_at_ms: None,
+    }
+    .computed_now();
     reco_offline::artifacts::save(dir, &model.item_factors, &lists)
         .context("cannot write the model directory")?;
     Ok(Trained {
@@ -131,6 +133,8 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         version: version.to_owned(),
         popular,
         members: std::collections::HashMap::<MemberId, Vec<Scored>>::new(),
-    };
+        computed_at_ms: None,
+    }
+    .computed_now();
     reco_offline::artifacts::save(dir, &model, &lists).context("cannot write the model directory")
 }

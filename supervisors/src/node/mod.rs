@@ -20,6 +20,8 @@
 //! - [`service`]: the node as a NATS micro-service (`$SRV.PING/INFO/STATS`,
 //!   its status endpoint; what `reco cluster` reads).
 //! - [`command`]: `reco serve` and `reco nats-config`.
+//! - [`counterfactual`](mod@counterfactual): the counterfactual log's
+//!   publisher and its JetStream stream.
 
 use crate::config::Config;
 use crate::supervision::Shutdown;
@@ -49,6 +51,7 @@ mod admin;
 pub mod cluster;
 pub mod command;
 pub mod connect;
+pub mod counterfactual;
 pub mod service;
 mod signals;
 mod tree;
@@ -142,6 +145,13 @@ pub async fn run(
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
     let breaker = reco_actors::breaker::ModelBreaker::new(tree::breaker_settings(&config.model));
+    let counterfactual = counterfactual::start(
+        &client,
+        &config.counterfactual,
+        &subjects,
+        role.node.to_string(),
+    )
+    .await;
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -151,6 +161,8 @@ pub async fn run(
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
         breaker: breaker.clone(),
+        counterfactual,
+        seen: reco_actors::seen::SeenIndex::new(config.sessions.max_resident),
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
@@ -178,7 +190,7 @@ pub async fn run(
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
                 guard: guard.clone(),
-                breaker,
+                breaker: breaker.clone(),
                 rss_bytes: Arc::new(rss_bytes),
                 cluster: Some(role.health()),
             },
@@ -207,7 +219,13 @@ pub async fn run(
             None
         }
     };
-    let tree_view = serve_tree(client.clone(), admin_subjects.clone(), root.clone()).await?;
+    let tree_view = serve_tree(
+        client.clone(),
+        admin_subjects.clone(),
+        root.clone(),
+        breaker,
+    )
+    .await?;
     let reloader = reload.map(|path| {
         actix::spawn(reload_on_request(
             path,
