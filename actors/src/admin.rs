@@ -23,6 +23,24 @@ use std::sync::Arc;
 /// Largest admin payload accepted.
 const MAX_ADMIN_PAYLOAD: usize = 4096;
 
+/// Subscribes admin subject `subject` as every node answers it and, when
+/// `subjects` name this node, as addressed to it alone
+/// (`<prefix>.node.<node>.admin.<verb>`), as one stream.
+///
+/// # Errors
+/// When a subscription fails.
+pub async fn subscribe_admin(
+    client: &Client,
+    subjects: &Subjects,
+    subject: String,
+) -> Result<futures::stream::SelectAll<async_nats::Subscriber>, async_nats::SubscribeError> {
+    let mut all = futures::stream::SelectAll::new();
+    for subject in subjects.admin_listen(subject) {
+        all.push(client.subscribe(subject).await?);
+    }
+    Ok(all)
+}
+
 /// What the admin surface reads and controls.
 #[derive(Clone)]
 pub struct Admin {
@@ -68,8 +86,10 @@ impl Admin {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), async_nats::SubscribeError> {
-        let mut health = self.client.subscribe(self.subjects.admin_health()).await?;
-        let mut faults = self.client.subscribe(self.subjects.admin_faults()).await?;
+        let mut health =
+            subscribe_admin(&self.client, &self.subjects, self.subjects.admin_health()).await?;
+        let mut faults =
+            subscribe_admin(&self.client, &self.subjects, self.subjects.admin_faults()).await?;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {

@@ -47,7 +47,7 @@ use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::reply::{InFlight, Recommend, Responder};
 use crate::seen::SeenIndex;
-use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
+use crate::shard::{ForgetPartition, RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
@@ -120,12 +120,30 @@ pub struct IngressSettings {
     /// How long a drain may wait for the server to end the subscriptions
     /// (it never does when the server is gone).
     pub drain_timeout: Duration,
+    /// What it took in, shared with whoever reports on the node.
+    pub counters: std::sync::Arc<IngressCounters>,
+}
+
+/// What the ingress took in, for the node's status (`reco cluster`); every
+/// incarnation of the ingress adds to the same counters.
+#[derive(Debug, Default)]
+pub struct IngressCounters {
+    /// Events received (live or replayed).
+    pub events: AtomicU64,
+    /// Recommend requests received on the member's subject.
+    pub requests: AtomicU64,
+    /// Requests received on the fallback subject.
+    pub fallback_requests: AtomicU64,
 }
 
 /// Where the ingress reads one kind of traffic from.
 pub enum Inbound {
     /// A NATS subscription (a node alone): drained on shutdown.
     Subscription(Subscriber),
+    /// A node alone after its start-up replay: the live subscription (made
+    /// before the replay began, so nothing falls between them), without
+    /// the events the replay already applied.
+    AfterReplay(Subscriber, ReplayOverlap),
     /// The traffic of the owned partitions, fed by the cluster's partition
     /// host: it ends once the host has handed every partition over.
     Channel(futures::stream::BoxStream<'static, Message>),
@@ -135,6 +153,7 @@ impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Inbound::Subscription(_) => f.write_str("Inbound::Subscription"),
+            Inbound::AfterReplay(_, overlap) => write!(f, "Inbound::AfterReplay({overlap:?})"),
             Inbound::Channel(_) => f.write_str("Inbound::Channel"),
         }
     }
@@ -149,6 +168,14 @@ impl futures::Stream for Inbound {
     ) -> std::task::Poll<Option<Message>> {
         match self.get_mut() {
             Inbound::Subscription(sub) => sub.poll_next_unpin(cx),
+            Inbound::AfterReplay(sub, overlap) => loop {
+                match sub.poll_next_unpin(cx) {
+                    std::task::Poll::Ready(Some(message)) if overlap.applied(&message) => {
+                        metrics::counter!(m::REPLAY_DUPLICATES_SKIPPED_TOTAL).increment(1);
+                    }
+                    other => break other,
+                }
+            },
             Inbound::Channel(stream) => stream.poll_next_unpin(cx),
         }
     }
@@ -159,8 +186,78 @@ impl Inbound {
     /// channel ends by itself when its feeder stops.
     async fn drain(&mut self) -> Result<(), async_nats::Error> {
         match self {
-            Inbound::Subscription(sub) => Ok(sub.drain().await?),
+            Inbound::Subscription(sub) | Inbound::AfterReplay(sub, _) => Ok(sub.drain().await?),
             Inbound::Channel(_) => Ok(()),
+        }
+    }
+}
+
+/// The events a start-up replay applied that the live subscription may
+/// deliver again: those the stream stored after the subscription was made.
+/// Known by subject and payload (a duplicate carries the same bytes); each
+/// is skipped once, and the whole set is forgotten after
+/// [`ReplayOverlap::FORGET_AFTER`] of live traffic.
+#[derive(Default)]
+pub struct ReplayOverlap {
+    applied: std::collections::HashMap<u64, u32>,
+    since: Option<Instant>,
+}
+
+impl std::fmt::Debug for ReplayOverlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplayOverlap({} events)", self.applied.len())
+    }
+}
+
+impl ReplayOverlap {
+    /// How long after the first live event the overlap is checked: the
+    /// subscription delivers what it buffered during the replay first.
+    pub const FORGET_AFTER: Duration = Duration::from_secs(10);
+
+    fn key(subject: &str, payload: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        subject.hash(&mut hasher);
+        payload.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Remembers an event the replay applied that the live subscription may
+    /// also have received.
+    pub fn insert(&mut self, subject: &str, payload: &[u8]) {
+        *self.applied.entry(Self::key(subject, payload)).or_default() += 1;
+    }
+
+    /// Events remembered.
+    pub fn len(&self) -> usize {
+        self.applied.values().map(|&n| n as usize).sum()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.applied.is_empty()
+    }
+
+    /// True (once) when `message` is one the replay already applied.
+    fn applied(&mut self, message: &Message) -> bool {
+        if self.applied.is_empty() {
+            return false;
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Self::FORGET_AFTER {
+            self.applied = Default::default();
+            return false;
+        }
+        let key = Self::key(message.subject.as_str(), &message.payload);
+        match self.applied.get_mut(&key) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.applied.remove(&key);
+                }
+                true
+            }
+            None => false,
         }
     }
 }
@@ -289,8 +386,70 @@ impl Ingress {
         tracing::info!("Ingress stopped.");
     }
 
-    /// Decodes one event into the batch of its shard (or rejects it).
+    /// Applies replayed events (a node's start-up replay of the event
+    /// stream) before the node answers: decoded and checked like live ones,
+    /// handed to the shards in batches, waiting for room instead of
+    /// dropping (a replay must not lose what it rebuilds). Returns how many
+    /// were handed on.
+    pub async fn replay(&self, events: impl futures::Stream<Item = Message>) -> u64 {
+        let mut events = std::pin::pin!(events.ready_chunks(MAX_EVENT_BATCH));
+        let mut routed = 0;
+        while let Some(chunk) = events.next().await {
+            let mut batch = vec![Vec::new(); self.shards.len()];
+            for message in chunk {
+                self.on_event(message, &mut batch).await;
+            }
+            let sends = batch
+                .into_iter()
+                .enumerate()
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(index, events)| {
+                    let count = events.len() as u64;
+                    let shard = self.shards.get(index);
+                    async move {
+                        let delivered = match shard {
+                            Some(shard) => shard.send(RouteEvents(events)).await.is_ok(),
+                            None => false,
+                        };
+                        if delivered {
+                            count
+                        } else {
+                            metrics::counter!(m::EVENTS_DROPPED_TOTAL, "stage" => "shard")
+                                .increment(count);
+                            0
+                        }
+                    }
+                });
+            routed += futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .sum::<u64>();
+        }
+        routed
+    }
+
+    /// Decodes one event into the batch of its shard (or rejects it). The
+    /// partition host's mark of a partition taken over (only ever in its
+    /// channel) routes what came before it, then has every shard forget
+    /// the partition's stale sessions, in order with the events.
     async fn on_event(&self, message: Message, batch: &mut [Vec<Event>]) {
+        if let Some((partition, partitions)) =
+            self.subjects.partition_of_p_acquired(&message.subject)
+        {
+            let before = batch.iter_mut().map(std::mem::take).collect();
+            self.route_events(before);
+            for shard in self.shards.all() {
+                shard.do_send(ForgetPartition {
+                    partition,
+                    partitions,
+                });
+            }
+            return;
+        }
+        self.settings
+            .counters
+            .events
+            .fetch_add(1, Ordering::Relaxed);
         let member = match self.subjects.member_of_event(&message.subject) {
             Ok(member) => member,
             Err(error) => {
@@ -358,6 +517,10 @@ impl Ingress {
 
     fn on_request(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
+        self.settings
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
         let Some((responder, member, request)) =
             self.accept(&message, received, runtime, Subjects::member_of_recommend)
         else {
@@ -403,6 +566,10 @@ impl Ingress {
     /// A request on the fallback subject: the precomputed list, at once.
     fn on_fallback(&self, message: Message, runtime: &tokio::runtime::Handle) {
         let received = Instant::now();
+        self.settings
+            .counters
+            .fallback_requests
+            .fetch_add(1, Ordering::Relaxed);
         let Some((responder, member, request)) =
             self.accept(&message, received, runtime, Subjects::member_of_fallback)
         else {
@@ -501,6 +668,33 @@ fn sanitize_header(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event_message(subject: &str, payload: &'static [u8]) -> Message {
+        Message {
+            subject: subject.into(),
+            reply: None,
+            length: payload.len(),
+            payload: bytes::Bytes::from_static(payload),
+            headers: None,
+            status: None,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn a_replay_overlap_skips_each_applied_event_once_and_nothing_else() {
+        let mut overlap = ReplayOverlap::default();
+        overlap.insert("reco.events.1", b"a");
+        overlap.insert("reco.events.1", b"a");
+        overlap.insert("reco.events.2", b"b");
+        assert_eq!(overlap.len(), 3);
+        assert!(!overlap.applied(&event_message("reco.events.2", b"a")));
+        assert!(overlap.applied(&event_message("reco.events.1", b"a")));
+        assert!(overlap.applied(&event_message("reco.events.1", b"a")));
+        assert!(!overlap.applied(&event_message("reco.events.1", b"a")));
+        assert!(overlap.applied(&event_message("reco.events.2", b"b")));
+        assert!(overlap.is_empty());
+    }
 
     #[test]
     fn sampled_logs_admit_one_per_period_and_count_the_rest() {

@@ -90,7 +90,12 @@ impl Loader {
             .client
             .subscribe(self.subjects.published_model())
             .await?;
-        let mut commands = self.client.subscribe(self.subjects.admin_model()).await?;
+        let mut commands = crate::admin::subscribe_admin(
+            &self.client,
+            &self.subjects,
+            self.subjects.admin_model(),
+        )
+        .await?;
         Ok(async move {
             // Subscribed first: a publication during the catch-up waits in
             // the subscription and is handled after it.

@@ -16,8 +16,14 @@
 //! session keeps: its list and its scheduled refresh); the session only
 //! supplies its actor context (the debounce timer, the spawned refresh).
 //!
+//! While a replay runs (a restarted node or a new partition owner rebuilding
+//! members' recent events from the event stream, see [`ReplayHold`]),
+//! refreshes are held back: a member's refresh that falls due is put off
+//! until no replay runs, so a burst of replayed events does not cost a
+//! refresh per member on half-rebuilt state.
+//!
 //! Emits: `reco_nearline_refreshes_total{outcome}` (`stored`, `cold`,
-//! `shed`, `failed`), `reco_nearline_refresh_seconds` (compute time),
+//! `shed`, `failed`, `held` — put off once more because a replay runs), `reco_nearline_refresh_seconds` (compute time),
 //! `reco_nearline_freshness_seconds` (first event of the batch → list
 //! stored). The scoring itself is counted by the nearline pool
 //! (`reco_model_requests_total{pool="nearline"}`).
@@ -33,6 +39,8 @@ use crate::model::{ModelPool, Score, ScoreOutcome};
 use crate::signals::RecentSignals;
 use reco_messages::{EventKind, ItemId, MemberId, ScoredItem, Source};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a nearline refresh may take before its worker skips it.
@@ -53,6 +61,44 @@ pub struct NearlineSettings {
     /// Answer with a fresh list that reflects every event, without asking
     /// the model.
     pub answer_when_fresh: bool,
+    /// Refreshes wait while this is held (a replay runs).
+    pub hold: ReplayHold,
+}
+
+/// How long a held-back refresh waits before it looks again.
+pub const HELD_REFRESH_RETRY: Duration = Duration::from_millis(100);
+
+/// Whether a replay of recent events runs on this node: nearline refreshes
+/// wait until none does. Shared by everything that replays (the single
+/// node's start-up replay, each partition a cluster node takes over) and
+/// every session; cloning shares it.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayHold(Arc<AtomicUsize>);
+
+/// One running replay; refreshes are held back until every guard is gone.
+#[derive(Debug)]
+#[must_use = "the hold ends when the guard is dropped"]
+pub struct ReplayGuard(Arc<AtomicUsize>);
+
+impl ReplayHold {
+    /// A replay starts; it ends when the guard is dropped.
+    pub fn enter(&self) -> ReplayGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(m::REPLAYS_RUNNING).increment(1.0);
+        ReplayGuard(self.0.clone())
+    }
+
+    /// True while some replay runs.
+    pub fn is_held(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+}
+
+impl Drop for ReplayGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(m::REPLAYS_RUNNING).decrement(1.0);
+    }
 }
 
 /// Whether an event of this kind is important enough to refresh the
@@ -133,10 +179,17 @@ impl MemberNearline {
         Some(settings.debounce)
     }
 
+    /// Whether a refresh is scheduled (still due).
+    pub fn is_due(&self) -> bool {
+        self.refresh_due.is_some()
+    }
+
     /// Starts the scheduled refresh: asks the nearline pool to score the
     /// member's recent `signals`, which reflect `reflects` events. Returns
     /// the future of the list to store (`None`: nothing to store, counted),
-    /// or `None` when there is nothing to refresh or the pool shed it.
+    /// or `None` when there is nothing to refresh or the pool shed it —
+    /// or while a replay runs ([`ReplayHold`]): then the refresh stays due
+    /// ([`MemberNearline::is_due`]) and the caller tries again later.
     pub fn start_refresh(
         &mut self,
         settings: &NearlineSettings,
@@ -144,6 +197,10 @@ impl MemberNearline {
         signals: &RecentSignals,
         reflects: u64,
     ) -> Option<impl Future<Output = Option<NearlineList>> + 'static> {
+        if self.refresh_due.is_some() && settings.hold.is_held() {
+            metrics::counter!(m::NEARLINE_REFRESHES_TOTAL, "outcome" => "held").increment(1);
+            return None;
+        }
         let since = self.refresh_due.take()?;
         let interactions = signals.interactions();
         if interactions.is_empty() {
@@ -231,6 +288,61 @@ impl MemberNearline {
 mod tests {
     use super::*;
     use reco_models::Scored;
+
+    #[test]
+    fn a_refresh_waits_while_a_replay_runs_and_starts_once_it_is_done() {
+        let settings = NearlineSettings {
+            pool: ModelPool::new(
+                "nearline",
+                1,
+                1,
+                crate::model::ModelHandle::new(None),
+                crate::faults::InjectedFaults::default(),
+            ),
+            debounce: Duration::from_millis(1),
+            top_n: 5,
+            max_age: Duration::from_secs(60),
+            answer_when_fresh: false,
+            hold: ReplayHold::default(),
+        };
+        let mut signals = RecentSignals::new(
+            8,
+            std::sync::Arc::new(crate::signals::SignalPolicy::default()),
+        );
+        signals.push(&reco_messages::Event {
+            member: MemberId(1),
+            item: ItemId(7),
+            kind: EventKind::Play,
+            value: 600.0,
+            at_ms: None,
+            device: None,
+        });
+        let mut nearline = MemberNearline::default();
+        assert!(nearline.schedule(&settings).is_some());
+        let replay = settings.hold.enter();
+        assert!(nearline
+            .start_refresh(&settings, MemberId(1), &signals, 1)
+            .is_none());
+        assert!(nearline.is_due(), "a held refresh stays due");
+        drop(replay);
+        // Released, the refresh goes to the pool (which sheds it here: no
+        // model, no worker) and is no longer due.
+        let _ = nearline.start_refresh(&settings, MemberId(1), &signals, 1);
+        assert!(!nearline.is_due(), "the refresh ran once the replay ended");
+    }
+
+    #[test]
+    fn a_replay_hold_lasts_while_any_guard_lives() {
+        let hold = ReplayHold::default();
+        assert!(!hold.is_held());
+        let first = hold.enter();
+        let second = hold.clone().enter();
+        assert!(hold.is_held());
+        drop(first);
+        assert!(hold.is_held());
+        drop(second);
+        assert!(!hold.is_held());
+    }
 
     #[test]
     fn nearline_fallback_drops_seen_items_and_pads_without_duplicates() {

@@ -17,7 +17,9 @@
 //! contact — the precomputed list is there for exactly that.
 //!
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
-//! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
+//! `reco_session_restarts_total`, `reco_events_quarantined_total`,
+//! `reco_events_out_of_order_total` (an event whose producer time is older
+//! than one the session applied before: per-member order broken), the
 //! nearline metrics (see [`crate::nearline`]) and the reply metrics through
 //! the responder, and the counterfactual log's (see [`crate::counterfactual`]:
 //! a sampled request that missed its deadline keeps waiting for the model
@@ -43,7 +45,7 @@ use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
-use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
+use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings, HELD_REFRESH_RETRY};
 use crate::reply::{fallback_reply, Recommend};
 use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
@@ -120,6 +122,9 @@ pub struct Session {
     applied: u64,
     /// The member's nearline list and its scheduled refresh.
     nearline: MemberNearline,
+    /// The newest producer time (`at_ms`) applied: an older one after it
+    /// breaks the member's order (counted).
+    newest_at_ms: u64,
 }
 
 impl Session {
@@ -131,6 +136,7 @@ impl Session {
             deps,
             applied: 0,
             nearline: MemberNearline::default(),
+            newest_at_ms: 0,
         }
     }
 
@@ -153,17 +159,31 @@ impl Session {
         let started =
             self.nearline
                 .start_refresh(settings, self.member, &self.signals, self.applied);
-        if let Some(refresh) = started {
-            ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
-                if let Some(list) = list {
-                    session.nearline.store(list);
-                }
-            }));
+        match started {
+            Some(refresh) => {
+                ctx.spawn(refresh.into_actor(self).map(|list, session, _ctx| {
+                    if let Some(list) = list {
+                        session.nearline.store(list);
+                    }
+                }));
+            }
+            // Held back while a replay rebuilds recent events: try again.
+            None if self.nearline.is_due() => {
+                ctx.run_later(HELD_REFRESH_RETRY, |session, ctx| session.refresh(ctx));
+            }
+            None => {}
         }
     }
 
     fn apply(&mut self, event: &Event) {
         self.deps.faults.check_poison(event.item);
+        if let Some(at_ms) = event.at_ms {
+            if at_ms < self.newest_at_ms {
+                metrics::counter!(m::EVENTS_OUT_OF_ORDER_TOTAL).increment(1);
+            } else {
+                self.newest_at_ms = at_ms;
+            }
+        }
         self.signals.push(event);
         if event.kind.marks_seen() {
             self.deps.seen.set(self.member, self.signals.seen());

@@ -228,6 +228,39 @@ impl Handler<RouteEvents> for SessionShard {
     }
 }
 
+/// Forget the sessions of partition `partition`'s members (of
+/// `partitions`): the node has just taken the partition over, and what it
+/// still holds of them is stale; the replay that follows rebuilds them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ForgetPartition {
+    /// The partition taken over.
+    pub partition: reco_messages::partition::Partition,
+    /// The number of partitions.
+    pub partitions: u32,
+}
+
+impl Handler<ForgetPartition> for SessionShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetPartition, _ctx: &mut Self::Context) {
+        let stale: Vec<MemberId> = self
+            .sessions
+            .iter()
+            .map(|(member, _)| *member)
+            .filter(|&member| {
+                reco_messages::partition::partition_of(member, msg.partitions) == msg.partition
+            })
+            .collect();
+        for member in &stale {
+            self.sessions.invalidate(member);
+        }
+        if !stale.is_empty() {
+            tracing::debug!(shard = self.index, partition = %msg.partition, forgotten = stale.len(), "Stale sessions of a partition taken over forgotten.");
+        }
+    }
+}
+
 /// A recommend request for a member of this shard.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

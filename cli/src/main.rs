@@ -29,8 +29,11 @@ enum Command {
     Recommend(client::RecommendArgs),
     /// Publish one member event to a running node.
     Event(client::EventArgs),
-    /// Print a running node's live supervision tree.
+    /// Print a running node's live supervision tree (`--node ID` or `all`).
     Tree(client::TreeArgs),
+    /// Print the nodes of a deployment (from their NATS micro-service):
+    /// partitions per node, lease ages, replay lag, events and requests.
+    Cluster(reco_client::cluster::ClusterArgs),
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
     /// Print the nats-server configuration that lets several nodes share a
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => block_on(client::recommend(args)),
         Command::Event(args) => block_on(client::event(args)),
         Command::Tree(args) => block_on(client::tree(args)),
+        Command::Cluster(args) => block_on(reco_client::cluster::cluster(args)),
         Command::Model(args) => block_on(client::model(args)),
         Command::NatsConfig(args) => reco_supervisors::node::command::nats_config(&args),
         Command::Nearline(args) => reco_supervisors::nearline::nearline(args),

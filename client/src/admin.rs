@@ -70,6 +70,8 @@ pub struct Admin {
     subjects: Subjects,
     timeout: Duration,
     operator_token: Option<crate::Secret>,
+    /// Address every request to this node alone.
+    node: Option<String>,
 }
 
 impl Admin {
@@ -81,7 +83,16 @@ impl Admin {
             subjects,
             timeout: Duration::from_secs(10),
             operator_token: None,
+            node: None,
         }
+    }
+
+    /// Addresses every request to node `node` alone
+    /// (`<prefix>.node.<node>.admin.<verb>`, see `reco cluster` for the
+    /// nodes); `None`: whichever node answers first.
+    pub fn with_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
     }
 
     /// Sends `token` in the `Reco-Operator-Token` header of every request
@@ -158,6 +169,10 @@ impl Admin {
         payload: Vec<u8>,
         what: &'static str,
     ) -> Result<T, AdminError> {
+        let subject = match &self.node {
+            Some(node) => self.subjects.addressed(&subject, node),
+            None => subject,
+        };
         let reply = tokio::time::timeout(
             self.timeout,
             self.client.send_request(

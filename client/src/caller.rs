@@ -27,12 +27,23 @@ pub async fn recommend(
     Ok(decode(&reply.payload, usize::MAX)?)
 }
 
+/// Tries on the fallback subject before the caller gives up: its one
+/// queue group picks a node at random, and a hung node (SIGSTOP, a long
+/// pause) stays in the group until the server drops its connection, so one
+/// try in N may go to it (all five with one of three nodes hung: 0.4 %).
+pub const FALLBACK_TRIES: usize = 5;
+
+/// Longest a fallback try waits: every node answers it at once from its
+/// lists, so a try unanswered this long went to a node that is hung.
+pub const FALLBACK_TRY_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The caller rule of the wire contract: ask `<prefix>.recommend.<member>`;
 /// on "no responders" (the member's partition has no owner right now) or
 /// when the try outlasts `try_timeout`, ask
 /// `<prefix>.fallback.recommend.<member>`, which every node answers from its
-/// precomputed lists. Returns the reply and whether it came from the
-/// fallback subject.
+/// precomputed lists — again (up to [`FALLBACK_TRIES`] tries of at most
+/// [`FALLBACK_TRY_TIMEOUT`]) when that try times out too. Returns the reply and whether it came from the fallback
+/// subject.
 ///
 /// # Errors
 /// When the fallback subject does not answer either.
@@ -43,32 +54,32 @@ pub async fn ask_with_fallback(
     payload: bytes::Bytes,
     try_timeout: Duration,
 ) -> Result<(async_nats::Message, bool), async_nats::RequestError> {
-    let first = client
-        .send_request(
-            subjects.recommend(member),
+    let ask = |subject: String, timeout: Duration| {
+        client.send_request(
+            subject,
             async_nats::Request::new()
                 .payload(payload.clone())
-                .timeout(Some(try_timeout)),
+                .timeout(Some(timeout)),
         )
-        .await;
-    match first {
-        Ok(reply) => Ok((reply, false)),
-        Err(error)
-            if matches!(
-                error.kind(),
-                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
-            ) =>
-        {
-            let reply = client
-                .send_request(
-                    subjects.fallback_recommend(member),
-                    async_nats::Request::new()
-                        .payload(payload)
-                        .timeout(Some(try_timeout)),
-                )
-                .await?;
-            Ok((reply, true))
+    };
+    let retry = |error: &async_nats::RequestError| {
+        matches!(
+            error.kind(),
+            async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut
+        )
+    };
+    match ask(subjects.recommend(member), try_timeout).await {
+        Ok(reply) => return Ok((reply, false)),
+        Err(error) if retry(&error) => {}
+        Err(error) => return Err(error),
+    }
+    let mut tries = 1;
+    loop {
+        let timeout = try_timeout.min(FALLBACK_TRY_TIMEOUT);
+        match ask(subjects.fallback_recommend(member), timeout).await {
+            Ok(reply) => return Ok((reply, true)),
+            Err(error) if tries < FALLBACK_TRIES && retry(&error) => tries += 1,
+            Err(error) => return Err(error),
         }
-        Err(error) => Err(error),
     }
 }

@@ -67,7 +67,7 @@ pub struct EventArgs {
     value: f32,
 }
 
-async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subjects)> {
+pub(crate) async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subjects)> {
     let subjects = Subjects::new(&target.prefix)?;
     let client = ConnectOptions::new(&target.nats)
         .name("reco-cli")
@@ -75,6 +75,46 @@ async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subject
         .connect()
         .await?;
     Ok((client, subjects))
+}
+
+impl Target {
+    /// The NATS URL.
+    pub(crate) fn nats(&self) -> &str {
+        &self.nats
+    }
+}
+
+/// Which node(s) an admin request goes to.
+#[derive(Debug, Args)]
+pub struct NodeChoice {
+    /// Address the request to this node alone (its `--node-id`, listed by
+    /// `reco cluster`); `all`: ask every node of the prefix and print each
+    /// answer. Default: whichever node answers first.
+    #[arg(long)]
+    node: Option<String>,
+}
+
+impl NodeChoice {
+    /// The nodes to ask: `[None]` for whichever answers first.
+    async fn resolve(
+        &self,
+        client: &async_nats::Client,
+        subjects: &Subjects,
+    ) -> anyhow::Result<Vec<Option<String>>> {
+        match self.node.as_deref() {
+            None => Ok(vec![None]),
+            Some("all") => {
+                let nodes = crate::cluster::nodes(client, subjects, Duration::from_secs(1)).await?;
+                anyhow::ensure!(
+                    !nodes.is_empty(),
+                    "no reco node of prefix {:?} answers $SRV.STATS.reco",
+                    subjects.prefix()
+                );
+                Ok(nodes.into_iter().map(|n| Some(n.node)).collect())
+            }
+            Some(node) => Ok(vec![Some(node.to_owned())]),
+        }
+    }
 }
 
 /// Sends one recommend request and prints the reply as JSON.
@@ -140,6 +180,8 @@ stream is there)",
 pub struct AdminArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    node: NodeChoice,
     /// Print the reply as JSON.
     #[arg(long)]
     json: bool,
@@ -157,16 +199,28 @@ fn no_node(e: crate::AdminError, target: &Target) -> anyhow::Error {
     }
 }
 
-/// Asks a node whether it serves, and with what (`admin.health`).
+/// Asks a node (or each node) whether it serves, and with what
+/// (`admin.health`).
 pub async fn health(args: AdminArgs) -> anyhow::Result<()> {
     let (client, subjects) = connect(&args.target).await?;
-    let health = Admin::new(client, subjects)
-        .health()
-        .await
-        .map_err(|e| no_node(e, &args.target))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&health)?);
-    } else {
+    let nodes = args.node.resolve(&client, &subjects).await?;
+    let many = nodes.len() > 1;
+    for node in nodes {
+        let health = Admin::new(client.clone(), subjects.clone())
+            .with_node(node.clone())
+            .health()
+            .await
+            .map_err(|e| no_node(e, &args.target))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&health)?);
+            continue;
+        }
+        if many {
+            println!("== node {}", node.as_deref().unwrap_or("?"));
+        }
+        if let Some(cluster) = &health.cluster {
+            println!("node              {} ({})", cluster.node, cluster.mode);
+        }
         println!("status            {}", health.status);
         println!(
             "model version     {}",
@@ -198,7 +252,12 @@ pub async fn health(args: AdminArgs) -> anyhow::Result<()> {
 /// (`admin.reload`, like SIGHUP).
 pub async fn reload(args: AdminArgs) -> anyhow::Result<()> {
     let (client, subjects) = connect(&args.target).await?;
+    let node = match args.node.resolve(&client, &subjects).await?.as_slice() {
+        [node] => node.clone(),
+        _ => anyhow::bail!("reload one node at a time (--node ID)"),
+    };
     let reloaded = Admin::new(client, subjects)
+        .with_node(node)
         .reload()
         .await
         .map_err(|e| no_node(e, &args.target))?;
@@ -226,22 +285,34 @@ pub async fn reload(args: AdminArgs) -> anyhow::Result<()> {
 pub struct TreeArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    node: NodeChoice,
     /// Print the tree as JSON instead of indented text.
     #[arg(long)]
     json: bool,
 }
 
-/// Asks a node for its live supervision tree and prints it.
+/// Asks a node (or each node) for its live supervision tree and prints it.
 pub async fn tree(args: TreeArgs) -> anyhow::Result<()> {
     let (client, subjects) = connect(&args.target).await?;
-    let tree = Admin::new(client, subjects).tree().await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&tree)?);
-    } else {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        print!("{}", render_tree(&tree, now_ms));
+    let nodes = args.node.resolve(&client, &subjects).await?;
+    let many = nodes.len() > 1;
+    for node in nodes {
+        let tree = Admin::new(client.clone(), subjects.clone())
+            .with_node(node.clone())
+            .tree()
+            .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&tree)?);
+        } else {
+            if many {
+                println!("== node {}", node.as_deref().unwrap_or("?"));
+            }
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            print!("{}", render_tree(&tree, now_ms));
+        }
     }
     Ok(())
 }

@@ -9,10 +9,13 @@
 //! - [`admin`]: health, tree, faults, model pin/unpin/status, reload.
 //! - [`caller`]: asks for recommendations (`reco recommend`).
 //! - [`producer`]: publishes an event (`reco event`).
+//! - [`cluster`]: `reco cluster`, the nodes of a deployment seen through
+//!   their NATS micro-service.
 //! - [`command`]: the `reco recommend | event | tree | model` subcommands.
 
 pub mod admin;
 pub mod caller;
+pub mod cluster;
 pub mod command;
 pub mod connect;
 pub mod producer;

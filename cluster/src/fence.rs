@@ -67,6 +67,13 @@ impl Fence {
         }
     }
 
+    /// How long `k`'s lease stays valid after `now` (`None`: not held).
+    pub fn remaining_at(&self, k: Partition, now: Instant) -> Option<std::time::Duration> {
+        let until = self.until.get(k.0 as usize)?.load(Ordering::Acquire);
+        let now = self.nanos(now);
+        (until != 0 && now < until).then(|| std::time::Duration::from_nanos(until - now))
+    }
+
     /// The partitions held at `now`.
     pub fn held_at(&self, now: Instant) -> Vec<Partition> {
         (0..self.partitions())

@@ -10,7 +10,10 @@
 //!        requests (subject rewritten to <prefix>.recommend.<m>)  ──▶ ingress
 //! ```
 //!
-//! Each owned partition gets one task: it replays the partition's recent
+//! Each owned partition gets one task: it first puts a mark in the events
+//! channel (`Subjects::p_acquired`: the ingress has the shards forget the
+//! sessions they still hold of the partition's members, stale since another
+//! node applied their events), then replays the partition's recent
 //! events into the events channel (in order, with back-pressure: nothing is
 //! skipped), and only once the replay has caught up subscribes the
 //! partition's request subject — a plain subscription, never a queue group,
@@ -40,6 +43,7 @@ use futures::StreamExt;
 use reco_messages::partition::{partition_of, Partition};
 use reco_messages::Subjects;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -69,6 +73,8 @@ pub struct HostTraffic {
     pub requests: mpsc::Receiver<Message>,
     /// Which partitions are replaying and which are served.
     pub status: watch::Receiver<HostStatus>,
+    /// Per partition: events stored and not yet delivered (the lag).
+    pub lag: Arc<[AtomicU64]>,
 }
 
 /// Which partitions a host replays and serves now.
@@ -87,6 +93,7 @@ pub struct PartitionHost {
     subjects: Subjects,
     settings: HostSettings,
     fence: Fence,
+    lag: Arc<[AtomicU64]>,
 }
 
 struct Running {
@@ -98,11 +105,15 @@ impl PartitionHost {
     /// A host publishing through `client`, answering only what `fence`
     /// allows.
     pub fn new(client: Client, subjects: Subjects, settings: HostSettings, fence: Fence) -> Self {
+        let lag = (0..settings.partitions.max(1))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         PartitionHost {
             client,
             subjects,
             settings,
             fence,
+            lag,
         }
     }
 
@@ -116,6 +127,7 @@ impl PartitionHost {
         let (requests_tx, requests) = mpsc::channel(self.settings.requests_capacity.max(1));
         let (status_tx, status) = watch::channel(HostStatus::default());
         let status_tx = Arc::new(status_tx);
+        let lag = self.lag.clone();
         let host = Arc::new(self);
         let task = tokio::spawn(async move {
             let mut running: BTreeMap<Partition, Running> = BTreeMap::new();
@@ -163,6 +175,7 @@ impl PartitionHost {
                 events,
                 requests,
                 status,
+                lag,
             },
             task,
         )
@@ -180,12 +193,29 @@ impl PartitionHost {
         status.send_modify(|s| {
             s.replaying.insert(k);
         });
+        // What the node still holds of this partition's members is stale:
+        // the ingress forgets it before the replay (in order with it).
+        let mut mark = Some(Message {
+            subject: self.subjects.p_acquired(k, self.settings.partitions).into(),
+            reply: None,
+            length: 0,
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+        });
         let filter = self.subjects.p_events_partition(k);
         let mut start = Start::Since(self.settings.replay_window);
         let mut subscription: Option<Subscriber> = None;
         let js = async_nats::jetstream::new(self.client.clone());
         let warned = Mutex::new(false);
         'reopen: loop {
+            if let Some(mark) = mark.take() {
+                tokio::select! {
+                    _ = &mut stop => break 'reopen,
+                    sent = events.send(mark) => if sent.is_err() { break 'reopen },
+                }
+            }
             let mut intake = tokio::select! {
                 _ = &mut stop => break 'reopen,
                 opened = PartitionIntake::open(&js, &self.settings.stream, filter.clone(), start) => match opened {
@@ -206,6 +236,7 @@ impl PartitionHost {
                     item = intake.next() => match item {
                         Some(Ok(Intake::Event(event))) => {
                             metrics::gauge!(m::PARTITION_LAG_EVENTS, "partition" => k.to_string()).set(event.pending as f64);
+                            self.set_lag(k, event.pending);
                             let subject = self.public_event_subject(k, &event.subject, &warned);
                             let message = Message {
                                 subject: subject.into(),
@@ -271,11 +302,18 @@ impl PartitionHost {
             metrics::gauge!(m::PARTITION_SERVING).decrement(1.0);
         }
         metrics::gauge!(m::PARTITION_LAG_EVENTS, "partition" => k.to_string()).set(0.0);
+        self.set_lag(k, 0);
         status.send_modify(|s| {
             s.replaying.remove(&k);
             s.serving.remove(&k);
         });
         tracing::info!(partition = %k, "Partition no longer served.");
+    }
+
+    fn set_lag(&self, k: Partition, pending: u64) {
+        if let Some(slot) = self.lag.get(k.0 as usize) {
+            slot.store(pending, Ordering::Relaxed);
+        }
     }
 
     async fn subscribe(&self, k: Partition) -> Result<Subscriber, async_nats::Error> {

@@ -211,6 +211,23 @@ impl PartitionIntake {
         self.last_sequence
     }
 
+    /// The replay alone: the events stored when the intake opened, in
+    /// order, ending once caught up (or at the first read error, yielded
+    /// last). A node alone replays its recent events so at start-up.
+    pub fn replay(self) -> impl futures::Stream<Item = Result<IntakeEvent, IntakeError>> {
+        futures::stream::unfold(Some(self), |intake| async move {
+            let mut intake = intake?;
+            match intake.next().await? {
+                Ok(Intake::Event(event)) => Some((Ok(event), Some(intake))),
+                Ok(Intake::CaughtUp { replayed, took }) => {
+                    tracing::debug!(filter = %intake.filter, replayed, took_ms = took.as_millis() as u64, "Replay caught up.");
+                    None
+                }
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+
     /// The next event, or the catch-up mark; `None` when the consumer ended.
     pub async fn next(&mut self) -> Option<Result<Intake, IntakeError>> {
         if self.state == CatchUp::Due {

@@ -58,6 +58,16 @@ async fn an_acquired_partition_is_replayed_then_served_and_a_revoked_one_is_not(
     let (ownership, changes) = tokio::sync::mpsc::channel(8);
     let (mut traffic, task) = host.start(changes);
     ownership.send(Ownership::Acquired(k)).await.unwrap();
+    // First the mark that has the ingress forget the partition's stale
+    // sessions, then the replay.
+    let mark = tokio::time::timeout(Duration::from_secs(10), traffic.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        subjects.partition_of_p_acquired(&mark.subject),
+        Some((k, PARTITIONS))
+    );
     for i in 0..50 {
         let event = tokio::time::timeout(Duration::from_secs(10), traffic.events.recv())
             .await

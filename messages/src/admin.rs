@@ -58,6 +58,66 @@ pub struct ClusterHealth {
     pub partitions: Vec<u32>,
 }
 
+/// The NATS micro-service every node registers (`$SRV.PING.reco`,
+/// `$SRV.INFO.reco`, `$SRV.STATS.reco`); its metadata names the node
+/// ([`SERVICE_META_NODE`]) and the deployment ([`SERVICE_META_PREFIX`]).
+pub const SERVICE_NAME: &str = "reco";
+/// Service metadata key: the node's name.
+pub const SERVICE_META_NODE: &str = "node";
+/// Service metadata key: the subject prefix the node serves.
+pub const SERVICE_META_PREFIX: &str = "prefix";
+/// Service metadata key: `single` or `cluster`.
+pub const SERVICE_META_MODE: &str = "mode";
+/// Service metadata key: the partitions the node answered for when it
+/// registered (comma-separated; the live set is in [`NodeStatus`]).
+pub const SERVICE_META_PARTITIONS: &str = "partitions";
+
+/// A node's live place in the cluster: the `data` of its service's
+/// `status` endpoint in `$SRV.STATS.reco`, and the reply of that endpoint
+/// (`<prefix>.node.<node>.status`). `reco cluster` prints them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub node: String,
+    /// `single` or `cluster`.
+    pub mode: String,
+    /// The subject prefix.
+    pub prefix: String,
+    /// Number of partitions of the deployment (0 alone).
+    #[serde(default)]
+    pub partitions: u32,
+    /// Lease length in milliseconds.
+    #[serde(default)]
+    pub lease_ms: u64,
+    /// Partitions answered now (replay done).
+    #[serde(default)]
+    pub serving: Vec<u32>,
+    /// Partitions owned whose replay runs (not answered yet).
+    #[serde(default)]
+    pub replaying: Vec<u32>,
+    /// Held leases: (partition, milliseconds since the lease was last
+    /// taken or renewed).
+    #[serde(default)]
+    pub lease_ages_ms: Vec<(u32, u64)>,
+    /// Events stored in the owned partitions and not yet delivered to this
+    /// node (the replay / consumer lag).
+    #[serde(default)]
+    pub lag_events: u64,
+    /// Events this node's ingress received.
+    #[serde(default)]
+    pub events: u64,
+    /// Recommend requests this node's ingress received (its partitions or,
+    /// alone, the public subject).
+    #[serde(default)]
+    pub requests: u64,
+    /// Requests it answered on the fallback subject.
+    #[serde(default)]
+    pub fallback_requests: u64,
+    /// Milliseconds since the node started.
+    #[serde(default)]
+    pub uptime_ms: u64,
+}
+
 /// Request on `<prefix>.admin.faults`: change the injected faults of a node
 /// started with `node.fault_injection = true` (for the simulator and tests;
 /// refused otherwise). Fields left out keep their value.

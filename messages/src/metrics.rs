@@ -184,6 +184,12 @@ pub const PARTITION_MISMATCH_TOTAL: &str = "reco_partition_mismatch_total";
 /// Counter: messages on a partition's request subject without a reply subject, dropped.
 pub const PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL: &str =
     "reco_partition_requests_without_reply_total";
+/// Gauge: replays of recent events running on this node (start-up replay of a node alone, partitions taken over).
+pub const REPLAYS_RUNNING: &str = "reco_replays_running";
+/// Counter: live events skipped at the end of a node's start-up replay because the replay already applied them.
+pub const REPLAY_DUPLICATES_SKIPPED_TOTAL: &str = "reco_replay_duplicates_skipped_total";
+/// Counter: events applied to a member's session with a producer time (`at_ms`) older than one it applied before.
+pub const EVENTS_OUT_OF_ORDER_TOTAL: &str = "reco_events_out_of_order_total";
 
 /// What kind of series a metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -568,6 +574,21 @@ pub const ALL: &[Described] = &[
         name: PARTITION_REQUESTS_WITHOUT_REPLY_TOTAL,
         kind: Kind::Counter,
         help: "Messages on a partition's request subject without a reply subject, dropped.",
+    },
+    Described {
+        name: REPLAYS_RUNNING,
+        kind: Kind::Gauge,
+        help: "Replays of recent events running (nearline refreshes wait meanwhile).",
+    },
+    Described {
+        name: REPLAY_DUPLICATES_SKIPPED_TOTAL,
+        kind: Kind::Counter,
+        help: "Live events skipped after a start-up replay that had already applied them.",
+    },
+    Described {
+        name: EVENTS_OUT_OF_ORDER_TOTAL,
+        kind: Kind::Counter,
+        help: "Events applied with a producer time older than one their member's session applied before.",
     },
 ];
 

@@ -144,6 +144,26 @@ impl Subjects {
         format!("{}.fallback.recommend.*", self.prefix())
     }
 
+    /// The mark a node's partition host puts in its own events channel
+    /// before partition `k`'s replay, when it takes the partition (one of
+    /// `partitions`): the sessions the node still holds for its members
+    /// are stale (another node applied their events meanwhile) and are
+    /// forgotten before the replay rebuilds them. Never published: no
+    /// subscription of a node matches it.
+    pub fn p_acquired(&self, k: Partition, partitions: u32) -> String {
+        format!("{}.p.acquired.{partitions}.{k}", self.prefix())
+    }
+
+    /// The partition (and count) of a [`Subjects::p_acquired`] mark.
+    pub fn partition_of_p_acquired(&self, subject: &str) -> Option<(Partition, u32)> {
+        let rest = subject
+            .strip_prefix(self.prefix())?
+            .strip_prefix(".p.acquired.")?;
+        let (partitions, k) = rest.split_once('.')?;
+        let (partitions, k) = (partitions.parse::<u32>().ok()?, k.parse::<u32>().ok()?);
+        (k < partitions).then_some((Partition(k), partitions))
+    }
+
     /// The two mappings of a server configuration that splits this
     /// deployment's members into `partitions` partitions.
     pub fn mappings(&self, partitions: u32) -> [Mapping; 2] {
@@ -215,6 +235,26 @@ fn member_token(token: &str) -> Option<MemberId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_acquired_mark_names_its_partition_and_nothing_else_parses_as_one() {
+        let subjects = Subjects::default();
+        let mark = subjects.p_acquired(Partition(7), 16);
+        assert_eq!(
+            subjects.partition_of_p_acquired(&mark),
+            Some((Partition(7), 16))
+        );
+        for other in [
+            "reco.events.7",
+            "reco.p.events.7.1",
+            "reco.p.acquired.16.16",
+            "reco.p.acquired.16",
+            "reco.p.acquired.x.1",
+            "other.p.acquired.16.7",
+        ] {
+            assert_eq!(subjects.partition_of_p_acquired(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn fnv1a32_matches_the_reference_vectors() {

@@ -41,6 +41,9 @@ pub struct Subjects {
     prefix: String,
     events: String,
     recommend: String,
+    /// The node these subjects serve (admin requests addressed to it are
+    /// answered too), when known.
+    node: Option<String>,
 }
 
 impl Subjects {
@@ -74,7 +77,46 @@ impl Subjects {
             prefix: prefix.to_owned(),
             events: format!("{prefix}.events"),
             recommend: format!("{prefix}.recommend"),
+            node: None,
         })
+    }
+
+    /// The same subjects for node `node` (letters, digits, '-', '_'): its
+    /// admin surface also answers requests addressed to it alone
+    /// ([`Subjects::addressed`]).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
+    }
+
+    /// Admin subject `subject` (`<prefix>.admin.<verb>`, which every node
+    /// answers) addressed to one node: `<prefix>.node.<node>.admin.<verb>`.
+    /// Any other subject is returned unchanged.
+    pub fn addressed(&self, subject: &str, node: &str) -> String {
+        match subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(".admin."))
+        {
+            Some(verb) => format!("{}.node.{node}.admin.{verb}", self.prefix),
+            None => subject.to_owned(),
+        }
+    }
+
+    /// Where node `node` answers with its [`crate::admin::NodeStatus`] (its
+    /// micro-service endpoint).
+    pub fn node_status(&self, node: &str) -> String {
+        format!("{}.node.{node}.status", self.prefix)
+    }
+
+    /// What a node subscribes for admin subject `subject`: the subject
+    /// every node answers, and the one addressed to this node alone (when
+    /// these subjects name one).
+    pub fn admin_listen(&self, subject: String) -> Vec<String> {
+        let addressed = self
+            .node
+            .as_deref()
+            .map(|node| self.addressed(&subject, node));
+        std::iter::once(subject).chain(addressed).collect()
     }
 
     /// The prefix itself.
@@ -213,6 +255,31 @@ fn member_after(subject: &str, stem: &str) -> Result<MemberId, BadSubject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_subjects_can_be_addressed_to_one_node() {
+        let subjects = Subjects::new("prod.reco").unwrap();
+        assert_eq!(
+            subjects.addressed(&subjects.admin_tree(), "web-1"),
+            "prod.reco.node.web-1.admin.tree"
+        );
+        assert_eq!(
+            subjects.addressed("prod.reco.events.1", "web-1"),
+            "prod.reco.events.1"
+        );
+        assert_eq!(
+            subjects.admin_listen(subjects.admin_health()),
+            ["prod.reco.admin.health"]
+        );
+        let node = subjects.with_node("web-1");
+        assert_eq!(
+            node.admin_listen(node.admin_health()),
+            [
+                "prod.reco.admin.health",
+                "prod.reco.node.web-1.admin.health"
+            ]
+        );
+    }
 
     #[test]
     fn subjects_are_built_from_the_prefix() {

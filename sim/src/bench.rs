@@ -349,7 +349,10 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
 
     let resident = if config.residents > 0 {
         log("residents: one event per member on a fresh node");
-        let node = Node::start(&url, Some(model_dir.path()), &node_toml)?;
+        // Fresh: without the start-up replay of the earlier scenarios'
+        // events (a restarted node alone rebuilds its members from them).
+        let fresh = format!("{node_toml}[cluster]\nreplay_window_secs = 0\n");
+        let node = Node::start(&url, Some(model_dir.path()), &fresh)?;
         Some(residents(&client, &subjects, &node, config.residents).await?)
     } else {
         None

@@ -65,6 +65,20 @@ pub fn world_stack_with(
     extra_toml: &str,
 ) -> Result<Stack> {
     let (server, url) = nats_or_private(nats)?;
+    let model = world_model(world)?;
+    let config = node_toml(deadline_ms) + extra_toml;
+    let node = Node::start(&url, Some(model.path()), &config)?;
+    Ok(Stack {
+        nats: server,
+        url,
+        node,
+        _model: model,
+    })
+}
+
+/// A model directory trained on the world's past (what every node of a
+/// run serves).
+fn world_model(world: &World) -> Result<tempfile::TempDir> {
     let model = tempfile::tempdir()?;
     let members = world.config().members;
     train_world_model(
@@ -81,12 +95,53 @@ pub fn world_stack_with(
             held_out: Vec::new(),
         },
     )?;
-    let config = node_toml(deadline_ms) + extra_toml;
-    let node = Node::start(&url, Some(model.path()), &config)?;
-    Ok(Stack {
+    Ok(model)
+}
+
+/// A server with the partition mapping (unless given: it must have it),
+/// a model trained on the world's past, and `nodes` nodes sharing it.
+pub struct ClusterStack {
+    /// The server, when the simulator started it.
+    pub nats: Option<Arc<Mutex<NatsServer>>>,
+    /// Where to connect.
+    pub url: String,
+    /// The nodes.
+    pub nodes: Arc<crate::cluster::NodeSet>,
+    _model: tempfile::TempDir,
+}
+
+/// Starts [`ClusterStack`]: `nodes` nodes over `partitions` partitions.
+pub fn world_cluster(
+    world: &World,
+    nats: Option<&str>,
+    deadline_ms: u64,
+    nodes: usize,
+    partitions: u32,
+) -> Result<ClusterStack> {
+    let subjects = reco_messages::Subjects::default();
+    let (server, url) = match nats {
+        Some(url) => (None, url.to_owned()),
+        None => {
+            let server = NatsServer::start_with_config(&crate::cluster::mapping_config(
+                &subjects, partitions,
+            ))?;
+            let url = server.url();
+            (Some(Arc::new(Mutex::new(server))), url)
+        }
+    };
+    let model = world_model(world)?;
+    let set = crate::cluster::NodeSet::start(
+        &url,
+        model.path().to_owned(),
+        &node_toml(deadline_ms),
+        nodes,
+        partitions,
+        subjects,
+    )?;
+    Ok(ClusterStack {
         nats: server,
         url,
-        node,
+        nodes: Arc::new(set),
         _model: model,
     })
 }

@@ -41,6 +41,28 @@ pub enum FaultKind {
     },
     /// The NATS server is killed and started again.
     NatsRestart,
+    /// The node serving the most partitions is killed (SIGKILL), and
+    /// started again at the end of the window (`--nodes`).
+    NodeKill,
+    /// The node serving the most partitions hangs (SIGSTOP) for the
+    /// window, then resumes (SIGCONT).
+    NodeHang,
+    /// The node serving the most partitions stops gracefully (SIGTERM),
+    /// and is started again at the end of the window.
+    NodeStop,
+    /// One more node joins.
+    NodeJoin,
+}
+
+impl FaultKind {
+    /// Whether it is done to the nodes of a `--nodes` run
+    /// ([`crate::cluster`]).
+    pub fn is_node_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::NodeKill | FaultKind::NodeHang | FaultKind::NodeStop | FaultKind::NodeJoin
+        )
+    }
 }
 
 impl fmt::Display for FaultKind {
@@ -51,6 +73,10 @@ impl fmt::Display for FaultKind {
             FaultKind::Malformed { count } => write!(f, "malformed(count={count})"),
             FaultKind::Spike { factor } => write!(f, "spike(x{factor})"),
             FaultKind::NatsRestart => f.write_str("nats_restart"),
+            FaultKind::NodeKill => f.write_str("node_kill"),
+            FaultKind::NodeHang => f.write_str("node_hang"),
+            FaultKind::NodeStop => f.write_str("node_stop"),
+            FaultKind::NodeJoin => f.write_str("node_join"),
         }
     }
 }
@@ -68,6 +94,14 @@ pub enum FaultName {
     Spike,
     /// `nats_restart`
     NatsRestart,
+    /// `node_kill`
+    NodeKill,
+    /// `node_hang`
+    NodeHang,
+    /// `node_stop`
+    NodeStop,
+    /// `node_join`
+    NodeJoin,
 }
 
 impl FromStr for FaultName {
@@ -80,9 +114,14 @@ impl FromStr for FaultName {
             "malformed" => FaultName::Malformed,
             "spike" => FaultName::Spike,
             "nats_restart" => FaultName::NatsRestart,
+            "node_kill" => FaultName::NodeKill,
+            "node_hang" => FaultName::NodeHang,
+            "node_stop" => FaultName::NodeStop,
+            "node_join" => FaultName::NodeJoin,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}: use model_slow, model_crash, malformed, spike or nats_restart"
+                    "unknown fault {other:?}: use model_slow, model_crash, malformed, spike, \
+                     nats_restart, node_kill, node_hang, node_stop or node_join"
                 ))
             }
         })
@@ -125,6 +164,10 @@ pub fn schedule(seed: u64, run: Duration, names: &[FaultName], deadline_ms: u64)
                 },
                 FaultName::Spike => FaultKind::Spike { factor: 2 },
                 FaultName::NatsRestart => FaultKind::NatsRestart,
+                FaultName::NodeKill => FaultKind::NodeKill,
+                FaultName::NodeHang => FaultKind::NodeHang,
+                FaultName::NodeStop => FaultKind::NodeStop,
+                FaultName::NodeJoin => FaultKind::NodeJoin,
             };
             Fault {
                 kind,

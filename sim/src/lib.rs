@@ -26,6 +26,7 @@
 //! - [`demo`]: the one-command demo and the self-contained `run`.
 
 pub mod bench;
+pub mod cluster;
 pub mod counterfactual;
 pub mod demo;
 pub mod driver;

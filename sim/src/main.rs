@@ -217,9 +217,18 @@ struct RunArgs {
     #[arg(long, default_value_t = 50)]
     deadline_ms: u64,
     /// Faults to inject, scheduled from the seed: model_slow, model_crash,
-    /// malformed, spike, nats_restart (repeat or comma-separate).
+    /// malformed, spike, nats_restart, and with --nodes node_kill,
+    /// node_hang, node_stop, node_join (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     fault: Vec<FaultName>,
+    /// Start this many nodes sharing the prefix through the server's
+    /// partition mapping (a private server started with it, or --nats
+    /// with the mapping already on: `reco nats-config --fragment`).
+    #[arg(long, conflicts_with = "attach")]
+    nodes: Option<usize>,
+    /// Partitions of a --nodes run (the server's mapping).
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
     /// Split members into experiment (even ids) and control (odd ids)
     /// cohorts: targetable faults hit the experiment only; the report
     /// compares them.
@@ -450,9 +459,30 @@ async fn run(cli: Cli) -> Result<()> {
 async fn run_world(args: RunArgs) -> Result<()> {
     check_plot(&args.output)?;
     let world = Arc::new(World::synthetic(args.world.config()));
+    let mut cluster = None;
     let (stack, url, metrics, server) = if args.attach {
         let url = args.nats.clone().context("--attach needs --nats")?;
         (None, url, args.metrics, None)
+    } else if let Some(nodes) = args.nodes {
+        anyhow::ensure!(nodes >= 1, "--nodes needs at least one node");
+        say(&format!(
+            "Training a model on the world's past and starting {nodes} nodes over {} partitions",
+            args.partitions
+        ));
+        let started = demo::world_cluster(
+            &world,
+            args.nats.as_deref(),
+            args.deadline_ms,
+            nodes,
+            args.partitions,
+        )?;
+        let (url, metrics, server) = (
+            started.url.clone(),
+            started.nodes.metrics_addr(),
+            started.nats.clone(),
+        );
+        cluster = Some(started);
+        (None, url, metrics, server)
     } else {
         say("Training a model on the world's past and starting reco serve");
         let stack = demo::world_stack(&world, args.nats.as_deref(), args.deadline_ms)?;
@@ -480,6 +510,7 @@ async fn run_world(args: RunArgs) -> Result<()> {
         metrics_addr: metrics,
         progress: !args.output.quiet && std::io::stderr().is_terminal(),
         cohorts: args.cohorts,
+        nodes: cluster.as_ref().map(|c| c.nodes.clone()),
         ..DriveConfig::default()
     };
     let actions: Box<dyn Iterator<Item = Action> + Send> = match &args.replay {
@@ -494,6 +525,7 @@ async fn run_world(args: RunArgs) -> Result<()> {
     ));
     let report = driver::drive(client, slow, world, actions, config, server).await?;
     drop(stack);
+    drop(cluster);
     output(&report, &args.output)
 }
 

@@ -474,3 +474,70 @@ async fn quality_ranks_model_above_nearline_above_precomputed_above_popular() {
         assert!(b.ndcg > w.ndcg, "{better} is not above {worse}:\n{table}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_faults_on_three_nodes_leave_no_request_unanswered() {
+    let world = Arc::new(World::synthetic(tiny(5)));
+    let stack = reco_sim::demo::world_cluster(&world, None, 200, 3, 8).unwrap();
+    let at = |ms| Duration::from_millis(ms);
+    let config = DriveConfig {
+        duration: Duration::from_secs(12),
+        events_per_sec: 300.0,
+        load: Load::Open { rps: 40.0 },
+        deadline_ms: 200,
+        faults: vec![
+            Fault {
+                kind: FaultKind::NodeKill,
+                start: at(1_000),
+                length: at(3_000),
+            },
+            Fault {
+                kind: FaultKind::NodeJoin,
+                start: at(5_000),
+                length: at(1_000),
+            },
+            Fault {
+                kind: FaultKind::NodeHang,
+                start: at(7_000),
+                length: at(3_000),
+            },
+        ],
+        metrics_addr: stack.nodes.metrics_addr(),
+        nodes: Some(stack.nodes.clone()),
+        ..DriveConfig::default()
+    };
+    let slow = Arc::new(AtomicU64::new(0));
+    let client = connect(&stack.url, slow.clone()).await.unwrap();
+    let report = drive(
+        client,
+        slow,
+        world.clone(),
+        Box::new(world.actions()),
+        config,
+        stack.nats.clone(),
+    )
+    .await
+    .unwrap();
+    let table = report.table();
+    for (fault, says) in [
+        ("node_kill", "every partition served again"),
+        ("node_join", "served its share"),
+        ("node_hang", "every partition served again"),
+    ] {
+        let record = report
+            .faults
+            .iter()
+            .find(|f| f.fault == fault)
+            .unwrap_or_else(|| panic!("{fault} missing:\n{table}"));
+        assert_eq!(record.outcome, "applied", "{table}");
+        assert!(record.note.contains(says), "{table}");
+    }
+    // The caller rule: every request answered, by its partition's owner or
+    // the fallback subject.
+    assert_eq!(report.no_reply, 0, "{table}");
+    assert!(report.errors.is_empty(), "{table}");
+    assert!(
+        report.by_reason.get("failover").copied().unwrap_or(0) > 0,
+        "{table}"
+    );
+}

@@ -45,7 +45,23 @@ pub(super) async fn run_faults(
             }
             Err(e) => e,
         };
+        let mut victim = None;
         let outcome = match &fault.kind {
+            kind @ (FaultKind::NodeKill
+            | FaultKind::NodeHang
+            | FaultKind::NodeStop
+            | FaultKind::NodeJoin) => match &shared.config.nodes {
+                None => {
+                    "unsupported: node faults need nodes the simulator started (--nodes)".to_owned()
+                }
+                Some(set) => {
+                    let (outcome, what, hit) =
+                        crate::cluster::start_node_fault(set, &shared.client, kind).await;
+                    victim = hit;
+                    note = what;
+                    outcome
+                }
+            },
             FaultKind::ModelSlow { delay_ms } => describe(
                 faults::set_model_delay(&shared.client, &shared.subjects, *delay_ms, model_cohort)
                     .await,
@@ -107,6 +123,14 @@ pub(super) async fn run_faults(
             .await;
         }
         match &fault.kind {
+            kind if kind.is_node_fault() => {
+                if let Some(set) = &shared.config.nodes {
+                    let after = crate::cluster::end_node_fault(set, kind, victim.as_deref()).await;
+                    if !after.is_empty() {
+                        note = format!("{note}; {after}");
+                    }
+                }
+            }
             FaultKind::ModelSlow { .. } if outcome.starts_with("applied") => {
                 if let Err(e) =
                     faults::set_model_delay(&shared.client, &shared.subjects, 0, None).await

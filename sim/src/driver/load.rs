@@ -214,6 +214,10 @@ pub(super) fn record_error(shared: &Shared, code: &str) {
         .or_default() += 1;
 }
 
+/// How long past its deadline a try waits before the caller asks the
+/// fallback subject.
+pub(super) const TRY_MARGIN: Duration = Duration::from_millis(100);
+
 /// One request, fully accounted for.
 pub(super) async fn request(shared: &Arc<Shared>, member: MemberId, device: &'static str) {
     let config = &shared.config;
@@ -226,13 +230,23 @@ pub(super) async fn request(shared: &Arc<Shared>, member: MemberId, device: &'st
     shared.sent.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let wait = Duration::from_millis(config.deadline_ms) + config.no_reply_after;
+    // The caller rule: on no responders (the member's partition has no
+    // owner right now) or a try that times out, ask the fallback subject.
+    // A node answers by the deadline (from a fallback if need be), so a try
+    // still unanswered TRY_MARGIN after it went to a node that is gone or
+    // hung.
     let outcome = tokio::time::timeout(
-        wait,
-        shared
-            .client
-            .request(shared.subjects.recommend(member), payload.into()),
+        wait * 2,
+        reco_client::caller::ask_with_fallback(
+            &shared.client,
+            &shared.subjects,
+            member,
+            payload.into(),
+            Duration::from_millis(config.deadline_ms) + TRY_MARGIN,
+        ),
     )
-    .await;
+    .await
+    .map(|answered| answered.map(|(message, _)| message));
     let elapsed = started.elapsed();
     let message = match outcome {
         Err(_) => {

@@ -101,6 +101,9 @@ pub struct DriveConfig {
     /// model slowdowns and crashes) hit the experiment only, and the report
     /// compares the two.
     pub cohorts: bool,
+    /// The nodes the simulator started (`--nodes`): node faults act on
+    /// them.
+    pub nodes: Option<Arc<crate::cluster::NodeSet>>,
 }
 
 impl Default for DriveConfig {
@@ -124,6 +127,7 @@ impl Default for DriveConfig {
             metrics_addr: None,
             progress: false,
             cohorts: false,
+            nodes: None,
         }
     }
 }

@@ -20,7 +20,8 @@ pub(super) async fn serve_tree(
     root: Addr<Supervisor>,
     breaker: ModelBreaker,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut requests = client.subscribe(subjects.admin_tree()).await?;
+    let mut requests =
+        reco_actors::admin::subscribe_admin(&client, &subjects, subjects.admin_tree()).await?;
     Ok(actix::spawn(async move {
         while let Some(message) = requests.next().await {
             let Some(reply) = message.reply else { continue };
@@ -74,7 +75,13 @@ pub(super) async fn reload_on_request(
             |error| tracing::warn!(%error, "Cannot listen for SIGHUP; use <prefix>.admin.reload."),
         )
         .ok();
-    let mut requests = match client.subscribe(subjects.admin_reload()).await {
+    let mut requests = match reco_actors::admin::subscribe_admin(
+        &client,
+        &subjects,
+        subjects.admin_reload(),
+    )
+    .await
+    {
         Ok(requests) => Some(requests),
         Err(error) => {
             tracing::warn!(%error, "Cannot subscribe to the reload subject; use SIGHUP.");

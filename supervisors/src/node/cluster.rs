@@ -6,14 +6,17 @@
 //! ```text
 //!  no mapping ─► single mode: take the `single` lease (a second node on the
 //!                prefix refuses to start and says how to enable the mapping),
-//!                subscribe <prefix>.events.* and <prefix>.recommend.* as before
+//!                subscribe <prefix>.events.*, replay the event stream's last
+//!                cluster.replay_window_secs into the sessions (StartupReplay),
+//!                then subscribe <prefix>.recommend.*
 //!  mapping    ─► cluster mode: event stream over the partitioned subjects,
 //!                Rebalancer (leases, heartbeats) ─► PartitionHost (replay,
 //!                then a plain subscription per owned partition) ─► ingress
 //! ```
 //!
 //! In both modes the node answers `<prefix>.fallback.recommend.*` in one
-//! queue group from its precomputed lists. The whole cluster layer lives in
+//! queue group from its precomputed lists, and nearline refreshes are held
+//! back ([`ReplayHold`]) while any replay runs. The whole cluster layer lives in
 //! `reco-cluster`; this module only wires it to the node's configuration
 //! and to the ingress.
 
@@ -21,8 +24,10 @@ use crate::config::Config;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use async_nats::Message;
-use reco_actors::ingress::Inbound;
+use reco_actors::ingress::{Inbound, Ingress, ReplayOverlap};
+use reco_actors::nearline::ReplayHold;
 use reco_cluster::bucket::bucket_name;
+use reco_cluster::intake::{PartitionIntake, Start};
 use reco_cluster::probe::{hold_single, keep_single, probe_mapping, MappingProbe};
 use reco_cluster::{
     Fence, HostSettings, HostStatus, Leases, Membership, NodeId, PartitionHost, Rebalancer,
@@ -61,6 +66,94 @@ impl PartitionTraffic {
     }
 }
 
+/// A node alone replays the recent events of the event stream once, at
+/// start-up, into its sessions before it answers: a restart no longer
+/// forgets what members just did. The live subscription is made first (so
+/// nothing falls between the two); what both deliver is applied once
+/// ([`ReplayOverlap`]).
+#[derive(Debug)]
+pub struct StartupReplay {
+    client: async_nats::Client,
+    stream: String,
+    filter: String,
+    window: Duration,
+    hold: ReplayHold,
+}
+
+/// How far before the live subscription a stored event may be and still
+/// have reached it too (clocks of the server and the node differ a little).
+const OVERLAP_MARGIN: Duration = Duration::from_secs(2);
+
+impl StartupReplay {
+    /// Replays the window through `ingress` (nearline refreshes held back
+    /// meanwhile); `subscribed_at` is when the live subscription was made.
+    /// A replay that cannot run is logged and the node serves anyway (its
+    /// members start from their training history, as before).
+    pub async fn run(
+        self,
+        ingress: &Ingress,
+        subscribed_at: std::time::SystemTime,
+    ) -> ReplayOverlap {
+        let _held = self.hold.enter();
+        let started = std::time::Instant::now();
+        let js = jetstream::new(self.client.clone());
+        let intake = match PartitionIntake::open(
+            &js,
+            &self.stream,
+            self.filter.clone(),
+            Start::Since(self.window),
+        )
+        .await
+        {
+            Ok(intake) => intake,
+            Err(error) => {
+                tracing::warn!(%error, "Recent events not replayed: members start from their training history.");
+                return ReplayOverlap::default();
+            }
+        };
+        let overlap_from = subscribed_at
+            .checked_sub(OVERLAP_MARGIN)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        let mut overlap = ReplayOverlap::default();
+        let mut failed = None;
+        let messages = futures::StreamExt::filter_map(intake.replay(), |item| {
+            let message = match item {
+                Ok(event) => {
+                    if event.published.unix_timestamp_nanos() >= overlap_from {
+                        overlap.insert(&event.subject, &event.payload);
+                    }
+                    Some(Message {
+                        subject: event.subject.into(),
+                        reply: None,
+                        length: event.payload.len(),
+                        payload: event.payload,
+                        headers: None,
+                        status: None,
+                        description: None,
+                    })
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    None
+                }
+            };
+            futures::future::ready(message)
+        });
+        let applied = ingress.replay(messages).await;
+        if let Some(error) = failed {
+            tracing::warn!(%error, applied, "Replay of recent events stopped early; serving with what it applied.");
+        }
+        tracing::info!(
+            applied,
+            window_secs = self.window.as_secs(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "Recent events replayed from the event stream; answering now."
+        );
+        overlap
+    }
+}
+
 /// Which way the node runs.
 #[derive(Debug)]
 pub enum Mode {
@@ -74,6 +167,8 @@ pub enum Mode {
         status: watch::Receiver<HostStatus>,
         /// Which leases are held.
         fence: Fence,
+        /// Per partition: events stored and not yet delivered.
+        lag: Arc<[std::sync::atomic::AtomicU64]>,
     },
 }
 
@@ -87,6 +182,8 @@ pub struct ClusterRole {
     /// The tasks that hand partitions over (or release the single lease)
     /// once the drain signal is given.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Alone: the start-up replay, taken by the first ingress.
+    replay: Arc<std::sync::Mutex<Option<StartupReplay>>>,
 }
 
 impl ClusterRole {
@@ -123,6 +220,39 @@ impl ClusterRole {
         })
     }
 
+    /// What the node's micro-service reports about it (read live).
+    pub fn status_source(
+        &self,
+        config: &Config,
+        subjects: &Subjects,
+        counters: Arc<reco_actors::ingress::IngressCounters>,
+    ) -> super::service::StatusSource {
+        super::service::StatusSource {
+            node: self.node.to_string(),
+            mode: self.mode_name(),
+            prefix: subjects.prefix().to_owned(),
+            partitions: match self.mode {
+                Mode::Single => 0,
+                Mode::Cluster { .. } => config.cluster.partitions,
+            },
+            lease: Duration::from_millis(config.cluster.lease_ms),
+            started: std::time::Instant::now(),
+            owned: match &self.mode {
+                Mode::Single => None,
+                Mode::Cluster {
+                    status, fence, lag, ..
+                } => Some((status.clone(), fence.clone(), lag.clone())),
+            },
+            counters,
+        }
+    }
+
+    /// The start-up replay of a node alone (taken once, by the first
+    /// ingress to start).
+    pub fn startup_replay(&self) -> Arc<std::sync::Mutex<Option<StartupReplay>>> {
+        self.replay.clone()
+    }
+
     /// The partition traffic, in cluster mode.
     pub fn traffic(&self) -> Option<PartitionTraffic> {
         match &self.mode {
@@ -156,6 +286,8 @@ pub fn node_id(config: &Config) -> anyhow::Result<NodeId> {
 /// Finds out how this node runs and starts its cluster side; `drain`
 /// becoming true hands everything over.
 ///
+/// `hold` is held while a replay runs (nearline refreshes wait).
+///
 /// # Errors
 /// When the probe cannot run, another node runs alone on a plain server,
 /// the server's partition count differs from `cluster.partitions`, or the
@@ -165,6 +297,7 @@ pub async fn start(
     config: &Config,
     subjects: &Subjects,
     drain: watch::Receiver<bool>,
+    hold: ReplayHold,
 ) -> anyhow::Result<ClusterRole> {
     let node = node_id(config)?;
     let cluster = &config.cluster;
@@ -194,10 +327,20 @@ pub async fn start(
                     tracing::error!(%error, "Single-mode lease lost: another node may be answering this prefix too.");
                 }
             });
+            let replay = (config.events_log.enabled && cluster.replay_window_secs > 0).then(|| {
+                StartupReplay {
+                    client: client.clone(),
+                    stream: config.events_log.stream.clone(),
+                    filter: subjects.events_wildcard(),
+                    window: Duration::from_secs(cluster.replay_window_secs),
+                    hold,
+                }
+            });
             Ok(ClusterRole {
                 node,
                 mode: Mode::Single,
                 tasks: vec![task],
+                replay: Arc::new(std::sync::Mutex::new(replay)),
             })
         }
         MappingProbe::Partitioned {
@@ -259,6 +402,22 @@ pub async fn start(
             let host_task = tokio::spawn(async move {
                 let _ = host_task.await;
             });
+            // Nearline refreshes wait while any owned partition replays.
+            let mut replaying = traffic.status.clone();
+            tokio::spawn(async move {
+                let mut held = None;
+                loop {
+                    if replaying.borrow_and_update().replaying.is_empty() {
+                        held = None;
+                    } else if held.is_none() {
+                        held = Some(hold.enter());
+                    }
+                    if replaying.changed().await.is_err() {
+                        break;
+                    }
+                }
+                drop(held);
+            });
             Ok(ClusterRole {
                 node,
                 mode: Mode::Cluster {
@@ -268,8 +427,10 @@ pub async fn start(
                     },
                     status: traffic.status,
                     fence,
+                    lag: traffic.lag,
                 },
                 tasks: vec![rebalancer_task, host_task],
+                replay: Arc::default(),
             })
         }
     }

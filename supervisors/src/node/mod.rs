@@ -17,6 +17,8 @@
 //! - `signals.rs`: SIGINT/SIGTERM (shutdown).
 //! - [`cluster`]: single or cluster mode (the partition mapping probe,
 //!   leases, replay) and what it feeds the ingress.
+//! - [`service`]: the node as a NATS micro-service (`$SRV.PING/INFO/STATS`,
+//!   its status endpoint; what `reco cluster` reads).
 //! - [`command`]: `reco serve` and `reco nats-config`.
 //! - [`counterfactual`](mod@counterfactual): the counterfactual log's
 //!   publisher and its JetStream stream.
@@ -52,6 +54,7 @@ pub mod cluster;
 pub mod command;
 pub mod connect;
 pub mod counterfactual;
+pub mod service;
 mod signals;
 mod tree;
 
@@ -101,6 +104,8 @@ pub async fn run(
         handle.clone(),
         faults.clone(),
     );
+    // Held while a replay of recent events runs: nearline refreshes wait.
+    let replay_hold = reco_actors::nearline::ReplayHold::default();
     // Nearline refreshes get workers of their own (and no injected faults),
     // so they never take admission from online requests.
     let nearline = config.nearline.enabled.then(|| NearlineSettings {
@@ -116,6 +121,7 @@ pub async fn run(
         top_n: config.nearline.top_n,
         max_age: Duration::from_millis(config.nearline.max_age_ms),
         answer_when_fresh: config.nearline.answer_when_fresh,
+        hold: replay_hold.clone(),
     });
     let reader = ListsReader::new(lists);
     let aggregates = AggregatesReader::new(
@@ -132,7 +138,10 @@ pub async fn run(
     });
     let in_flight = InFlight::new();
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let role = cluster::start(&client, &config, &subjects, drain_rx.clone()).await?;
+    let role = cluster::start(&client, &config, &subjects, drain_rx.clone(), replay_hold).await?;
+    let counters = Arc::new(reco_actors::ingress::IngressCounters::default());
+    // Admin requests addressed to this node alone are answered too.
+    let admin_subjects = subjects.clone().with_node(role.node.as_str());
     let (ingress_tx, mut ingress_rx) = tokio::sync::watch::channel(IngressState::Starting);
     let draining = Arc::new(AtomicBool::new(false));
     let guard = reco_actors::guard::OperatorGuard::new(
@@ -169,16 +178,18 @@ pub async fn run(
                 max_payload: config.limits.max_payload_bytes,
                 default_deadline: Duration::from_millis(config.recommend.default_deadline_ms),
                 drain_timeout: Duration::from_millis(config.node.drain_timeout_ms),
+                counters: counters.clone(),
             },
             in_flight: in_flight.clone(),
             drain: drain_rx,
             state: Arc::new(ingress_tx),
             traffic: role.traffic(),
+            replay: role.startup_replay(),
         },
         telemetry: TelemetryWiring {
             admin: Admin {
                 client: client.clone(),
-                subjects: subjects.clone(),
+                subjects: admin_subjects.clone(),
                 model: handle.clone(),
                 lists: reader.clone(),
                 in_flight: in_flight.clone(),
@@ -197,7 +208,7 @@ pub async fn run(
         loader: Loader {
             pinned: Arc::new(AtomicBool::new(false)),
             client: client.clone(),
-            subjects: subjects.clone(),
+            subjects: admin_subjects.clone(),
             bucket: config.publish.bucket.clone(),
             model: handle.clone(),
             lists: reader.clone(),
@@ -211,14 +222,30 @@ pub async fn run(
             handle: aggregates.handle().clone(),
         }),
     };
+    let status = role.status_source(&config, &subjects, counters.clone());
     let root = tree.root(root_hook).start_now();
-    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone(), breaker).await?;
+    // Seen from NATS: $SRV.PING/INFO/STATS and the status endpoint. A server
+    // that refuses it (permissions) costs the view, not the node.
+    let service = match service::register(&client, &subjects, status, drain_tx.subscribe()).await {
+        Ok(task) => Some(task),
+        Err(error) => {
+            tracing::warn!(%error, "The node is not visible as a NATS micro-service (reco cluster will not list it).");
+            None
+        }
+    };
+    let tree_view = serve_tree(
+        client.clone(),
+        admin_subjects.clone(),
+        root.clone(),
+        breaker,
+    )
+    .await?;
     let reloader = reload.map(|path| {
         actix::spawn(reload_on_request(
             path,
             root.clone(),
             client.clone(),
-            subjects.clone(),
+            admin_subjects.clone(),
             guard.clone(),
         ))
     });
@@ -264,6 +291,9 @@ pub async fn run(
     }
     let left = in_flight.wait_idle(drain_limit).await;
     role.stopped(drain_limit).await;
+    if let Some(service) = service {
+        let _ = tokio::time::timeout(Duration::from_secs(2), service).await;
+    }
     if left > 0 {
         metrics::counter!(nm::DRAIN_ABANDONED_TOTAL).increment(left as u64);
         tracing::error!(left, "Drain timed out with requests still in flight.");

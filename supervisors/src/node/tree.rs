@@ -49,6 +49,8 @@ pub(super) struct IngressWiring {
     /// The owned partitions' traffic (cluster mode); `None`: subscribe the
     /// public subjects (a node alone).
     pub(super) traffic: Option<super::cluster::PartitionTraffic>,
+    /// A node alone: its start-up replay, run by the first incarnation.
+    pub(super) replay: Arc<std::sync::Mutex<Option<super::cluster::StartupReplay>>>,
 }
 
 /// A running ingress: stopping it drains its subscriptions.
@@ -207,20 +209,43 @@ impl TreeParts {
         let seen = self.seen.clone();
         actix::spawn(async move {
             let subjects = &wiring.subjects;
+            let ingress = Ingress::new(
+                wiring.client.clone(),
+                wiring.subjects.clone(),
+                wiring.settings.clone(),
+                shards,
+                reader,
+                seen,
+                wiring.in_flight.clone(),
+            );
             let subscribed = async {
                 let (events, requests) = match &wiring.traffic {
                     Some(traffic) => (traffic.events(), traffic.requests()),
-                    None => (
-                        Inbound::Subscription(
-                            wiring.client.subscribe(subjects.events_wildcard()).await?,
-                        ),
-                        Inbound::Subscription(
-                            wiring
-                                .client
-                                .subscribe(subjects.recommend_wildcard())
-                                .await?,
-                        ),
-                    ),
+                    None => {
+                        // Live events first, then the start-up replay (the
+                        // first incarnation only), then requests: the node
+                        // answers once its members' recent events are back.
+                        let subscribed_at = std::time::SystemTime::now();
+                        let live = wiring.client.subscribe(subjects.events_wildcard()).await?;
+                        round_trip(&wiring.client).await?;
+                        let replay = wiring
+                            .replay
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .take();
+                        let events = match replay {
+                            Some(replay) => Inbound::AfterReplay(
+                                live,
+                                replay.run(&ingress, subscribed_at).await,
+                            ),
+                            None => Inbound::Subscription(live),
+                        };
+                        let requests = wiring
+                            .client
+                            .subscribe(subjects.recommend_wildcard())
+                            .await?;
+                        (events, Inbound::Subscription(requests))
+                    }
                 };
                 // Every node answers the fallback subject, in one group.
                 let fallback = wiring
@@ -251,15 +276,6 @@ impl TreeParts {
                     asked.store(true, Ordering::Release);
                 }
             };
-            let ingress = Ingress::new(
-                wiring.client.clone(),
-                wiring.subjects.clone(),
-                wiring.settings.clone(),
-                shards,
-                reader,
-                seen,
-                wiring.in_flight.clone(),
-            );
             ingress.run(events, requests, Some(fallback), stop).await;
             wiring.state.send_replace(IngressState::Stopped);
             exit(if asked.load(Ordering::Acquire) {
