@@ -179,6 +179,8 @@ pub async fn run(
             client: client.clone(),
             subjects: subjects.clone(),
             bucket: config.publish.bucket.clone(),
+            // Checked by Config::validate.
+            trusted: config.publish.trusted()?,
             model: handle.clone(),
             lists: reader.clone(),
             load_newest_at_start: config.publish.load_newest_at_start,
