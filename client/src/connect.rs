@@ -454,7 +454,8 @@ impl ConnectOptions {
     }
 
     /// Keep retrying the first connection instead of failing at once (for a
-    /// server that is still starting).
+    /// server that is still starting); refused credentials or TLS still
+    /// fail at once.
     pub fn retry_on_initial_connect(mut self) -> Self {
         self.retry_initial = true;
         self
@@ -462,10 +463,42 @@ impl ConnectOptions {
 
     /// Connects.
     ///
+    /// With [`retry_on_initial_connect`](Self::retry_on_initial_connect), an
+    /// unreachable server is tried again (100 ms, doubling up to 2 s) until
+    /// it answers, but a server that refuses the credentials or the TLS
+    /// handshake fails at once: retrying cannot fix either, and the client
+    /// library would otherwise retry forever in the background.
+    ///
     /// # Errors
     /// [`ConnectError`] naming the URL when the server cannot be reached in
-    /// time.
+    /// time, or refuses the credentials or TLS (never with the secret).
     pub async fn connect(self) -> Result<async_nats::Client, ConnectError> {
+        use async_nats::ConnectErrorKind as K;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect_once().await {
+                Ok(client) => return Ok(client),
+                Err(error) if !self.retry_initial => return Err(error),
+                Err(error)
+                    if error.source.as_ref().is_none_or(|source| {
+                        matches!(
+                            source.kind(),
+                            K::AuthorizationViolation | K::Authentication | K::Tls
+                        )
+                    }) =>
+                {
+                    return Err(error)
+                }
+                Err(error) => {
+                    tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64, "NATS not reachable yet; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> Result<async_nats::Client, ConnectError> {
         let mut options = async_nats::ConnectOptions::new();
         let (urls, from_url) = self.server_urls();
         let security = &self.security;
@@ -537,9 +570,6 @@ impl ConnectOptions {
         }
         if self.no_request_timeout {
             options = options.request_timeout(None);
-        }
-        if self.retry_initial {
-            options = options.retry_on_initial_connect();
         }
         if self.count_events || self.slow_consumers.is_some() {
             let (count, counter) = (self.count_events, self.slow_consumers.clone());
