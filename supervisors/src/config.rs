@@ -505,9 +505,13 @@ impl Default for LimitsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
-    /// Most members resident at once (over all shards); the least recently
-    /// used is passivated beyond it.
+    /// Most members with events resident at once (over all shards); the
+    /// least recently used is passivated beyond it.
     pub max_resident: u64,
+    /// Most members seen only through requests ("visitors": no event yet)
+    /// resident at once (over all shards); passivated first, so a flood of
+    /// requests for new member ids cannot push out members with events.
+    pub max_visitors: u64,
     /// A member with no traffic for this long is passivated, in ms.
     pub idle_timeout_ms: u64,
     /// Events remembered per member.
@@ -539,6 +543,7 @@ impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
             max_resident: 1_000_000,
+            max_visitors: 100_000,
             idle_timeout_ms: 30 * 60 * 1000,
             recent_events: 50,
             mailbox: 64,
@@ -975,6 +980,13 @@ impl Config {
         range(
             "sessions.max_resident",
             self.sessions.max_resident,
+            1,
+            1 << 32,
+            "1 to 4294967296",
+        )?;
+        range(
+            "sessions.max_visitors",
+            self.sessions.max_visitors,
             1,
             1 << 32,
             "1 to 4294967296",
