@@ -54,7 +54,10 @@ async fn a_flood_of_unknown_member_ids_keeps_sessions_capped_and_members_served(
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while admin.health().await.unwrap().resident_members < VALID {
-        assert!(Instant::now() < deadline, "the members' sessions never started");
+        assert!(
+            Instant::now() < deadline,
+            "the members' sessions never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = admin.health().await.unwrap();
