@@ -76,7 +76,10 @@ async fn connect(nats: &NatsServer, role: &str) -> async_nats::Client {
 
 /// Every subject published under the prefix, as the node user sees it.
 #[derive(Clone, Default)]
-struct Watcher(Arc<Mutex<BTreeSet<(String, Vec<u8>)>>>);
+struct Watcher(Arc<Mutex<BTreeSet<Seen>>>);
+
+/// A message as the watcher saw it: subject and payload.
+type Seen = (String, Vec<u8>);
 
 impl Watcher {
     async fn start(client: &async_nats::Client) -> Self {
