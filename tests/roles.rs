@@ -338,6 +338,31 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Trainers read the event stream (`reco train --from-stream`); a
+    // producer cannot.
+    let logged = reco_offline::event_log::read_interactions(
+        &async_nats::jetstream::new(trainer.clone()),
+        "RECO_EVENTS",
+        &subjects,
+        1 << 20,
+    )
+    .await
+    .expect("a trainer reads the event stream");
+    assert!(logged.events >= 1, "the producer's event is in the stream");
+    let sniffed = tokio::time::timeout(
+        Duration::from_secs(15),
+        reco_offline::event_log::read_interactions(
+            &async_nats::jetstream::new(producer.clone()),
+            "RECO_EVENTS",
+            &subjects,
+            1 << 20,
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(sniffed, Ok(Ok(_))),
+        "a producer read the event stream"
+    );
     // No other role can publish one: neither the bucket nor the notice.
     let v3 = Fixture::write(300, 8, 20, "v3");
     let (model3, lists3) = artifacts::load(v3.path()).unwrap();
