@@ -31,10 +31,11 @@ fn password(role: &str) -> String {
     format!("pw-{role}-S3cret")
 }
 
-/// The server configuration of the roles, from `reco nats-config --roles`,
-/// with the passwords defined as variables before it (as an `include`d
-/// secrets file would).
-fn server_config() -> String {
+/// The server configuration of the roles, from `reco nats-config --roles`
+/// (the producer with an NKey, `--nkey producer=…`), with the passwords
+/// defined as variables before it (as an `include`d secrets file would).
+fn server_config(producer_key: &str) -> String {
+    let nkey = format!("producer={producer_key}");
     let output = std::process::Command::new(reco_binary())
         .args([
             "nats-config",
@@ -42,6 +43,8 @@ fn server_config() -> String {
             "--fragment",
             "--partitions",
             &PARTITIONS.to_string(),
+            "--nkey",
+            &nkey,
         ])
         .output()
         .expect("cannot run reco nats-config");
@@ -51,8 +54,11 @@ fn server_config() -> String {
         !rendered.contains("pw-"),
         "no password in the rendered file"
     );
+    // Only the roles with a password: nats-server refuses a variable that
+    // nothing uses ("unknown field").
     let mut config: String = ROLES
         .iter()
+        .filter(|role| **role != "producer")
         .map(|role| {
             format!(
                 "RECO_PASSWORD_{}: \"{}\"\n",
@@ -187,7 +193,11 @@ async fn version_in_service(operator: &async_nats::Client) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_can_do_what_it_must_and_nothing_else() {
-    let nats = NatsServer::start_with_config(&server_config());
+    let producer_key = nkeys::KeyPair::new_user();
+    let seeds = tempfile::tempdir().unwrap();
+    let producer_seed = seeds.path().join("producer.nk");
+    std::fs::write(&producer_seed, producer_key.seed().unwrap()).unwrap();
+    let nats = NatsServer::start_with_config(&server_config(&producer_key.public_key()));
     let subjects = Subjects::default();
     let v1 = Fixture::write(300, 8, 20, "v1");
     let node = Node::start(
@@ -208,7 +218,11 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
     );
     let (watch, producer, caller, operator, trainer) = (
         connect(&nats, "node").await,
-        connect(&nats, "producer").await,
+        nats.client_with(NatsSecurity {
+            nkey_seed_file: Some(producer_seed.clone()),
+            ..Default::default()
+        })
+        .await,
         connect(&nats, "caller").await,
         connect(&nats, "operator").await,
         connect(&nats, "trainer").await,

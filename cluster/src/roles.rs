@@ -31,7 +31,9 @@
 //! configuration variable `$RECO_PASSWORD_<ROLE>`, which nats-server takes
 //! from a variable defined earlier in the file (e.g. an `include`d secrets
 //! file) or from its environment, and may be a bcrypt hash (`nats server
-//! passwd`). A role given an NKey public key authenticates with it instead.
+//! passwd`); nats-server 2.9 refuses a variable defined in the file that
+//! nothing uses. A role given an NKey public key authenticates with it
+//! instead.
 
 use reco_messages::Subjects;
 use std::fmt::{self, Write as _};
