@@ -71,10 +71,13 @@ fn server_config(producer_key: &str) -> String {
     config
 }
 
+/// A client of `role`, with the role's inbox prefix (`_INBOX.reco-<role>`;
+/// the node keeps `_INBOX`).
 async fn connect(nats: &NatsServer, role: &str) -> async_nats::Client {
     nats.client_with(NatsSecurity {
         user: Some(format!("reco-{role}")),
         password: Some(Secret::new(password(role))),
+        inbox_prefix: (role != "node").then(|| format!("_INBOX.reco-{role}")),
         ..Default::default()
     })
     .await
@@ -220,6 +223,7 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
         connect(&nats, "node").await,
         nats.client_with(NatsSecurity {
             nkey_seed_file: Some(producer_seed.clone()),
+            inbox_prefix: Some("_INBOX.reco-producer".into()),
             ..Default::default()
         })
         .await,
@@ -283,6 +287,23 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
         ],
     )
     .await;
+
+    // Producers cannot read the replies to callers (each role reads only
+    // its own inboxes).
+    {
+        use futures::StreamExt;
+        let mut sniff_all = producer.subscribe("_INBOX.>").await.unwrap();
+        let mut sniff_callers = producer.subscribe("_INBOX.reco-caller.>").await.unwrap();
+        reco_client::round_trip(&producer).await.unwrap();
+        answered(&caller, subjects.recommend(MemberId(3))).await;
+        for sub in [&mut sniff_all, &mut sniff_callers] {
+            let got = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+            assert!(
+                !matches!(got, Ok(Some(_))),
+                "a producer read a caller's reply: {got:?}"
+            );
+        }
+    }
 
     // Callers may not publish events, administer or announce models …
     forbidden_publishes(

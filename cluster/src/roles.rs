@@ -9,15 +9,19 @@
 //! node      reco-node       <prefix>.> (not the model notice, not the    <prefix>.>, _INBOX.>
 //!                           state-changing admin subjects), _INBOX.>,
 //!                           JetStream API/acks/KV (not the model bucket)
-//! producer  reco-producer   <prefix>.events.* (and .p.events.*.*),       _INBOX.>
-//!                           _INBOX.> (its round trip)
-//! caller    reco-caller     <prefix>.recommend.* (and .p.recommend.*.*), _INBOX.>
-//!                           <prefix>.fallback.recommend.*, _INBOX.>
-//! operator  reco-operator   <prefix>.admin.>, _INBOX.>                   _INBOX.>
-//! trainer   reco-trainer    the model bucket's object store and API,     _INBOX.>
+//! producer  reco-producer   <prefix>.events.* (and .p.events.*.*),       own inbox
+//!                           own inbox (its round trip)
+//! caller    reco-caller     <prefix>.recommend.* (and .p.recommend.*.*), own inbox
+//!                           <prefix>.fallback.recommend.*, own inbox
+//! operator  reco-operator   <prefix>.admin.>, own inbox                  own inbox
+//! trainer   reco-trainer    the model bucket's object store and API,     own inbox
 //!                           <prefix>.published.model, reading the event
-//!                           stream, _INBOX.>
+//!                           stream, own inbox
 //! ```
+//!
+//! A role's own inbox is `_INBOX.reco-<role>.>`: its clients connect with
+//! that inbox prefix ([`Role::inbox_prefix`]), so a producer cannot read the
+//! replies to callers, nor a caller the operator's.
 //!
 //! nats-server 2.9 checks publish permissions on the subject *after* the
 //! partition mapping (`-ERR 'Permissions Violation for Publish to
@@ -89,12 +93,26 @@ impl Role {
         format!("RECO_PASSWORD_{}", self.name().to_ascii_uppercase())
     }
 
+    /// The prefix of the role's reply inboxes (`_INBOX.reco-<role>`; the
+    /// node's: `_INBOX`): clients of the role connect with it
+    /// (`nats.inbox_prefix`, `--nats-inbox-prefix`), and the permissions
+    /// let each role subscribe only to its own, so no user reads another's
+    /// replies.
+    pub fn inbox_prefix(self) -> String {
+        match self {
+            Role::Node => "_INBOX".into(),
+            role => format!("_INBOX.{}", role.user()),
+        }
+    }
+
     /// What the role may publish and subscribe in `deployment`.
     pub fn permissions(self, deployment: &Deployment) -> Permissions {
         let prefix = deployment.subjects.prefix();
         let bucket = &deployment.model_bucket;
         let stream = &deployment.events_stream;
-        let inbox = || "_INBOX.>".to_owned();
+        // The node replies to every user's inbox; each other role reads
+        // only its own.
+        let inbox = || format!("{}.>", self.inbox_prefix());
         match self {
             Role::Node => Permissions {
                 publish_allow: vec![
@@ -295,7 +313,11 @@ impl RoleUsers {
         out.push_str("authorization {\n  users = [\n");
         for (role, credential) in &self.credentials {
             let permissions = role.permissions(&self.deployment);
-            let _ = writeln!(out, "    # {role}");
+            let _ = writeln!(
+                out,
+                "    # {role}: clients connect with inbox prefix {:?}",
+                role.inbox_prefix()
+            );
             out.push_str("    {\n");
             match credential {
                 Credential::Password => {
@@ -355,8 +377,17 @@ mod tests {
         let producer = Role::Producer.permissions(&deployment);
         assert_eq!(
             producer.publish_allow,
-            ["reco.events.*", "reco.p.events.*.*", "_INBOX.>"]
+            [
+                "reco.events.*",
+                "reco.p.events.*.*",
+                "_INBOX.reco-producer.>"
+            ]
         );
+        assert_eq!(producer.subscribe_allow, ["_INBOX.reco-producer.>"]);
+        assert!(Role::Node
+            .permissions(&deployment)
+            .subscribe_allow
+            .contains(&"_INBOX.>".to_owned()));
         let caller = Role::Caller.permissions(&deployment);
         assert!(caller
             .publish_allow

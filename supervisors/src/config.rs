@@ -433,6 +433,9 @@ pub struct NatsConfig {
     pub tls_required: bool,
     /// TLS handshake before the server's INFO (`handshake_first` servers).
     pub tls_first: bool,
+    /// Prefix of the node's reply inboxes (`_INBOX` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -452,6 +455,7 @@ impl Default for NatsConfig {
             tls_key_file: None,
             tls_required: false,
             tls_first: false,
+            inbox_prefix: None,
         }
     }
 }
@@ -831,6 +835,7 @@ impl NatsConfig {
             tls_key_file: self.tls_key_file.clone(),
             tls_required: self.tls_required,
             tls_first: self.tls_first,
+            inbox_prefix: self.inbox_prefix.clone(),
         }
     }
 
@@ -847,6 +852,7 @@ impl NatsConfig {
         self.tls_key_file = security.tls_key_file;
         self.tls_required = security.tls_required;
         self.tls_first = security.tls_first;
+        self.inbox_prefix = security.inbox_prefix;
     }
 
     /// How a node connects: named `reco-serve`, bounded subscription
