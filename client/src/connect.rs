@@ -792,5 +792,16 @@ mod tests {
             ..Default::default()
         };
         assert!(half_tls.validate().unwrap_err().contains("tls_key_file"));
+        let inbox = |prefix: &str| NatsSecurity {
+            inbox_prefix: Some(prefix.into()),
+            ..Default::default()
+        };
+        assert_eq!(inbox("_INBOX.reco-caller").validate(), Ok(()));
+        for bad in ["", "_INBOX.>", "a..b", "a b", "x.*"] {
+            assert!(
+                inbox(bad).validate().unwrap_err().contains("inbox_prefix"),
+                "{bad:?}"
+            );
+        }
     }
 }
