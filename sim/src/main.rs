@@ -179,7 +179,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 50)]
     deadline_ms: u64,
     /// Faults to inject, scheduled from the seed: model_slow, model_crash,
-    /// malformed, spike, nats_restart (repeat or comma-separate).
+    /// malformed, spike, nats_restart, big_payloads, member_flood (repeat or
+    /// comma-separate).
     #[arg(long, value_delimiter = ',')]
     fault: Vec<FaultName>,
     /// Split members into experiment (even ids) and control (odd ids)
