@@ -143,6 +143,10 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
         .unwrap();
     round_trip(&client).await;
     let out = tempfile::tempdir().unwrap();
+    // Signed with the trainer's key (tests/signed_models.rs covers refusals).
+    let key = reco_offline::signing::SigningKey::generate();
+    let key_file = out.path().join("trainer.key");
+    key.write(&key_file).unwrap();
     let output = Command::new(reco_binary())
         .args([
             "train",
@@ -157,6 +161,8 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
         .arg(nats.url())
         .arg("--out")
         .arg(out.path())
+        .arg("--signing-key-file")
+        .arg(&key_file)
         .env_remove("RECO_NATS_URL")
         .output()
         .expect("reco train runs");
@@ -188,9 +194,11 @@ async fn events_recorded_by_serve_survive_a_node_restart_and_train_a_published_m
     assert_eq!(notice.bucket, "reco_models");
 
     let js = async_nats::jetstream::new(client.clone());
-    let (model, lists, manifest) = publish::fetch_published(&js, &notice.bucket, &notice.version)
-        .await
-        .expect("the announced version loads");
+    let trusted = reco_offline::signing::TrustedKeys::parse(&[key.public_hex()]).unwrap();
+    let (model, lists, manifest) =
+        publish::fetch_verified(&js, &notice.bucket, &notice.version, &trusted)
+            .await
+            .expect("the announced version loads, signed by the trainer's key");
     let items: HashSet<u64> = pairs.iter().map(|p| p.1).collect();
     assert_eq!(model.len(), items.len());
     assert_eq!(lists.members.len(), 40);

@@ -556,3 +556,39 @@ async fn state_changing_admin_requests_need_the_operator_token_and_refusals_are_
     );
     assert!(ok.status.success(), "{}", text(&ok));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_with_retry_on_initial_connect_fails_at_once_without_the_secret() {
+    let nats = NatsServer::start_with_config(
+        "authorization {\n  user: alice\n  password: \"s3cret-Pw\"\n}\n",
+    );
+    let wrong = NatsSecurity {
+        user: Some("alice".into()),
+        password: Some(Secret::new("hunter2-wrong")),
+        ..Default::default()
+    };
+    // What the simulator connects with: retrying a server that is still
+    // starting, yet a refused password must not be retried forever.
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = nats.url();
+    let attempt = reco_sim::driver::connect_with(&url, counter, wrong);
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), attempt)
+        .await
+        .expect("a refused password is not retried forever");
+    let said = format!(
+        "{:#}",
+        result.expect_err("a wrong password does not connect")
+    );
+    assert!(said.contains("refused the credentials"), "{said}");
+    assert!(!said.contains("hunter2-wrong"), "{said}");
+    // The right one still connects through the same path.
+    let right = NatsSecurity {
+        user: Some("alice".into()),
+        password: Some(Secret::new("s3cret-Pw")),
+        ..Default::default()
+    };
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    reco_sim::driver::connect_with(&url, counter, right)
+        .await
+        .expect("the right password connects");
+}

@@ -18,7 +18,16 @@
 //! on `<prefix>.admin.model` (`reco model --pin VERSION`, `--unpin`); while
 //! pinned, publications are logged and not swapped in.
 //!
+//! Guarded: a notice naming another bucket than `publish.bucket` is
+//! refused (anyone who may publish the notice could otherwise make every
+//! node serve a bucket of their own), and with `publish.trusted_keys` a
+//! version must carry a manifest signed by one of those keys
+//! ([`reco_offline::signing`]); refusals are counted and logged and the
+//! current version keeps serving.
+//!
 //! Emits: `reco_model_swaps_total{outcome}` (`ok`, `rejected`, `same`, `pinned`),
+//! `reco_model_versions_rejected_total{reason}` (`bucket`, `unsigned`,
+//! `untrusted_key`, `bad_signature`, `invalid`),
 //! `reco_model_version_loaded_timestamp_seconds`.
 
 use crate::lists::ListsReader;
@@ -28,6 +37,7 @@ use reco_messages::admin::{ModelCommand, ModelStatus};
 use reco_messages::metrics as nm;
 use reco_messages::{decode, encode, ModelPublished, Subjects};
 use reco_offline::publish::{self, PublishError};
+use reco_offline::signing::TrustedKeys;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -68,8 +78,11 @@ pub struct Loader {
     pub client: async_nats::Client,
     /// Subjects of the deployment.
     pub subjects: Subjects,
-    /// Bucket to read when a notification names none.
+    /// The bucket of the deployment's versions: a notification naming
+    /// another one is refused.
     pub bucket: String,
+    /// Keys a version must be signed with (empty: none needed).
+    pub trusted: TrustedKeys,
     /// The model in service.
     pub model: ModelHandle,
     /// The lists in service.
@@ -229,13 +242,28 @@ impl Loader {
             metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "same").increment(1);
             return Ok(());
         }
-        let bucket = if notice.bucket.is_empty() {
-            self.bucket.clone()
-        } else {
-            notice.bucket.clone()
-        };
+        if !notice.bucket.is_empty() && notice.bucket != self.bucket {
+            metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "rejected").increment(1);
+            metrics::counter!(nm::MODEL_VERSIONS_REJECTED_TOTAL, "reason" => "bucket").increment(1);
+            let named: String = notice.bucket.chars().take(64).collect();
+            tracing::error!(
+                version = %notice.version,
+                bucket = %named,
+                configured = %self.bucket,
+                serving = current.as_deref().unwrap_or("none"),
+                "Model notice names another bucket than publish.bucket; refused, the current version keeps serving."
+            );
+            return Err(LoadError {
+                version: notice.version,
+                source: PublishError::ForeignBucket {
+                    bucket: named,
+                    configured: self.bucket.clone(),
+                },
+            });
+        }
+        let bucket = self.bucket.clone();
         let js = async_nats::jetstream::new(self.client.clone());
-        match publish::fetch_published(&js, &bucket, &notice.version).await {
+        match publish::fetch_verified(&js, &bucket, &notice.version, &self.trusted).await {
             Ok((model, lists, manifest)) => {
                 // Lists first: a fallback reply of the new version never
                 // precedes the model's.
@@ -257,7 +285,14 @@ impl Loader {
             }
             Err(error) => {
                 metrics::counter!(nm::MODEL_SWAPS_TOTAL, "outcome" => "rejected").increment(1);
+                let reason = match &error {
+                    PublishError::Signature { source, .. } => source.reason(),
+                    _ => "invalid",
+                };
+                metrics::counter!(nm::MODEL_VERSIONS_REJECTED_TOTAL, "reason" => reason)
+                    .increment(1);
                 tracing::error!(
+                    reason,
                     version = %notice.version,
                     bucket,
                     %error,

@@ -5,18 +5,27 @@
 //! first contact and passivating idle ones, so that the number of resident
 //! members stays bounded.
 //!
+//! Two registries, so that members with no events are passivated first: a
+//! member that only asks (a request naming an id never seen with an event,
+//! e.g. a flood of made-up ids) gets a session in the small *visitors*
+//! registry (`max_visitors`); its first event promotes that session to the
+//! *members* registry (`max_resident`). A flood of requests for new ids
+//! therefore only churns visitors: members with events keep their sessions,
+//! and resident sessions never exceed `max_resident + max_visitors`.
+//!
 //! Mailbox: [`RouteEvents`] → `()` (the events of this shard's members that
 //! the ingress took off NATS in one go, in order), [`RouteRecommend`] → `()`
 //! (data, bounded: the ingress uses `try_send`); [`Stop`], [`ResidentCount`] (control,
 //! `do_send`/`send`, never shed).
 //!
-//! State: a moka cache `MemberId → Addr<Session>` with `max_capacity`
-//! (LRU) and `time_to_idle`; evicting an entry sends the session
-//! [`Passivate`]. moka expires entries lazily, so the shard runs the cache's
+//! State: two moka caches `MemberId → Addr<Session>` (members, visitors)
+//! with `max_capacity` (LRU) and `time_to_idle`; evicting an entry sends the
+//! session [`Passivate`] (a promotion moves it without passivating). moka expires entries lazily, so the shard runs the cache's
 //! pending tasks on a timer. (Sessions restart themselves in place when a
 //! handler panics, keeping their mailbox: see `session.rs`.)
 //!
-//! Emits: `reco_session_passivations_total{cause}`,
+//! Emits: `reco_session_passivations_total{cause}` (`idle`, `capacity`,
+//! `visitor_capacity`, `explicit`),
 //! `reco_events_dropped_total{stage="session"}`; a request refused by a
 //! full session mailbox is answered with the fallback (`reason:
 //! overloaded`, see [`crate::reply`]), without what the member has seen
@@ -43,8 +52,11 @@ use std::time::Duration;
 /// Limits of one shard's registry.
 #[derive(Clone, Debug)]
 pub struct ShardSettings {
-    /// Most sessions resident in this shard.
+    /// Most sessions of members with events resident in this shard.
     pub max_resident: u64,
+    /// Most sessions of members seen only through requests (visitors)
+    /// resident in this shard; they are passivated first.
+    pub max_visitors: u64,
     /// A session not used for this long is passivated.
     pub idle_timeout: Duration,
     /// Capacity of the shard's data mailbox.
@@ -115,6 +127,7 @@ pub struct SessionShard {
     settings: ShardSettings,
     deps: Arc<SessionDeps>,
     sessions: Cache<MemberId, Addr<Session>>,
+    visitors: Cache<MemberId, Addr<Session>>,
     exit: ExitHook,
 }
 
@@ -145,25 +158,69 @@ impl SessionShard {
                 session.do_send(Passivate);
             })
             .build();
+        let members = sessions.clone();
+        let visitors = Cache::builder()
+            .max_capacity(settings.max_visitors.max(1))
+            .time_to_idle(settings.idle_timeout)
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |member, session: Addr<Session>, cause| {
+                let cause = match cause {
+                    // Promoted to the members' registry: still in service.
+                    RemovalCause::Explicit if members.contains_key(&*member) => return,
+                    RemovalCause::Expired => "idle",
+                    RemovalCause::Size => "visitor_capacity",
+                    RemovalCause::Explicit | RemovalCause::Replaced => "explicit",
+                };
+                metrics::counter!(m::SESSION_PASSIVATIONS_TOTAL, "cause" => cause).increment(1);
+                session.do_send(Passivate);
+            })
+            .build();
         SessionShard {
             index,
             settings,
             deps: Arc::new(deps),
             sessions,
+            visitors,
             exit,
         }
     }
 
+    /// The session of `member` for an event: the member's, a visitor's
+    /// promoted, or a new one in the members' registry.
     fn session(&self, member: MemberId) -> Addr<Session> {
+        let start = || {
+            self.visitors
+                .get(&member)
+                .filter(Addr::connected)
+                .unwrap_or_else(|| Session::new(member, self.deps.clone()).start())
+        };
+        let mut session = self.sessions.get_with(member, start);
+        if !session.connected() {
+            // The session stopped on its own (sessions restart in place, so
+            // this should not happen): never let a stopped actor swallow
+            // traffic.
+            self.sessions.invalidate(&member);
+            session = self.sessions.get_with(member, start);
+        }
+        // Promoted (the listener sees it among the members and does not
+        // passivate it).
+        self.visitors.invalidate(&member);
+        session
+    }
+
+    /// The session of `member` for a request: the member's if it has one,
+    /// else a visitor's (passivated first under pressure).
+    fn session_for_request(&self, member: MemberId) -> Addr<Session> {
+        if let Some(session) = self.sessions.get(&member).filter(Addr::connected) {
+            return session;
+        }
         let start = || Session::new(member, self.deps.clone()).start();
-        let session = self.sessions.get_with(member, start);
+        let session = self.visitors.get_with(member, start);
         if session.connected() {
             return session;
         }
-        // The session stopped on its own (sessions restart in place, so this
-        // should not happen): never let a stopped actor swallow traffic.
-        self.sessions.invalidate(&member);
-        self.sessions.get_with(member, start)
+        self.visitors.invalidate(&member);
+        self.visitors.get_with(member, start)
     }
 
     fn route_event(&mut self, event: Event) {
@@ -194,13 +251,18 @@ impl Actor for SessionShard {
         // outlives its idle timeout by at most about a quarter of it.
         let every = (self.settings.idle_timeout / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(5));
-        ctx.run_interval(every, |shard, _ctx| shard.sessions.run_pending_tasks());
+        ctx.run_interval(every, |shard, _ctx| {
+            shard.sessions.run_pending_tasks();
+            shard.visitors.run_pending_tasks();
+        });
         tracing::debug!(shard = self.index, "Session shard started.");
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.sessions.invalidate_all();
         self.sessions.run_pending_tasks();
+        self.visitors.invalidate_all();
+        self.visitors.run_pending_tasks();
     }
 }
 
@@ -271,7 +333,7 @@ impl Handler<RouteRecommend> for SessionShard {
 
     fn handle(&mut self, msg: RouteRecommend, ctx: &mut Self::Context) {
         let routed = isolate("session_shard", "RouteRecommend", || {
-            let session = self.session(msg.0.member);
+            let session = self.session_for_request(msg.0.member);
             if let Err(refused) = session.try_send(msg.0) {
                 let (SendError::Full(request) | SendError::Closed(request)) = refused;
                 request.refused(&self.deps.lists, &self.deps.seen);
@@ -291,7 +353,8 @@ impl Handler<Stop> for SessionShard {
     }
 }
 
-/// Ask how many sessions the shard holds (after running pending expiries).
+/// Ask how many sessions the shard holds, members and visitors (after
+/// running pending expiries).
 #[derive(Debug, Message)]
 #[rtype(result = "u64")]
 pub struct ResidentCount;
@@ -301,6 +364,7 @@ impl Handler<ResidentCount> for SessionShard {
 
     fn handle(&mut self, _msg: ResidentCount, _ctx: &mut Self::Context) -> u64 {
         self.sessions.run_pending_tasks();
-        self.sessions.entry_count()
+        self.visitors.run_pending_tasks();
+        self.sessions.entry_count() + self.visitors.entry_count()
     }
 }

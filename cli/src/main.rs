@@ -37,7 +37,8 @@ enum Command {
     /// Show, pin (roll back) or unpin a running node's model version.
     Model(client::ModelArgs),
     /// Print the nats-server configuration that lets several nodes share a
-    /// prefix (subject mappings into partitions, JetStream).
+    /// prefix (subject mappings into partitions, JetStream; --roles adds a
+    /// user per role with its permissions).
     NatsConfig(reco_supervisors::node::command::NatsConfigArgs),
     /// Run the near-real-time aggregation job (one per cluster, a process of
     /// its own) until SIGINT/SIGTERM: take rates and trending from the event
@@ -52,6 +53,9 @@ enum Command {
     /// Have a running node re-read its config file's supervision settings
     /// (like SIGHUP).
     Reload(client::AdminArgs),
+    /// Make a trainer's ed25519 key for signing model versions: writes the
+    /// private key to --out, prints the public key for the nodes.
+    SigningKey(reco_offline::signing::SigningKeyArgs),
     /// Print the effective configuration `reco serve` would run with (file,
     /// flags, every default), credentials redacted.
     Config(reco_supervisors::node::command::ServeArgs),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Insights(args) => reco_supervisors::nearline::insights(args),
         Command::Health(args) => block_on(client::health(args)),
         Command::Reload(args) => block_on(client::reload(args)),
+        Command::SigningKey(args) => reco_offline::signing::signing_key(&args),
         Command::Config(args) => reco_supervisors::node::command::print_config(&args),
     };
     match result {

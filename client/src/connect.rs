@@ -111,6 +111,11 @@ pub struct NatsSecurity {
     /// Start TLS before the server's INFO (servers configured with
     /// `handshake_first`).
     pub tls_first: bool,
+    /// Prefix of this client's reply inboxes (`_INBOX` when unset). With
+    /// one prefix per user (`_INBOX.reco-caller`, as `reco nats-config
+    /// --roles` expects), the server's permissions keep a user from reading
+    /// another's replies.
+    pub inbox_prefix: Option<String>,
 }
 
 impl NatsSecurity {
@@ -130,6 +135,7 @@ impl NatsSecurity {
         pick(&mut self.tls_ca_file, &over.tls_ca_file);
         pick(&mut self.tls_cert_file, &over.tls_cert_file);
         pick(&mut self.tls_key_file, &over.tls_key_file);
+        pick(&mut self.inbox_prefix, &over.inbox_prefix);
         self.tls_required |= over.tls_required;
         self.tls_first |= over.tls_first;
         self
@@ -164,6 +170,21 @@ impl NatsSecurity {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err("nats.tls_cert_file and nats.tls_key_file go together".into());
         }
+        if let Some(prefix) = &self.inbox_prefix {
+            let valid = !prefix.is_empty()
+                && prefix.split('.').all(|token| {
+                    !token.is_empty()
+                        && token
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !valid {
+                return Err(format!(
+                    "nats.inbox_prefix {prefix:?} is not a subject prefix: dot-separated tokens \
+                     of letters, digits, '-' or '_' (e.g. \"_INBOX.reco-caller\")"
+                ));
+            }
+        }
         if self.methods().len() > 1 {
             return Err(format!(
                 "choose one way to authenticate to NATS, not {}",
@@ -194,6 +215,8 @@ pub const ENV_NATS_TLS_KEY_FILE: &str = "RECO_NATS_TLS_KEY_FILE";
 pub const ENV_NATS_TLS_REQUIRED: &str = "RECO_NATS_TLS_REQUIRED";
 /// Environment variable: TLS before INFO (`true`).
 pub const ENV_NATS_TLS_FIRST: &str = "RECO_NATS_TLS_FIRST";
+/// Environment variable: prefix of the client's reply inboxes.
+pub const ENV_NATS_INBOX_PREFIX: &str = "RECO_NATS_INBOX_PREFIX";
 
 /// The `--nats-*` flags (and `RECO_NATS_*` variables) of every command
 /// that connects: `reco serve`, `reco train`, the client commands and
@@ -231,6 +254,10 @@ pub struct SecurityArgs {
     /// TLS handshake before the server's INFO.
     #[arg(long = "nats-tls-first", env = ENV_NATS_TLS_FIRST)]
     pub tls_first: bool,
+    /// Prefix of this client's reply inboxes (e.g. `_INBOX.reco-caller`
+    /// for the caller role of `reco nats-config --roles`).
+    #[arg(long = "nats-inbox-prefix", env = ENV_NATS_INBOX_PREFIX)]
+    pub inbox_prefix: Option<String>,
 }
 
 impl SecurityArgs {
@@ -247,6 +274,7 @@ impl SecurityArgs {
             tls_key_file: self.tls_key_file.clone(),
             tls_required: self.tls_required,
             tls_first: self.tls_first,
+            inbox_prefix: self.inbox_prefix.clone(),
         }
     }
 }
@@ -454,7 +482,8 @@ impl ConnectOptions {
     }
 
     /// Keep retrying the first connection instead of failing at once (for a
-    /// server that is still starting).
+    /// server that is still starting); refused credentials or TLS still
+    /// fail at once.
     pub fn retry_on_initial_connect(mut self) -> Self {
         self.retry_initial = true;
         self
@@ -462,10 +491,42 @@ impl ConnectOptions {
 
     /// Connects.
     ///
+    /// With [`retry_on_initial_connect`](Self::retry_on_initial_connect), an
+    /// unreachable server is tried again (100 ms, doubling up to 2 s) until
+    /// it answers, but a server that refuses the credentials or the TLS
+    /// handshake fails at once: retrying cannot fix either, and the client
+    /// library would otherwise retry forever in the background.
+    ///
     /// # Errors
     /// [`ConnectError`] naming the URL when the server cannot be reached in
-    /// time.
+    /// time, or refuses the credentials or TLS (never with the secret).
     pub async fn connect(self) -> Result<async_nats::Client, ConnectError> {
+        use async_nats::ConnectErrorKind as K;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect_once().await {
+                Ok(client) => return Ok(client),
+                Err(error) if !self.retry_initial => return Err(error),
+                Err(error)
+                    if error.source.as_ref().is_none_or(|source| {
+                        matches!(
+                            source.kind(),
+                            K::AuthorizationViolation | K::Authentication | K::Tls
+                        )
+                    }) =>
+                {
+                    return Err(error)
+                }
+                Err(error) => {
+                    tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64, "NATS not reachable yet; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn connect_once(&self) -> Result<async_nats::Client, ConnectError> {
         let mut options = async_nats::ConnectOptions::new();
         let (urls, from_url) = self.server_urls();
         let security = &self.security;
@@ -526,6 +587,9 @@ impl ConnectOptions {
         if security.tls_first {
             options = options.tls_first();
         }
+        if let Some(prefix) = &security.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
         if let Some(name) = &self.name {
             options = options.name(name);
         }
@@ -537,9 +601,6 @@ impl ConnectOptions {
         }
         if self.no_request_timeout {
             options = options.request_timeout(None);
-        }
-        if self.retry_initial {
-            options = options.retry_on_initial_connect();
         }
         if self.count_events || self.slow_consumers.is_some() {
             let (count, counter) = (self.count_events, self.slow_consumers.clone());
@@ -731,5 +792,16 @@ mod tests {
             ..Default::default()
         };
         assert!(half_tls.validate().unwrap_err().contains("tls_key_file"));
+        let inbox = |prefix: &str| NatsSecurity {
+            inbox_prefix: Some(prefix.into()),
+            ..Default::default()
+        };
+        assert_eq!(inbox("_INBOX.reco-caller").validate(), Ok(()));
+        for bad in ["", "_INBOX.>", "a..b", "a b", "x.*"] {
+            assert!(
+                inbox(bad).validate().unwrap_err().contains("inbox_prefix"),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -15,6 +15,8 @@
 //! # Layout
 //! - [`nats_config`]: the server configuration with the mappings
 //!   (`reco nats-config`).
+//! - [`roles`]: the users of a deployment by role (node, producer, caller,
+//!   operator, trainer) and their permissions (`reco nats-config --roles`).
 //! - [`node_id`]: `NodeId`, the name of a node.
 //! - [`lease`]: `Leases`, a partition's owner in a key-value bucket.
 //! - [`membership`]: `Membership` heartbeats and `LiveNodes`.
@@ -45,6 +47,7 @@ pub mod nats_config;
 pub mod node_id;
 pub mod probe;
 pub mod rebalancer;
+pub mod roles;
 pub mod testing;
 
 pub use fence::Fence;
@@ -55,3 +58,4 @@ pub use membership::{LiveNodes, Membership};
 pub use nats_config::ServerConfig;
 pub use node_id::NodeId;
 pub use rebalancer::{Ownership, Rebalancer, RebalancerSettings};
+pub use roles::{Deployment, Role, RoleUsers};

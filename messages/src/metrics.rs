@@ -96,6 +96,10 @@ pub const SUPERVISOR_EXHAUSTED_TOTAL: &str = "reco_supervisor_exhausted_total";
 pub const SUPERVISOR_DOWN: &str = "reco_supervisor_down";
 /// Counter: hot swaps of published model versions, by `outcome`.
 pub const MODEL_SWAPS_TOTAL: &str = "reco_model_swaps_total";
+/// Counter: published model versions (or notices) a node refused, by
+/// `reason` (`bucket`, `unsigned`, `untrusted_key`, `bad_signature`,
+/// `invalid`).
+pub const MODEL_VERSIONS_REJECTED_TOTAL: &str = "reco_model_versions_rejected_total";
 /// Gauge: when the model in service was swapped in (Unix seconds).
 pub const MODEL_LOADED_TIMESTAMP_SECONDS: &str = "reco_model_version_loaded_timestamp_seconds";
 /// Counter: requests still in flight when a drain timed out.
@@ -404,6 +408,11 @@ pub const ALL: &[Described] = &[
         name: MODEL_SWAPS_TOTAL,
         kind: Kind::Counter,
         help: "Hot swaps of published model versions, by `outcome`.",
+    },
+    Described {
+        name: MODEL_VERSIONS_REJECTED_TOTAL,
+        kind: Kind::Counter,
+        help: "Published model versions or notices refused, by `reason` (bucket, unsigned, untrusted_key, bad_signature, invalid).",
     },
     Described {
         name: MODEL_LOADED_TIMESTAMP_SECONDS,

@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// Versions to keep in the bucket (overrides publish.keep_versions).
     #[arg(long)]
     pub keep_versions: Option<usize>,
+    /// Sign the published version's manifest with this ed25519 key file
+    /// (overrides publish.signing_key_file; `reco signing-key` makes one).
+    #[arg(long)]
+    pub signing_key_file: Option<std::path::PathBuf>,
     /// Held-out ratings (MovieLens CSV) to measure quality on; the model
     /// trains on all of --ratings.
     #[arg(long, conflicts_with = "holdout_fraction")]
@@ -167,6 +171,9 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
     }
     if let Some(keep) = args.keep_versions {
         config.publish.keep_versions = keep;
+    }
+    if let Some(path) = &args.signing_key_file {
+        config.publish.signing_key_file = Some(path.clone());
     }
     config.events_log.validate()?;
     config.publish.validate()?;

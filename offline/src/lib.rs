@@ -22,4 +22,5 @@ pub mod command;
 pub mod event_log;
 pub mod publish;
 pub mod settings;
+pub mod signing;
 pub mod train;

@@ -13,8 +13,14 @@
 //! start from the manifest, so they never see half a version. A version name
 //! is never reused: publishing refuses a version whose manifest exists, or
 //! existed and was pruned (its tombstone stays in the bucket).
+//!
+//! With `publish.signing_key_file` the trainer also stores
+//! `<version>/manifest.sig`, an ed25519 signature of the manifest, before
+//! the manifest; a node with `publish.trusted_keys` puts in service only
+//! versions signed by one of those keys ([`crate::signing`]).
 
 use crate::settings::{check_name, range, OutOfRange};
+use crate::signing::{KeyError, SignatureError, SigningKey, TrustedKeys, SIGNATURE_OBJECT};
 use async_nats::jetstream::{self, object_store};
 use futures::StreamExt;
 use reco_messages::metrics as nm;
@@ -50,6 +56,14 @@ pub struct PublishConfig {
     /// restarted node does not serve an old model until the next
     /// publication.
     pub load_newest_at_start: bool,
+    /// The trainer's ed25519 private key (`reco signing-key --out FILE`):
+    /// `reco train --publish` signs every version's manifest with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// Public keys (hex) of the trainers a node accepts versions from: when
+    /// set, an unsigned or wrongly signed version is rejected and the
+    /// current one keeps serving.
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for PublishConfig {
@@ -58,6 +72,8 @@ impl Default for PublishConfig {
             bucket: "reco_models".into(),
             keep_versions: 5,
             load_newest_at_start: true,
+            signing_key_file: None,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -69,6 +85,13 @@ impl PublishConfig {
     /// [`OutOfRange`] naming the first key out of range.
     pub fn validate(&self) -> Result<(), OutOfRange> {
         check_name("publish.bucket", &self.bucket)?;
+        if let Err(error) = self.trusted() {
+            return Err(OutOfRange {
+                key: "publish.trusted_keys",
+                value: error.to_string(),
+                expected: "public keys of 64 hex digits (`reco signing-key` prints one)",
+            });
+        }
         range(
             "publish.keep_versions",
             self.keep_versions,
@@ -76,6 +99,14 @@ impl PublishConfig {
             1000,
             "1 to 1000",
         )
+    }
+
+    /// The keys versions must be signed with (none: no signature needed).
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the first key that is not one.
+    pub fn trusted(&self) -> Result<TrustedKeys, KeyError> {
+        TrustedKeys::parse(&self.trusted_keys)
     }
 }
 
@@ -178,6 +209,26 @@ pub enum PublishError {
         #[source]
         source: ArtifactError,
     },
+    /// A notice names another bucket than the deployment's.
+    #[error("the notice names bucket {bucket}, not publish.bucket = {configured}; refused")]
+    ForeignBucket {
+        /// The bucket named (at most 64 characters of it).
+        bucket: String,
+        /// The configured bucket.
+        configured: String,
+    },
+    /// The trainer's signing key cannot be used.
+    #[error("cannot sign the version: {0}")]
+    SigningKey(#[from] KeyError),
+    /// The version's signature is missing or wrong while keys are trusted.
+    #[error("model version {version} is refused: {source}")]
+    Signature {
+        /// The version.
+        version: String,
+        /// Why.
+        #[source]
+        source: SignatureError,
+    },
     /// The notification could not be sent.
     #[error("cannot publish the notification on {subject}: {source}")]
     Notify {
@@ -260,6 +311,10 @@ async fn publish_inner(
     lists: &PrecomputedLists,
     train_seconds: f64,
 ) -> Result<Published, PublishError> {
+    let signer = match &config.signing_key_file {
+        Some(path) => Some(SigningKey::from_file(path)?),
+        None => None,
+    };
     let js = jetstream::new(client.clone());
     let store = open_bucket(&js, &config.bucket).await?;
     let version = model.version().to_owned();
@@ -294,6 +349,11 @@ async fn publish_inner(
     };
     // Serialising plain strings and numbers cannot fail.
     let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    if let Some(signer) = &signer {
+        // Before the manifest: a complete version is a signed one.
+        let signature = serde_json::to_vec(&signer.sign(&body)).unwrap_or_default();
+        put(&store, object_name(&version, SIGNATURE_OBJECT), signature).await?;
+    }
     put(&store, manifest_name, body).await?;
     let deleted = prune(&store, &config.bucket, config.keep_versions).await?;
     let subject = subjects.published_model();
@@ -423,6 +483,11 @@ async fn prune(
                 source: e.into(),
             })?;
         }
+        // An unsigned version has none.
+        let signature = object_name(&manifest.version, SIGNATURE_OBJECT);
+        if store.info(&signature).await.is_ok_and(|info| !info.deleted) {
+            let _ = store.delete(&signature).await;
+        }
         metrics::counter!(nm::PUBLISH_VERSIONS_DELETED_TOTAL).increment(1);
         deleted.push(manifest.version);
     }
@@ -440,6 +505,21 @@ pub async fn fetch_published(
     js: &jetstream::Context,
     bucket: &str,
     version: &str,
+) -> Result<(ItemFactors, PrecomputedLists, Manifest), PublishError> {
+    fetch_verified(js, bucket, version, &TrustedKeys::default()).await
+}
+
+/// [`fetch_published`], and when `trusted` names keys, the manifest must
+/// be signed by one of them ([`crate::signing`]) before anything else is read.
+///
+/// # Errors
+/// [`PublishError`] ([`PublishError::Signature`] for a missing or wrong
+/// signature); on any of them the caller keeps its current version.
+pub async fn fetch_verified(
+    js: &jetstream::Context,
+    bucket: &str,
+    version: &str,
+    trusted: &TrustedKeys,
 ) -> Result<(ItemFactors, PrecomputedLists, Manifest), PublishError> {
     let store = js
         .get_object_store(bucket)
@@ -460,12 +540,29 @@ pub async fn fetch_published(
             bucket: bucket.to_owned(),
         });
     }
-    let manifest: Manifest =
-        serde_json::from_slice(&get(&store, &manifest_name).await?).map_err(|source| {
-            PublishError::Manifest {
-                object: manifest_name.clone(),
+    let manifest_bytes = get(&store, &manifest_name).await?;
+    if !trusted.is_empty() {
+        let signature_name = object_name(version, SIGNATURE_OBJECT);
+        let signature = if store
+            .info(&signature_name)
+            .await
+            .is_ok_and(|info| !info.deleted)
+        {
+            Some(get(&store, &signature_name).await?)
+        } else {
+            None
+        };
+        trusted
+            .verify(&manifest_bytes, signature.as_deref())
+            .map_err(|source| PublishError::Signature {
+                version: version.to_owned(),
                 source,
-            }
+            })?;
+    }
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|source| PublishError::Manifest {
+            object: manifest_name.clone(),
+            source,
         })?;
     let mismatch = |object: &str, why: String| PublishError::Mismatch {
         object: object.to_owned(),

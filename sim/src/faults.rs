@@ -39,7 +39,7 @@ pub enum FaultKind {
         /// Multiplier, 2 = twice the load.
         factor: u32,
     },
-    /// The NATS server is killed and started again.
+    /// The NATS server is killed (SIGKILL) and started again on its port.
     NatsRestart,
     /// The node serving the most partitions is killed (SIGKILL), and
     /// started again at the end of the window (`--nodes`).
@@ -52,6 +52,17 @@ pub enum FaultKind {
     NodeStop,
     /// One more node joins.
     NodeJoin,
+    /// `count` events of just under the server's payload limit.
+    BigPayloads {
+        /// Payloads.
+        count: u64,
+    },
+    /// Requests for up to `members` distinct member ids never seen before,
+    /// as fast as the node answers them.
+    MemberFlood {
+        /// Distinct ids.
+        members: u64,
+    },
 }
 
 impl FaultKind {
@@ -77,6 +88,8 @@ impl fmt::Display for FaultKind {
             FaultKind::NodeHang => f.write_str("node_hang"),
             FaultKind::NodeStop => f.write_str("node_stop"),
             FaultKind::NodeJoin => f.write_str("node_join"),
+            FaultKind::BigPayloads { count } => write!(f, "big_payloads(count={count})"),
+            FaultKind::MemberFlood { members } => write!(f, "member_flood(members={members})"),
         }
     }
 }
@@ -102,6 +115,10 @@ pub enum FaultName {
     NodeStop,
     /// `node_join`
     NodeJoin,
+    /// `big_payloads`
+    BigPayloads,
+    /// `member_flood`
+    MemberFlood,
 }
 
 impl FromStr for FaultName {
@@ -118,10 +135,13 @@ impl FromStr for FaultName {
             "node_hang" => FaultName::NodeHang,
             "node_stop" => FaultName::NodeStop,
             "node_join" => FaultName::NodeJoin,
+            "big_payloads" => FaultName::BigPayloads,
+            "member_flood" => FaultName::MemberFlood,
             other => {
                 return Err(format!(
                     "unknown fault {other:?}: use model_slow, model_crash, malformed, spike, \
-                     nats_restart, node_kill, node_hang, node_stop or node_join"
+                     nats_restart, big_payloads, member_flood, node_kill, node_hang, \
+                     node_stop or node_join"
                 ))
             }
         })
@@ -168,6 +188,10 @@ pub fn schedule(seed: u64, run: Duration, names: &[FaultName], deadline_ms: u64)
                 FaultName::NodeHang => FaultKind::NodeHang,
                 FaultName::NodeStop => FaultKind::NodeStop,
                 FaultName::NodeJoin => FaultKind::NodeJoin,
+                FaultName::BigPayloads => FaultKind::BigPayloads {
+                    count: rng.gen_range(20..60),
+                },
+                FaultName::MemberFlood => FaultKind::MemberFlood { members: 1_000_000 },
             };
             Fault {
                 kind,
@@ -283,6 +307,103 @@ mod rmpv_free {
             IgnoredAny::deserialize(d).map(|_| Value)
         }
     }
+}
+
+/// Publishes `count` events of just under the server's payload limit
+/// (`max_payload` of its INFO, less room for the subject and headers) on
+/// member subjects: what a buggy or hostile producer can send. Returns how
+/// many the server took (a publish the server refuses closes nothing on the
+/// node's side, which is the point).
+pub async fn big_payloads(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    count: u64,
+    members: u64,
+) -> Result<u64, String> {
+    let limit = client.server_info().max_payload;
+    let size = limit.saturating_sub(1024).max(1);
+    let payload = bytes::Bytes::from(vec![0xc1_u8; size]);
+    let mut sent = 0;
+    for i in 0..count {
+        let member = MemberId(1 + i % members.max(1));
+        match client
+            .publish(subjects.events(member), payload.clone())
+            .await
+        {
+            Ok(()) => sent += 1,
+            Err(e) => return Err(format!("failed after {sent}: {e}")),
+        }
+    }
+    client.flush().await.map_err(|e| e.to_string())?;
+    Ok(sent)
+}
+
+/// What a member flood did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flood {
+    /// Requests sent, each for a new member id.
+    pub sent: u64,
+    /// Replies received.
+    pub answered: u64,
+}
+
+/// Floods the node with requests for distinct member ids from `first` on,
+/// never seen with an event, until `members` were sent or `until`, at most
+/// 512 unanswered at a time; replies go to one inbox and are only counted.
+pub async fn member_flood(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    first: u64,
+    members: u64,
+    until: std::time::Instant,
+) -> Result<Flood, String> {
+    use futures::StreamExt as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(format!("{inbox}.*"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let counter = {
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            while replies.next().await.is_some() {
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let request = encode(&reco_messages::RecommendRequest {
+        deadline_ms: Some(200),
+        ..Default::default()
+    });
+    let mut sent = 0;
+    while sent < members && std::time::Instant::now() < until {
+        if sent - answered.load(Ordering::Relaxed) >= 512 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            continue;
+        }
+        client
+            .publish_with_reply(
+                subjects.recommend(MemberId(first + sent)),
+                format!("{inbox}.{sent}"),
+                request.clone().into(),
+            )
+            .await
+            .map_err(|e| format!("failed after {sent}: {e}"))?;
+        sent += 1;
+    }
+    // The stragglers: a node answers within its deadline.
+    let wait = std::time::Instant::now() + Duration::from_secs(2);
+    while answered.load(Ordering::Relaxed) < sent && std::time::Instant::now() < wait {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    counter.abort();
+    Ok(Flood {
+        sent,
+        answered: answered.load(Ordering::Relaxed),
+    })
 }
 
 /// `count` malformed event payloads of several kinds (garbage bytes, wrong

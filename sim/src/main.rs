@@ -217,8 +217,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 50)]
     deadline_ms: u64,
     /// Faults to inject, scheduled from the seed: model_slow, model_crash,
-    /// malformed, spike, nats_restart, and with --nodes node_kill,
-    /// node_hang, node_stop, node_join (repeat or comma-separate).
+    /// malformed, spike, nats_restart, big_payloads, member_flood, and with
+    /// --nodes node_kill, node_hang, node_stop, node_join (repeat or
+    /// comma-separate).
     #[arg(long, value_delimiter = ',')]
     fault: Vec<FaultName>,
     /// Start this many nodes sharing the prefix through the server's

@@ -515,6 +515,7 @@ mod tests {
                 fallback_share: 0.9,
                 worst_p99_ms: 49.0,
                 note: String::new(),
+                lost: String::new(),
             }],
             ..Report::default()
         }

@@ -155,6 +155,10 @@ pub struct FaultRecord {
     pub worst_p99_ms: f64,
     /// Fault-specific observation (e.g. payloads the node rejected).
     pub note: String,
+    /// What was lost inside the window (and until its requests settled):
+    /// requests without a reply or with an error, events the node never
+    /// counted.
+    pub lost: String,
 }
 
 /// What one cohort saw (experiment: even member ids, control: odd).
@@ -495,7 +499,7 @@ impl Report {
             );
         }
         for fault in &self.faults {
-            let _ = writeln!(w, "  fault         {} {:.1}-{:.1} s: {}; {} replies, fallback {:.0}%, worst p99 {:.2} ms{}", fault.fault, fault.start_s, fault.end_s, fault.outcome, fault.replies, fault.fallback_share * 100.0, fault.worst_p99_ms, if fault.note.is_empty() { String::new() } else { format!("; {}", fault.note) });
+            let _ = writeln!(w, "  fault         {} {:.1}-{:.1} s: {}; {} replies, fallback {:.0}%, worst p99 {:.2} ms{}; lost: {}", fault.fault, fault.start_s, fault.end_s, fault.outcome, fault.replies, fault.fallback_share * 100.0, fault.worst_p99_ms, if fault.note.is_empty() { String::new() } else { format!("; {}", fault.note) }, if fault.lost.is_empty() { "nothing measured" } else { fault.lost.as_str() });
         }
         let checks = self.verdict();
         let met = checks.iter().filter(|c| c.met).count();
@@ -601,6 +605,7 @@ mod tests {
                 fallback_share: 0.9,
                 worst_p99_ms: 49.5,
                 note: String::new(),
+                lost: String::new(),
             }],
             ..Report::default()
         }

@@ -171,6 +171,85 @@ async fn faults_are_injected_in_their_windows_and_reported() {
     assert!(reco_sim::plot::svg(&report).contains("model_slow"));
 }
 
+/// The hostile faults of issue 11: events of just under the server's limit,
+/// a flood of unknown member ids, a sustained model crash and a NATS
+/// restart (kill -9 of the server the simulator started) — each applied,
+/// and each record says what was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_faults_are_applied_and_each_says_what_was_lost() {
+    let world = Arc::new(World::synthetic(tiny(5)));
+    let stack = world_stack(&world, None, 50).unwrap();
+    let at = |ms| Duration::from_millis(ms);
+    let config = DriveConfig {
+        duration: Duration::from_secs(8),
+        events_per_sec: 500.0,
+        load: Load::Closed { concurrency: 2 },
+        faults: vec![
+            Fault {
+                kind: FaultKind::BigPayloads { count: 20 },
+                start: at(1_000),
+                length: at(600),
+            },
+            Fault {
+                kind: FaultKind::MemberFlood { members: 5_000 },
+                start: at(2_000),
+                length: at(1_500),
+            },
+            Fault {
+                kind: FaultKind::ModelCrash,
+                start: at(4_000),
+                length: at(1_000),
+            },
+            Fault {
+                kind: FaultKind::NatsRestart,
+                start: at(5_500),
+                length: at(800),
+            },
+        ],
+        ..DriveConfig::default()
+    };
+    let report = run(&world, &stack, config, true).await;
+    let table = report.table();
+    let record = |prefix: &str| {
+        report
+            .faults
+            .iter()
+            .find(|f| f.fault.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{table}"))
+    };
+    for prefix in [
+        "big_payloads",
+        "member_flood",
+        "model_crash",
+        "nats_restart",
+    ] {
+        let fault = record(prefix);
+        assert!(fault.outcome.starts_with("applied"), "{table}");
+        assert!(fault.lost.contains("requests unanswered"), "{table}");
+        assert!(fault.lost.contains("events sent"), "{table}");
+    }
+    // Big payloads are rejected without the node losing its connection.
+    assert_eq!(
+        record("big_payloads").note,
+        "node rejected 20 of 20; node NATS disconnections 0",
+        "{table}"
+    );
+    assert!(
+        record("member_flood")
+            .note
+            .contains("requests for new member ids"),
+        "{table}"
+    );
+    assert!(
+        record("model_crash").note.contains("the node stayed up"),
+        "{table}"
+    );
+    assert!(table.contains("lost: "), "{table}");
+    println!("{table}");
+    // The node served before and after all of it.
+    assert!(report.replies > 0, "{table}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_fault_on_the_experiment_cohort_spares_the_control() {
     // Members get live events from the start; the model is slowed past the

@@ -587,6 +587,9 @@ pub struct NatsConfig {
     pub tls_required: bool,
     /// TLS handshake before the server's INFO (`handshake_first` servers).
     pub tls_first: bool,
+    /// Prefix of the node's reply inboxes (`_INBOX` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -606,6 +609,7 @@ impl Default for NatsConfig {
             tls_key_file: None,
             tls_required: false,
             tls_first: false,
+            inbox_prefix: None,
         }
     }
 }
@@ -659,9 +663,13 @@ impl Default for LimitsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
-    /// Most members resident at once (over all shards); the least recently
-    /// used is passivated beyond it.
+    /// Most members with events resident at once (over all shards); the
+    /// least recently used is passivated beyond it.
     pub max_resident: u64,
+    /// Most members seen only through requests ("visitors": no event yet)
+    /// resident at once (over all shards); passivated first, so a flood of
+    /// requests for new member ids cannot push out members with events.
+    pub max_visitors: u64,
     /// A member with no traffic for this long is passivated, in ms.
     pub idle_timeout_ms: u64,
     /// Events remembered per member.
@@ -693,6 +701,7 @@ impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig {
             max_resident: 1_000_000,
+            max_visitors: 100_000,
             idle_timeout_ms: 30 * 60 * 1000,
             recent_events: 50,
             mailbox: 64,
@@ -980,6 +989,7 @@ impl NatsConfig {
             tls_key_file: self.tls_key_file.clone(),
             tls_required: self.tls_required,
             tls_first: self.tls_first,
+            inbox_prefix: self.inbox_prefix.clone(),
         }
     }
 
@@ -996,6 +1006,7 @@ impl NatsConfig {
         self.tls_key_file = security.tls_key_file;
         self.tls_required = security.tls_required;
         self.tls_first = security.tls_first;
+        self.inbox_prefix = security.inbox_prefix;
     }
 
     /// How a node connects: named `reco-serve`, bounded subscription
@@ -1129,6 +1140,13 @@ impl Config {
         range(
             "sessions.max_resident",
             self.sessions.max_resident,
+            1,
+            1 << 32,
+            "1 to 4294967296",
+        )?;
+        range(
+            "sessions.max_visitors",
+            self.sessions.max_visitors,
             1,
             1 << 32,
             "1 to 4294967296",

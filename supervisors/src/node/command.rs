@@ -55,6 +55,22 @@ pub struct NatsConfigArgs {
     /// JetStream store directory of the complete configuration.
     #[arg(long, default_value = "/var/lib/nats/jetstream")]
     pub store_dir: PathBuf,
+    /// Add the users of every role (node, producer, caller, operator,
+    /// trainer) with their permissions; passwords are the server variables
+    /// $RECO_PASSWORD_<ROLE> (see the README's Security section).
+    #[arg(long)]
+    pub roles: bool,
+    /// With --roles: the object-store bucket of the model versions
+    /// (publish.bucket).
+    #[arg(long, default_value = "reco_models", requires = "roles")]
+    pub bucket: String,
+    /// With --roles: the event stream (events_log.stream).
+    #[arg(long, default_value = "RECO_EVENTS", requires = "roles")]
+    pub events_stream: String,
+    /// With --roles: ROLE=PUBLIC_KEY, the role authenticates with this user
+    /// NKey instead of a password (repeatable).
+    #[arg(long, value_name = "ROLE=PUBLIC_KEY", requires = "roles")]
+    pub nkey: Vec<String>,
 }
 
 /// Prints the nats-server configuration that lets several nodes share a
@@ -64,10 +80,27 @@ pub struct NatsConfigArgs {
 /// On an invalid prefix or partition count.
 pub fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<()> {
     let subjects = reco_messages::Subjects::new(&args.prefix)?;
-    let config = reco_cluster::ServerConfig::new()
+    let mut config = reco_cluster::ServerConfig::new()
         .partitions(&subjects, args.partitions)?
         .listen(args.listen.clone())
         .store_dir(&args.store_dir);
+    if args.roles {
+        reco_offline::settings::check_name("--bucket", &args.bucket)?;
+        reco_offline::settings::check_name("--events-stream", &args.events_stream)?;
+        let mut users = reco_cluster::RoleUsers::new(reco_cluster::Deployment {
+            subjects,
+            model_bucket: args.bucket.clone(),
+            events_stream: args.events_stream.clone(),
+        });
+        for given in &args.nkey {
+            let (role, key) = given.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--nkey {given:?}: expected ROLE=PUBLIC_KEY, e.g. producer=UA…")
+            })?;
+            let role: reco_cluster::Role = role.parse().map_err(anyhow::Error::msg)?;
+            users = users.nkey(role, key).map_err(anyhow::Error::msg)?;
+        }
+        config = config.roles(users);
+    }
     if args.fragment {
         print!("{}", config.fragment());
     } else {

@@ -210,6 +210,8 @@ pub async fn run(
             client: client.clone(),
             subjects: admin_subjects.clone(),
             bucket: config.publish.bucket.clone(),
+            // Checked by Config::validate.
+            trusted: config.publish.trusted()?,
             model: handle.clone(),
             lists: reader.clone(),
             load_newest_at_start: config.publish.load_newest_at_start,

@@ -292,6 +292,7 @@ impl TreeParts {
         let shard_count = self.arbiters.len();
         let settings = ShardSettings {
             max_resident: config.sessions.max_resident.div_ceil(shard_count as u64),
+            max_visitors: config.sessions.max_visitors.div_ceil(shard_count as u64),
             idle_timeout: Duration::from_millis(config.sessions.idle_timeout_ms),
             mailbox: config.sessions.shard_mailbox,
         };
