@@ -129,6 +129,7 @@ mod tests {
             version: "v".into(),
             popular: popular(&data, 10),
             members: batch_top_n(&model, &data, 5, 1),
+            ..PrecomputedLists::default()
         };
         let tiers = evaluate_tiers(&model, &lists, &data, &test, 1);
         for (name, m) in tiers.named() {
