@@ -305,6 +305,7 @@ impl Fixture {
             version: version.to_owned(),
             popular,
             members,
+            ..PrecomputedLists::default()
         };
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         artifacts::save(dir.path(), &model, &lists).expect("cannot write the fixture");

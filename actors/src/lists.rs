@@ -133,6 +133,7 @@ mod tests {
             version: "v1".into(),
             popular: scored(&[1, 2, 3, 4, 5]),
             members: HashMap::from([(MemberId(7), scored(&[9, 2, 8]))]),
+            ..PrecomputedLists::default()
         }
     }
 

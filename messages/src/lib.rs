@@ -38,7 +38,7 @@ pub use row::Row;
 pub use subjects::Subjects;
 pub use wire::{
     ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,
-    Recommendations, ScoredItem, Source,
+    ItemDetails, Recommendations, ScoredItem, Source,
 };
 
 #[cfg(test)]
@@ -98,6 +98,8 @@ mod tests {
                 list_age_ms: Some(5),
                 signals: Some(3),
                 newest_signal_age_ms: None,
+                row: Some("genre:Comedy".into()),
+                details: Some(vec![ItemDetails { item: ItemId(1), title: "Toy Story (1995)".into(), genres: vec!["Comedy".into()] }]),
             };
             let back: RecommendReply = decode(&encode(&reply), LIMIT).unwrap();
             prop_assert_eq!(back, RecommendReply::Ok(reply));
@@ -159,6 +161,8 @@ mod tests {
             list_age_ms: Some(1500),
             signals: Some(2),
             newest_signal_age_ms: Some(40),
+            row: None,
+            details: None,
         };
         let read: OldReply = rmp_serde::from_slice(&encode(&reply)).unwrap();
         assert_eq!(read.model_version.as_deref(), Some("m1"));

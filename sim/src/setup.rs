@@ -90,6 +90,7 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         version: plan.version.clone(),
         popular: popular(&data, 500),
         members,
+        ..PrecomputedLists::default()
     };
     reco_offline::artifacts::save(dir, &model.item_factors, &lists)
         .context("cannot write the model directory")?;
@@ -131,6 +132,7 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         version: version.to_owned(),
         popular,
         members: std::collections::HashMap::<MemberId, Vec<Scored>>::new(),
+        ..PrecomputedLists::default()
     };
     reco_offline::artifacts::save(dir, &model, &lists).context("cannot write the model directory")
 }
