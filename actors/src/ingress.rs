@@ -371,6 +371,7 @@ impl Ingress {
             deadline,
             responder,
             span,
+            row: request.row,
         };
         let refused = match self.shards.for_member(member) {
             Some(shard) => match shard.try_send(RouteRecommend(recommend)) {
@@ -401,8 +402,18 @@ impl Ingress {
         else {
             return;
         };
-        let fallback = self.lists.fallback(member, request.k as usize, &[]);
-        responder.fall_back(member, fallback, reco_messages::Reason::Failover);
+        // The row's own fallback (the genre's popular list for a genre
+        // row, …): the member's session is on another node or none.
+        match crate::rows::offline_fallback(
+            &request.row,
+            member,
+            request.k as usize,
+            &self.lists,
+            None,
+        ) {
+            Ok(fallback) => responder.fall_back(member, fallback, reco_messages::Reason::Failover),
+            Err(message) => responder.error(ErrorCode::BadRequest, message),
+        }
     }
 
     /// What every request subject shares before the request is served: a
@@ -447,7 +458,13 @@ impl Ingress {
             }
         };
         match decode_request(&message.payload, self.settings.max_payload) {
-            Ok(request) => Some((responder, member, request)),
+            Ok(request) => {
+                // The reply says which row it answers (and, when asked,
+                // the items' titles from the lists in service).
+                let details = request.details.then(|| self.lists.clone());
+                let responder = responder.for_row(request.row.clone(), details);
+                Some((responder, member, request))
+            }
             Err(error @ DecodeError::TooLarge { .. }) => {
                 responder.error(ErrorCode::TooLarge, error.to_string());
                 None

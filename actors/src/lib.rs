@@ -10,6 +10,8 @@
 //! - [`reply`]: the request-reply room: [`reply::Recommend`], the
 //!   [`reply::Responder`] that answers every request exactly once, the one
 //!   fallback → reply step, and the in-flight count a drain waits on.
+//! - [`rows`]: the row dispatch: what each row (genre, because, continue,
+//!   popular, new) asks of the model and what answers when it cannot.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
 //!   in front of it.
 //! - [`nearline`]: the member's list refreshed between requests after an
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod model;
 pub mod nearline;
 pub mod reply;
+pub mod rows;
 pub mod session;
 pub mod shard;
 pub mod signals;

@@ -35,9 +35,10 @@ use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
 use crate::metrics as m;
-use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
+use crate::model::{ModelPool, Refusal, RowQuery, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
 use crate::reply::{fallback_reply, Recommend};
+use crate::rows;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
@@ -257,6 +258,7 @@ impl Session {
             deadline,
             responder,
             span,
+            row,
         } = msg;
         let _entered = span.enter();
         let exclude: Vec<ItemId> = if exclude_seen {
@@ -264,29 +266,52 @@ impl Session {
         } else {
             Vec::new()
         };
-        // The fallback is taken before the model is asked: whatever happens
-        // next, an answer is ready. The nearline list comes first.
-        let offline = self.deps.lists.fallback(member, k, &exclude);
-        let (fallback, fresh) = self.nearline.fallback(
-            self.deps.nearline.as_ref(),
-            self.applied,
-            k,
-            &exclude,
-            offline,
-        );
         let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
         let used = Used {
             signals: u32::try_from(signals).unwrap_or(u32::MAX),
             newest_age_ms,
         };
-        if fresh {
-            // Cheap answer: the list already reflects every event.
-            let mut reply = fallback_reply(member, fallback, Reason::Deadline);
-            reply.degraded = false;
-            reply.reason = None;
-            responder.reply(used.stamp(reply));
-            return;
-        }
+        // The row decides what the model ranks and what answers without it
+        // (crate::rows); top picks keep the nearline tier.
+        let model = self.deps.model.model().load();
+        let (fallback, query) = match rows::plan(
+            &row,
+            k,
+            &exclude,
+            &self.deps.lists,
+            model.as_deref(),
+            &self.signals,
+        ) {
+            rows::Plan::Refuse(message) => {
+                return responder.error(reco_messages::ErrorCode::BadRequest, message)
+            }
+            rows::Plan::Direct(answer) => {
+                return responder.reply(rows::direct_reply(member, answer))
+            }
+            rows::Plan::Model { query, fallback } => (fallback, query),
+            rows::Plan::Top => {
+                // The fallback is taken before the model is asked:
+                // whatever happens next, an answer is ready. The
+                // nearline list comes first.
+                let offline = self.deps.lists.fallback(member, k, &exclude);
+                let (fallback, fresh) = self.nearline.fallback(
+                    self.deps.nearline.as_ref(),
+                    self.applied,
+                    k,
+                    &exclude,
+                    offline,
+                );
+                if fresh {
+                    // Cheap answer: the list already reflects every event.
+                    let mut reply = fallback_reply(member, fallback, Reason::Deadline);
+                    reply.degraded = false;
+                    reply.reason = None;
+                    responder.reply(used.stamp(reply));
+                    return;
+                }
+                (fallback, RowQuery::Top)
+            }
+        };
         let interactions = self.signals.interactions();
         // A member the model was trained on is never cold: its history is
         // in the model.
@@ -297,7 +322,9 @@ impl Session {
                 .load()
                 .is_some_and(|m| m.knows_member(member))
         };
-        if interactions.is_empty() && !known() {
+        // The neighbours of an item need no member vector.
+        let needs_member = !matches!(query, RowQuery::Near(_));
+        if needs_member && interactions.is_empty() && !known() {
             responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ColdStart)));
             return;
         }
@@ -320,6 +347,7 @@ impl Session {
         let mut score = Score::new(member, interactions, k, exclude, answer_by);
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
+        score.row = query;
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -354,6 +382,8 @@ impl Session {
                         list_age_ms: None,
                         signals: None,
                         newest_signal_age_ms: None,
+                        row: None,
+                        details: None,
                     }));
                 }
                 Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
@@ -470,6 +500,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),
+            row: reco_messages::Row::Top,
         });
         let reply: reco_messages::RecommendReply =
             reco_messages::decode(&reply.await.unwrap(), 1 << 20).unwrap();

@@ -37,8 +37,8 @@ pub use published::{AggregatesPublished, ModelPublished};
 pub use row::Row;
 pub use subjects::Subjects;
 pub use wire::{
-    ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply, RecommendRequest,
-    ItemDetails, Recommendations, ScoredItem, Source,
+    ErrorBody, ErrorCode, ErrorReply, Event, EventKind, ItemDetails, Reason, RecommendReply,
+    RecommendRequest, Recommendations, ScoredItem, Source,
 };
 
 #[cfg(test)]

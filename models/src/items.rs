@@ -121,9 +121,7 @@ pub fn parse_movies<R: BufRead>(reader: R) -> Result<Catalogue, ItemsError> {
         };
         let line = line.map_err(|e| fail(format!("cannot be read: {e}")))?;
         let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty()
-            || (number == 1 && line.trim().eq_ignore_ascii_case(HEADER))
-        {
+        if line.trim().is_empty() || (number == 1 && line.trim().eq_ignore_ascii_case(HEADER)) {
             continue;
         }
         let fields = split_csv(line).map_err(fail)?;
@@ -418,7 +416,10 @@ mod tests {
         assert!(untitled.genres.is_empty());
         assert_eq!(untitled.year, None);
         let genres = c.genres();
-        assert_eq!(genres["adventure"].1, vec![ItemId(1), ItemId(8), ItemId(260)]);
+        assert_eq!(
+            genres["adventure"].1,
+            vec![ItemId(1), ItemId(8), ItemId(260)]
+        );
         assert_eq!(genres["sci-fi"].0, "Sci-Fi");
     }
 
@@ -427,7 +428,10 @@ mod tests {
         for (text, expected) in [
             ("1,Only two\n", "line 1: expected 3 fields"),
             ("x,Title (1990),Drama\n", "line 1: movieId \"x\""),
-            ("movieId,title,genres\n2,\"open,Drama\n", "line 2: a quoted field"),
+            (
+                "movieId,title,genres\n2,\"open,Drama\n",
+                "line 2: a quoted field",
+            ),
             ("3,,Drama\n", "empty title"),
         ] {
             let error = parse_movies(text.as_bytes()).unwrap_err().to_string();

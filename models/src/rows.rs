@@ -45,19 +45,23 @@ pub fn similar(model: &ItemFactors, item: ItemId, k: usize, exclude: &[ItemId]) 
     if query_norm == 0.0 || !query_norm.is_finite() {
         return Vec::new();
     }
-    let scored = model.items().iter().enumerate().filter_map(|(row, &other)| {
-        if row == anchor || exclude.binary_search(&other).is_ok() {
-            return None;
-        }
-        let vector = model.row(row);
-        let other_norm = norm(vector);
-        if other_norm == 0.0 {
-            return None;
-        }
-        let dot: f32 = query.iter().zip(vector).map(|(a, b)| a * b).sum();
-        let score = dot / (query_norm * other_norm);
-        score.is_finite().then_some(Scored { item: other, score })
-    });
+    let scored = model
+        .items()
+        .iter()
+        .enumerate()
+        .filter_map(|(row, &other)| {
+            if row == anchor || exclude.binary_search(&other).is_ok() {
+                return None;
+            }
+            let vector = model.row(row);
+            let other_norm = norm(vector);
+            if other_norm == 0.0 {
+                return None;
+            }
+            let dot: f32 = query.iter().zip(vector).map(|(a, b)| a * b).sum();
+            let score = dot / (query_norm * other_norm);
+            score.is_finite().then_some(Scored { item: other, score })
+        });
     best(scored, k)
 }
 
@@ -127,7 +131,15 @@ mod tests {
             0.0, 0.8, //
             0.0, 3.0,
         ];
-        ItemFactors::new("t".into(), 2, (1..=6).map(ItemId).collect(), factors, 0.1, 1.0).unwrap()
+        ItemFactors::new(
+            "t".into(),
+            2,
+            (1..=6).map(ItemId).collect(),
+            factors,
+            0.1,
+            1.0,
+        )
+        .unwrap()
     }
 
     fn ids(list: &[Scored]) -> Vec<u64> {
@@ -137,12 +149,27 @@ mod tests {
     #[test]
     fn ranking_within_candidates_uses_the_dot_product_and_skips_excluded() {
         let m = model();
-        let within = top_k_within(&m, &[1.0, 0.0], &[ItemId(1), ItemId(3), ItemId(5), ItemId(99)], 5, &[]);
+        let within = top_k_within(
+            &m,
+            &[1.0, 0.0],
+            &[ItemId(1), ItemId(3), ItemId(5), ItemId(99)],
+            5,
+            &[],
+        );
         assert_eq!(ids(&within), vec![3, 1, 5]);
         assert_eq!(within[0].score, 3.0);
         let without = top_k_within(&m, &[1.0, 0.0], &[ItemId(1), ItemId(3)], 5, &[ItemId(3)]);
         assert_eq!(ids(&without), vec![1]);
-        assert_eq!(ids(&top_k_within(&m, &[1.0, 0.0], &[ItemId(1), ItemId(3)], 1, &[])), vec![3]);
+        assert_eq!(
+            ids(&top_k_within(
+                &m,
+                &[1.0, 0.0],
+                &[ItemId(1), ItemId(3)],
+                1,
+                &[]
+            )),
+            vec![3]
+        );
     }
 
     #[test]
@@ -167,11 +194,11 @@ mod tests {
             rated,
         };
         let watches = [
-            watch(1, 600.0, 10, false),   // started, older
-            watch(2, 6000.0, 20, false),  // finished
-            watch(3, 1200.0, 30, false),  // started, newest
-            watch(4, 300.0, 40, true),    // rated: done
-            watch(5, 0.0, 50, false),     // never played
+            watch(1, 600.0, 10, false),  // started, older
+            watch(2, 6000.0, 20, false), // finished
+            watch(3, 1200.0, 30, false), // started, newest
+            watch(4, 300.0, 40, true),   // rated: done
+            watch(5, 0.0, 50, false),    // never played
         ];
         let row = started_not_finished(&watches, 4800.0, 10);
         assert_eq!(ids(&row), vec![3, 1]);
