@@ -556,6 +556,8 @@ async fn echo_ceiling(
         list_age_ms: None,
         signals: None,
         newest_signal_age_ms: None,
+        row: Some("top".into()),
+        details: None,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {
