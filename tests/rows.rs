@@ -310,6 +310,34 @@ async fn every_row_has_its_own_fallback_when_the_model_is_late() {
             .all(|s| s.score > 0.0 && s.score <= 1.0),
         "{popular:?}"
     );
+    // Asked on the fallback subject (the caller rule), a row gets its own
+    // list too, at once.
+    let request = RecommendRequest {
+        k: Some(10),
+        row: Some("genre:Comedy".into()),
+        details: Some(true),
+        ..Default::default()
+    };
+    let failover = client
+        .request(
+            Subjects::default().fallback_recommend(MemberId(7)),
+            encode(&request).into(),
+        )
+        .await
+        .unwrap();
+    let failover = ok(decode(&failover.payload, 1 << 22).unwrap());
+    assert_eq!(
+        (failover.source, failover.reason, failover.row.as_deref()),
+        (
+            Source::Popular,
+            Some(Reason::Failover),
+            Some("genre:Comedy")
+        )
+    );
+    assert_eq!(failover.items.len(), 10);
+    for item in ids(&failover) {
+        assert!(genres_of(&failover, item).contains(&"Comedy".to_owned()));
+    }
     let cont = ok(ask(&client, 7, "continue", 100).await);
     assert_eq!((cont.source, cont.degraded), (Source::Recent, false));
     assert!(
