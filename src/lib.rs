@@ -305,8 +305,10 @@ impl Fixture {
             version: version.to_owned(),
             popular,
             members,
+            computed_at_ms: None,
             ..PrecomputedLists::default()
-        };
+        }
+        .computed_now();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         artifacts::save(dir.path(), &model, &lists).expect("cannot write the fixture");
         Fixture {

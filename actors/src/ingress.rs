@@ -37,7 +37,8 @@
 //! usable reply subject, at most once a second; INFO "Draining subscriptions." / "Ingress stopped.".
 //!
 //! Fails: a request refused by a full or restarting shard is answered at
-//! once with the fallback (`reason: overloaded`); an event refused so is
+//! once with the fallback (`reason: overloaded`), without what the member
+//! has seen ([`crate::seen`]), like every fallback; an event refused so is
 //! counted as dropped. A drain that the server never completes gives up
 //! after `drain_timeout`. The loop itself has no failure: when its
 //! subscriptions end, it returns and its supervisor decides.
@@ -45,6 +46,7 @@
 use crate::lists::ListsReader;
 use crate::metrics as m;
 use crate::reply::{InFlight, Recommend, Responder};
+use crate::seen::SeenIndex;
 use crate::shard::{RouteEvents, RouteRecommend, ShardTable};
 use actix::prelude::*;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
@@ -171,6 +173,7 @@ pub struct Ingress {
     settings: IngressSettings,
     shards: ShardTable,
     lists: ListsReader,
+    seen: SeenIndex,
     in_flight: InFlight,
     next_request: AtomicU64,
     /// Rate limit of the rejection log lines.
@@ -185,6 +188,7 @@ impl Ingress {
         settings: IngressSettings,
         shards: ShardTable,
         lists: ListsReader,
+        seen: SeenIndex,
         in_flight: InFlight,
     ) -> Self {
         Ingress {
@@ -193,6 +197,7 @@ impl Ingress {
             settings,
             shards,
             lists,
+            seen,
             in_flight,
             next_request: AtomicU64::new(1),
             rejections_logged: Sampled::new(REJECTION_LOG_EVERY),
@@ -366,6 +371,7 @@ impl Ingress {
                 .map_or(self.settings.default_deadline, Duration::from_millis);
         let recommend = Recommend {
             member,
+            request_id: id,
             k: request.k as usize,
             exclude_seen: request.exclude_seen,
             deadline,
@@ -381,7 +387,7 @@ impl Ingress {
             None => Some(recommend), // the shard is restarting
         };
         if let Some(recommend) = refused {
-            recommend.refused(&self.lists);
+            recommend.refused(&self.lists, &self.seen);
         }
     }
 }
@@ -402,12 +408,19 @@ impl Ingress {
         else {
             return;
         };
-        // The row's own fallback (the genre's popular list for a genre
-        // row, …): the member's session is on another node or none.
+        // This node may still hold what the member has seen (its partition
+        // was here a moment ago); the row's own fallback answers (the
+        // genre's popular list for a genre row, …).
+        let seen = if request.exclude_seen {
+            self.seen.get(member)
+        } else {
+            std::sync::Arc::from([])
+        };
         match crate::rows::offline_fallback(
             &request.row,
             member,
             request.k as usize,
+            &seen,
             &self.lists,
             None,
         ) {

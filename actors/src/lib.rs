@@ -10,6 +10,8 @@
 //! - [`reply`]: the request-reply room: [`reply::Recommend`], the
 //!   [`reply::Responder`] that answers every request exactly once, the one
 //!   fallback → reply step, and the in-flight count a drain waits on.
+//! - [`counterfactual`]: the sampled log of late model answers beside what
+//!   was served, published off the request path.
 //! - [`rows`]: the row dispatch: what each row (genre, because, continue,
 //!   popular, new) asks of the model and what answers when it cannot.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
@@ -20,6 +22,8 @@
 //!   without a queue and written only by the node's loader.
 //! - [`faults`]: [`faults::InjectedFaults`], the faults tests and the
 //!   simulator inject, and the thread that holds back a cohort's answers.
+//! - [`seen`]: what resident members have seen, for the fallbacks answered
+//!   without their session (overload).
 //! - [`signals`]: a member's bounded ring of recent events.
 //! - [`loader`]: hot swap of published model versions, pin and rollback.
 //! - [`lifecycle`]: exit reasons, exit hooks and panic isolation for supervision.
@@ -35,6 +39,7 @@
 
 pub mod admin;
 pub mod breaker;
+pub mod counterfactual;
 pub mod faults;
 pub mod guard;
 pub mod ingress;
@@ -46,6 +51,7 @@ pub mod model;
 pub mod nearline;
 pub mod reply;
 pub mod rows;
+pub mod seen;
 pub mod session;
 pub mod shard;
 pub mod signals;

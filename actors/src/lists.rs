@@ -42,7 +42,9 @@ pub struct Fallback {
     pub version: Option<String>,
     /// The version of the precomputed lists in service.
     pub lists_version: Option<String>,
-    /// How old a nearline list is, in ms (`None` for batch lists).
+    /// How old the list is, in ms: since a nearline list was computed, or
+    /// since the batch run computed the lists in service (`None` when that
+    /// time is unknown: lists written before it was recorded).
     pub age_ms: Option<u64>,
 }
 
@@ -104,7 +106,7 @@ impl ListsReader {
             items,
             lists_version: version.clone(),
             version,
-            age_ms: None,
+            age_ms: lists.age_ms(crate::signals::now_ms()),
         }
     }
 }
@@ -133,6 +135,7 @@ mod tests {
             version: "v1".into(),
             popular: scored(&[1, 2, 3, 4, 5]),
             members: HashMap::from([(MemberId(7), scored(&[9, 2, 8]))]),
+            computed_at_ms: None,
             ..PrecomputedLists::default()
         }
     }
@@ -161,6 +164,22 @@ mod tests {
         assert_eq!(distinct.len(), 100);
         assert!(!distinct.contains(&ItemId(3)));
         assert_eq!(ids(&f)[..3], [9, 2, 8]);
+    }
+
+    #[test]
+    fn batch_answers_say_how_old_the_lists_are() {
+        let reader = ListsReader::new(lists());
+        assert_eq!(reader.fallback(MemberId(7), 2, &[]).age_ms, None);
+        let stamped = lists().computed_now();
+        let at = stamped.computed_at_ms.unwrap();
+        reader.replace(Arc::new(PrecomputedLists {
+            computed_at_ms: Some(at - 60_000),
+            ..stamped
+        }));
+        for member in [MemberId(7), MemberId(1)] {
+            let age = reader.fallback(member, 2, &[]).age_ms.unwrap();
+            assert!((60_000..120_000).contains(&age), "{age}");
+        }
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //! cannot be lowered. Injected faults (delay, panics) come from the
 //! [`crate::faults`] handle each worker holds.
 //!
-//! Fails: a worker skips a request whose deadline has passed (`Expired`),
+//! Fails: a worker skips a request whose deadline has passed (`Expired`)
+//! unless it is sampled for the counterfactual log (`keep_late`),
 //! answers `Unavailable` when no model is loaded, and `Cold` when none of the
 //! member's items is in the model. A panic while scoring is caught: the
 //! requests of that pass are answered `Unavailable` (the sessions fall back
@@ -112,6 +113,10 @@ pub struct Score {
     /// What to rank (default: the whole catalogue, top picks); see
     /// [`RowQuery`].
     pub row: RowQuery,
+    /// Score it even after its deadline (default false): the counterfactual
+    /// log wants to know what a late model would have said
+    /// ([`crate::counterfactual`]).
+    pub keep_late: bool,
     permit: Option<Permit>,
 }
 
@@ -148,6 +153,7 @@ impl Score {
             exclude_history: true,
             history_weight: 1.0,
             row: RowQuery::Top,
+            keep_late: false,
             permit: None,
         }
     }
@@ -252,7 +258,7 @@ impl ModelWorker {
         let mut users: Vec<(usize, Vec<f32>, Vec<ItemId>)> = Vec::with_capacity(jobs.len());
         let (mut expired, mut cold, mut within) = (0, 0, 0);
         for (at, job) in jobs.iter().enumerate() {
-            if started >= job.score.deadline {
+            if started >= job.score.deadline && !job.score.keep_late {
                 expired += 1;
                 continue;
             }

@@ -28,6 +28,7 @@
 
 use crate::lists::{Fallback, ListsReader};
 use crate::metrics as m;
+use crate::seen::SeenIndex;
 use actix::Message;
 use async_nats::{Client, Subject};
 use reco_messages::{
@@ -108,6 +109,8 @@ impl Drop for FlightGuard {
 pub struct Recommend {
     /// The member (the shard routes on it).
     pub member: MemberId,
+    /// The request's id in this node (its trace span's `request_id`).
+    pub request_id: u64,
     /// How many items.
     pub k: usize,
     /// Leave out seen items.
@@ -125,10 +128,17 @@ pub struct Recommend {
 
 impl Recommend {
     /// Answers a request that a mailbox refused (full, or its actor gone)
-    /// with the member's precomputed or popular list, `reason: overloaded`.
-    /// Nothing about the member is known here, so nothing is excluded.
-    pub fn refused(self, lists: &ListsReader) {
-        match crate::rows::offline_fallback(&self.row, self.member, self.k, lists, None) {
+    /// with the row's offline fallback (the member's precomputed or popular
+    /// list for top picks), `reason: overloaded`, leaving out what the
+    /// member has seen (as its session would, from the shared
+    /// [`SeenIndex`]) when the request asks so.
+    pub fn refused(self, lists: &ListsReader, seen: &SeenIndex) {
+        let seen = if self.exclude_seen {
+            seen.get(self.member)
+        } else {
+            std::sync::Arc::from([])
+        };
+        match crate::rows::offline_fallback(&self.row, self.member, self.k, &seen, lists, None) {
             Ok(fallback) => self
                 .responder
                 .fall_back(self.member, fallback, Reason::Overloaded),

@@ -90,22 +90,24 @@ pub fn plan(
 }
 
 /// The answer of `row` without the model and without the member's
-/// signals: what a refused (mailbox full) or failover request gets. `Err`
-/// says why the row cannot be answered at all.
+/// signals: what a refused (mailbox full) or failover request gets,
+/// without `exclude` (sorted). `Err` says why the row cannot be answered
+/// at all.
 pub fn offline_fallback(
     row: &Row,
     member: MemberId,
     k: usize,
+    exclude: &[ItemId],
     lists: &ListsReader,
     model: Option<&ItemFactors>,
 ) -> Result<Fallback, String> {
     match row {
-        Row::Top => Ok(lists.fallback(member, k, &[])),
+        Row::Top => Ok(lists.fallback(member, k, exclude)),
         // The member's plays are in its session, which is not reachable
         // here: an empty row, honestly degraded by the caller's reason.
         Row::Continue => Ok(fallback(&lists.load(), Source::Recent, Vec::new(), None)),
         Row::Trending | Row::Billboard => Err(unserved(row)),
-        _ => offline(row, k, &[], &lists.load(), model).map(|(_, fallback)| fallback),
+        _ => offline(row, k, exclude, &lists.load(), model).map(|(_, fallback)| fallback),
     }
 }
 
@@ -410,9 +412,9 @@ mod tests {
                 "{message}"
             );
         }
-        assert!(offline_fallback(&Row::Billboard, MemberId(1), 5, &lists, None).is_err());
+        assert!(offline_fallback(&Row::Billboard, MemberId(1), 5, &[], &lists, None).is_err());
         assert_eq!(
-            offline_fallback(&Row::Top, MemberId(1), 5, &lists, None)
+            offline_fallback(&Row::Top, MemberId(1), 5, &[], &lists, None)
                 .unwrap()
                 .source,
             Source::Popular

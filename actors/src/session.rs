@@ -16,7 +16,9 @@
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
 //! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
 //! nearline metrics (see [`crate::nearline`]) and the reply metrics through
-//! the responder; quarantined events go to the dead-letter subject through
+//! the responder, and the counterfactual log's (see [`crate::counterfactual`]:
+//! a sampled request that missed its deadline keeps waiting for the model
+//! after the fallback replied); quarantined events go to the dead-letter subject through
 //! [`SessionDeps::dead_letter`]. Logs: WARN "Session restarted after a
 //! panic…", ERROR "Poisoned event quarantined.".
 //!
@@ -31,6 +33,7 @@
 //! comes back.
 
 use crate::breaker::{Admission, ModelBreaker};
+use crate::counterfactual::{CounterfactualLog, Served};
 use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
@@ -39,6 +42,7 @@ use crate::model::{ModelPool, Refusal, RowQuery, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings};
 use crate::reply::{fallback_reply, Recommend};
 use crate::rows;
+use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Source};
@@ -68,6 +72,10 @@ pub struct SessionDeps {
     pub nearline: Option<NearlineSettings>,
     /// The breaker in front of the model pool.
     pub breaker: ModelBreaker,
+    /// Where sampled late model answers go.
+    pub counterfactual: CounterfactualLog,
+    /// What resident members have seen, for the overload fallbacks.
+    pub seen: SeenIndex,
 }
 
 impl std::fmt::Debug for SessionDeps {
@@ -151,6 +159,9 @@ impl Session {
     fn apply(&mut self, event: &Event) {
         self.deps.faults.check_poison(event.item);
         self.signals.push(event);
+        if event.kind.marks_seen() {
+            self.deps.seen.set(self.member, self.signals.seen());
+        }
     }
 
     /// Restarts the session in place after a panic: its state is replaced
@@ -163,6 +174,7 @@ impl Session {
             self.deps.settings.signals.clone(),
         );
         self.nearline.forget_list();
+        self.deps.seen.forget(self.member);
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -178,6 +190,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         metrics::gauge!(m::SESSION_ACTIVE).decrement(1.0);
+        self.deps.seen.forget(self.member);
         tracing::debug!(member = %self.member, events = self.signals.len(), "Session passivated.");
     }
 }
@@ -253,6 +266,7 @@ impl Session {
     fn recommend(&mut self, msg: Recommend) {
         let Recommend {
             member,
+            request_id,
             k,
             exclude_seen,
             deadline,
@@ -348,6 +362,9 @@ impl Session {
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
         score.row = query;
+        let counterfactual = self.deps.counterfactual.clone();
+        score.keep_late = counterfactual.sample();
+        let sampled = score.keep_late;
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -361,8 +378,14 @@ impl Session {
             }
         };
         let wait = async move {
-            let outcome =
-                tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
+            let mut pending = std::pin::pin!(pending);
+            let outcome = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(answer_by),
+                pending.as_mut(),
+            )
+            .await;
+            // Still pending (not polled to its end): the model may answer late.
+            let timed_out = outcome.is_err();
             // The model was on time (a cold member is not its fault).
             report(matches!(
                 outcome,
@@ -390,7 +413,25 @@ impl Session {
                 Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
                 Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
             };
+            let late = reason == Reason::Deadline;
+            let served = (timed_out && sampled).then(|| Served {
+                member,
+                request_id,
+                k,
+                items: fallback.items.clone(),
+                source: fallback.source,
+                reason,
+                version: fallback.version.clone(),
+                replied: Instant::now(),
+            });
             responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
+            // The caller has its answer; what the model says next is the
+            // counterfactual.
+            match served {
+                Some(served) => counterfactual.follow(pending, served).await,
+                None if late => counterfactual.unsampled(),
+                None => {}
+            }
         };
         drop(_entered);
         actix::spawn(wait.instrument(span));
@@ -445,6 +486,8 @@ mod tests {
             faults: InjectedFaults::default(),
             nearline: None,
             breaker: ModelBreaker::new(crate::breaker::BreakerSettings::default()),
+            counterfactual: CounterfactualLog::disabled(),
+            seen: SeenIndex::default(),
         }
     }
 
@@ -488,6 +531,72 @@ mod tests {
         panic!("the session did not stop");
     }
 
+    fn scored(item: u64) -> reco_models::Scored {
+        reco_models::Scored {
+            item: ItemId(item),
+            score: 100.0 - item as f32,
+        }
+    }
+
+    fn items(reply: &[u8]) -> (Option<Reason>, Vec<u64>) {
+        match reco_messages::decode(reply, 1 << 20).unwrap() {
+            reco_messages::RecommendReply::Ok(r) => {
+                (r.reason, r.items.iter().map(|s| s.item.0).collect())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_overload_fallback_leaves_out_what_the_member_has_seen() {
+        let mut d = deps(16);
+        d.lists = ListsReader::new(PrecomputedLists {
+            version: "v".into(),
+            popular: (1..=20).map(scored).collect(),
+            members: std::collections::HashMap::from([(
+                MemberId(1),
+                vec![scored(3), scored(4), scored(5)],
+            )]),
+            computed_at_ms: None,
+            ..PrecomputedLists::default()
+        });
+        let deps = Arc::new(d);
+        let session = Session::new(MemberId(1), deps.clone()).start();
+        session.send(ApplyEvent(event(3))).await.unwrap();
+        session.send(ApplyEvent(event(1))).await.unwrap();
+        let in_flight = crate::reply::InFlight::new();
+        // What a full shard or ingress does with a request it cannot route.
+        let refuse = |exclude_seen: bool| {
+            let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
+            Recommend {
+                member: MemberId(1),
+                request_id: 1,
+                k: 4,
+                exclude_seen,
+                deadline: Instant::now() + Duration::from_secs(5),
+                responder,
+                span: tracing::Span::none(),
+                row: reco_messages::Row::Top,
+            }
+            .refused(&deps.lists, &deps.seen);
+            reply
+        };
+        let reply = refuse(true).await.unwrap();
+        assert_eq!(items(&reply), (Some(Reason::Overloaded), vec![4, 5, 2, 6]));
+        // Asked to keep seen items, it does.
+        let reply = refuse(false).await.unwrap();
+        assert_eq!(items(&reply), (Some(Reason::Overloaded), vec![3, 4, 5, 1]));
+        // A passivated member is forgotten (it starts cold on its return).
+        session.do_send(Passivate);
+        for _ in 0..1_000 {
+            if deps.seen.get(MemberId(1)).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the stopped session's seen items were not forgotten");
+    }
+
     #[actix_rt::test]
     async fn a_cold_member_is_answered_by_the_fallback_at_once() {
         let session = Session::new(MemberId(1), Arc::new(deps(16))).start();
@@ -495,6 +604,7 @@ mod tests {
         let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
         session.do_send(Recommend {
             member: MemberId(1),
+            request_id: 1,
             k: 5,
             exclude_seen: true,
             deadline: Instant::now() + Duration::from_secs(5),

@@ -19,7 +19,8 @@
 //! Emits: `reco_session_passivations_total{cause}`,
 //! `reco_events_dropped_total{stage="session"}`; a request refused by a
 //! full session mailbox is answered with the fallback (`reason:
-//! overloaded`, see [`crate::reply`]). Logs: ERROR "Session shard failed…"
+//! overloaded`, see [`crate::reply`]), without what the member has seen
+//! ([`crate::seen`]). Logs: ERROR "Session shard failed…"
 //! with the typed [`crate::lifecycle::Panic`].
 //!
 //! Fails: a panic in the shard itself is isolated, reported through its exit
@@ -240,7 +241,7 @@ impl Handler<RouteRecommend> for SessionShard {
             let session = self.session(msg.0.member);
             if let Err(refused) = session.try_send(msg.0) {
                 let (SendError::Full(request) | SendError::Closed(request)) = refused;
-                request.refused(&self.deps.lists);
+                request.refused(&self.deps.lists, &self.deps.seen);
             }
         });
         if let Err(why) = routed {

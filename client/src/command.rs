@@ -226,6 +226,10 @@ pub async fn health(args: AdminArgs) -> anyhow::Result<()> {
             health.model_version.as_deref().unwrap_or("none")
         );
         println!("lists version     {}", health.lists_version);
+        println!(
+            "model breaker     {}",
+            health.model_breaker.as_deref().unwrap_or("unknown")
+        );
         println!("requests in flight {}", health.in_flight);
         println!("resident members  {}", health.resident_members);
         println!(

@@ -37,8 +37,8 @@ pub use published::{AggregatesPublished, ModelPublished};
 pub use row::Row;
 pub use subjects::Subjects;
 pub use wire::{
-    ErrorBody, ErrorCode, ErrorReply, Event, EventKind, ItemDetails, Reason, RecommendReply,
-    RecommendRequest, Recommendations, ScoredItem, Source,
+    Counterfactual, ErrorBody, ErrorCode, ErrorReply, Event, EventKind, ItemDetails, Reason,
+    RecommendReply, RecommendRequest, Recommendations, ScoredItem, Source,
 };
 
 #[cfg(test)]
@@ -117,6 +117,46 @@ mod tests {
             let bytes = encode(&event);
             let cut = cut.min(bytes.len().saturating_sub(1));
             prop_assert!(decode_event(&bytes[..cut], event.member, LIMIT).is_err());
+        }
+    }
+
+    #[test]
+    fn counterfactual_records_round_trip_as_named_maps() {
+        let record = Counterfactual {
+            member: MemberId(7),
+            request_id: 42,
+            node: "n1".into(),
+            at_ms: 1_700_000_000_000,
+            k: 2,
+            late_items: vec![ScoredItem {
+                item: ItemId(3),
+                score: 0.5,
+            }],
+            late_source: Source::Model,
+            late_model_version: Some("m1".into()),
+            served_items: vec![ScoredItem {
+                item: ItemId(4),
+                score: 9.0,
+            }],
+            served_source: Source::Precomputed,
+            reason: Reason::Deadline,
+            served_version: None,
+            late_ms: 180,
+        };
+        let bytes = encode(&record);
+        let back: Counterfactual = decode(&bytes, LIMIT).unwrap();
+        assert_eq!(back, record);
+        // Named fields on the wire, for readers in other languages.
+        let map: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+            rmp_serde::from_slice(&bytes).unwrap();
+        for key in [
+            "late_items",
+            "served_items",
+            "late_ms",
+            "request_id",
+            "reason",
+        ] {
+            assert!(map.contains_key(key), "{key}");
         }
     }
 

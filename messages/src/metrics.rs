@@ -49,6 +49,15 @@ pub const MODEL_IN_FLIGHT: &str = "reco_model_in_flight";
 pub const MODEL_BREAKER_STATE: &str = "reco_model_breaker_state";
 /// Counter: breaker state changes, by `to` (`closed`, `open`, `half_open`).
 pub const MODEL_BREAKER_TRANSITIONS_TOTAL: &str = "reco_model_breaker_transitions_total";
+/// Counter: late model answers of the counterfactual log, by `outcome`
+/// (`published`, `dropped` (queue full), `failed` (publish error), `unsampled`
+/// (not in the sampled share), `expired` (later than `max_late_ms`, or the
+/// model gave nothing)).
+pub const COUNTERFACTUAL_TOTAL: &str = "reco_counterfactual_total";
+/// Histogram: how late the model's answer came after the fallback replied.
+pub const COUNTERFACTUAL_LATE_SECONDS: &str = "reco_counterfactual_late_seconds";
+/// Counter: the counterfactual log's stream could not be created at start-up.
+pub const COUNTERFACTUAL_SETUP_FAILED_TOTAL: &str = "reco_counterfactual_setup_failed_total";
 /// Counter: NATS slow-consumer events (messages the client dropped).
 pub const NATS_SLOW_CONSUMER_TOTAL: &str = "reco_nats_slow_consumer_total";
 /// Counter: NATS connection events, by `event` (`connected`, `disconnected`, …).
@@ -279,6 +288,21 @@ pub const ALL: &[Described] = &[
         name: MODEL_BREAKER_TRANSITIONS_TOTAL,
         kind: Kind::Counter,
         help: "Breaker state changes, by the state entered.",
+    },
+    Described {
+        name: COUNTERFACTUAL_TOTAL,
+        kind: Kind::Counter,
+        help: "Late model answers of the counterfactual log, by outcome (published, dropped, failed, unsampled, expired).",
+    },
+    Described {
+        name: COUNTERFACTUAL_LATE_SECONDS,
+        kind: Kind::Histogram,
+        help: "How late the model answered after the fallback had replied (counterfactual log).",
+    },
+    Described {
+        name: COUNTERFACTUAL_SETUP_FAILED_TOTAL,
+        kind: Kind::Counter,
+        help: "The counterfactual log's JetStream stream could not be created at start-up.",
     },
     Described {
         name: NATS_SLOW_CONSUMER_TOTAL,

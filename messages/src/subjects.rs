@@ -145,6 +145,12 @@ impl Subjects {
         format!("{}.published.aggregates", self.prefix)
     }
 
+    /// Where a node publishes sampled late model answers beside what was
+    /// served instead ([`crate::Counterfactual`]).
+    pub fn counterfactual(&self) -> String {
+        format!("{}.counterfactual", self.prefix)
+    }
+
     /// Whether `subject` is one of reco's own (it starts with the prefix):
     /// a request naming such a subject as its reply subject is forged or
     /// broken, and answering it would publish into reco's own traffic.
@@ -216,6 +222,7 @@ mod tests {
         assert_eq!(s.events_wildcard(), "prod.reco.events.*");
         assert_eq!(s.dlq_events(), "prod.reco.dlq.events");
         assert_eq!(s.published_model(), "prod.reco.published.model");
+        assert_eq!(s.counterfactual(), "prod.reco.counterfactual");
     }
 
     #[test]

@@ -240,8 +240,10 @@ pub struct Recommendations {
     /// read: replies of older nodes decode without them.
     #[serde(default)]
     pub lists_version: Option<String>,
-    /// For a nearline answer, how old the list was (ms since it was
-    /// computed); nil for other sources.
+    /// How old the list was, in ms: for a nearline answer since it was
+    /// computed, for a precomputed or popular answer since the batch run
+    /// computed the lists in service (nil when unknown: lists written
+    /// before they carried their time); nil for model answers.
     #[serde(default)]
     pub list_age_ms: Option<u64>,
     /// How many of the member's recent events (within the node's horizon)
@@ -327,6 +329,47 @@ impl ErrorReply {
             },
         }
     }
+}
+
+/// A record of the counterfactual log, published on
+/// `<prefix>.counterfactual`: the model answered a request after the
+/// fallback had already replied, and this is what it would have said beside
+/// what was served. Only a sampled share of late answers is published
+/// (`counterfactual.sample_rate`); the node records them in a JetStream
+/// stream. New fields are optional when read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Counterfactual {
+    /// The member the request was for.
+    pub member: MemberId,
+    /// The request's id within the node that served it (the `request_id`
+    /// of its trace span).
+    pub request_id: u64,
+    /// The node that served it.
+    #[serde(default)]
+    pub node: String,
+    /// When the late answer arrived, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Items asked for.
+    pub k: u32,
+    /// The late list, best first (what the caller would have got had it
+    /// waited).
+    pub late_items: Vec<ScoredItem>,
+    /// Where the late list came from (`model`).
+    pub late_source: Source,
+    /// The version of the model that scored the late list.
+    #[serde(default)]
+    pub late_model_version: Option<String>,
+    /// What was served instead, best first.
+    pub served_items: Vec<ScoredItem>,
+    /// Where the served list came from (`nearline`, `precomputed`, `popular`).
+    pub served_source: Source,
+    /// Why the fallback answered (`deadline`).
+    pub reason: Reason,
+    /// The version of the model or batch run behind the served list.
+    #[serde(default)]
+    pub served_version: Option<String>,
+    /// How long after the served reply the model answered, in ms.
+    pub late_ms: u64,
 }
 
 /// A reply on a recommend subject: callers decode into this to tell a list

@@ -36,6 +36,11 @@ pub struct PrecomputedLists {
     /// data.
     #[serde(default)]
     pub rows: RowLists,
+    /// When the batch run computed them, ms since the Unix epoch (replies
+    /// say how old a precomputed answer is from it); `None` in lists
+    /// written before it was recorded.
+    #[serde(default)]
+    pub computed_at_ms: Option<u64>,
 }
 
 impl PrecomputedLists {
@@ -43,6 +48,21 @@ impl PrecomputedLists {
     /// [`popular`](Self::popular) answers).
     pub fn member(&self, member: MemberId) -> Option<&[Scored]> {
         self.members.get(&member).map(Vec::as_slice)
+    }
+
+    /// The same lists stamped as computed now (the batch run's clock).
+    pub fn computed_now(mut self) -> Self {
+        self.computed_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// How old the lists are at `now_ms` (ms since the Unix epoch), when
+    /// their computation time is known.
+    pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        self.computed_at_ms.map(|at| now_ms.saturating_sub(at))
     }
 
     /// Encodes the lists in the shared artifact envelope (see
@@ -239,6 +259,7 @@ mod tests {
             ),
         )
             .prop_map(|(version, popular, members)| PrecomputedLists {
+                computed_at_ms: (!version.is_empty()).then_some(1_700_000_000_000),
                 version,
                 popular,
                 members,

@@ -129,6 +129,7 @@ mod tests {
             version: "v".into(),
             popular: popular(&data, 10),
             members: batch_top_n(&model, &data, 5, 1),
+            computed_at_ms: None,
             ..PrecomputedLists::default()
         };
         let tiers = evaluate_tiers(&model, &lists, &data, &test, 1);

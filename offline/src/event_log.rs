@@ -46,8 +46,10 @@ pub enum EventLogError {
     },
     /// A stream of that name exists but records other subjects; reco will
     /// not take it over.
-    #[error("JetStream stream {stream} exists but records {found:?}, not {wanted:?}; set events_log.stream to another name or delete the stream")]
+    #[error("JetStream stream {stream} exists but records {found:?}, not {wanted:?}; set {key} to another name or delete the stream")]
     Incompatible {
+        /// The config key of the stream's name.
+        key: &'static str,
         /// The stream.
         stream: String,
         /// Its subjects.
@@ -95,9 +97,27 @@ pub async fn ensure_stream(
     config: &EventsLogConfig,
     subjects: &Subjects,
 ) -> Result<stream::Info, EventLogError> {
-    let wanted = stream_config(config, subjects);
+    ensure_recording_stream(js, stream_config(config, subjects), "events_log.stream").await
+}
+
+/// Creates the recording stream `wanted`, or reuses an existing one of its
+/// name whose subjects are among the wanted ones (a stream of an earlier
+/// version gains the new subjects), updating its subjects and limits (age,
+/// bytes, message size) to the wanted ones. `key` names the config key of
+/// the stream's name, for the error. The event log and the counterfactual
+/// log are recorded so.
+///
+/// # Errors
+/// [`EventLogError`] when JetStream is unavailable or the name is taken by a
+/// stream over other subjects.
+pub async fn ensure_recording_stream(
+    js: &jetstream::Context,
+    wanted: stream::Config,
+    key: &'static str,
+) -> Result<stream::Info, EventLogError> {
+    let name = wanted.name.clone();
     let create = |source: async_nats::Error| EventLogError::Create {
-        stream: config.stream.clone(),
+        stream: name.clone(),
         source,
     };
     let mut stream = js
@@ -106,17 +126,16 @@ pub async fn ensure_stream(
         .map_err(|e| create(e.into()))?;
     let info = stream.info().await.map_err(|e| create(e.into()))?.clone();
     let existing = &info.config;
-    // A stream of an earlier version records only the public subject: it
-    // gains the partitioned one.
     let older = existing
         .subjects
         .iter()
         .all(|s| wanted.subjects.contains(s));
     if !older {
         return Err(EventLogError::Incompatible {
-            stream: config.stream.clone(),
+            stream: name.clone(),
             found: existing.subjects.clone(),
             wanted: wanted.subjects.join(", "),
+            key,
         });
     }
     if existing.subjects != wanted.subjects

@@ -262,7 +262,9 @@ pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOu
         members: reco_models::batch_top_n(&model, &data, options.top_n, options.params.threads),
         catalogue,
         rows,
-    };
+        computed_at_ms: None,
+    }
+    .computed_now();
     let tiers = (!test.is_empty()).then(|| evaluate(&model, &lists, &data, &test, options.k));
     let TrainedModel { item_factors, .. } = model;
     if let Some(out) = &options.out {

@@ -18,12 +18,15 @@
 //!   loop), measuring every reply, polling the node, injecting faults.
 //! - [`faults`]: the fault kinds, their seeded schedule, and how each is
 //!   performed.
+//! - [`counterfactual`](mod@counterfactual): what degradation cost, from
+//!   the node's counterfactual log read during a run.
 //! - [`report`]: the run's report as JSON and as a table.
 //! - [`plot`]: the SVG timeline.
 //! - [`bench`](mod@bench): `reco-sim bench`, reco beside its NATS ceilings.
 //! - [`demo`]: the one-command demo and the self-contained `run`.
 
 pub mod bench;
+pub mod counterfactual;
 pub mod demo;
 pub mod driver;
 pub mod faults;

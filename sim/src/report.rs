@@ -237,6 +237,10 @@ pub struct Report {
     pub timeline: Vec<Bucket>,
     /// Experiment vs. control, when the run split members into cohorts.
     pub cohorts: BTreeMap<String, Cohort>,
+    /// What degradation cost, from the node's counterfactual log (late
+    /// model lists beside what was served); `None` when the model missed no
+    /// deadline and nothing was logged.
+    pub degradation: Option<crate::counterfactual::DegradationCost>,
 }
 
 impl Report {
@@ -470,6 +474,24 @@ impl Report {
                 w,
                 "  cohort        {name:<10} {:>8} lists  p50 {:.2}  p99 {:.2}  max {:.2} ms  fallback {:.1}%  late {}  no reply {}",
                 c.replies, c.latency.p50_ms, c.latency.p99_ms, c.latency.max_ms, c.fallback_share * 100.0, c.late_replies, c.no_reply
+            );
+        }
+        if let Some(d) = &self.degradation {
+            let _ = writeln!(
+                w,
+                "  degradation   {} late model lists logged by the node (counterfactual log, sampled), served instead: {}",
+                d.records,
+                join(&d.by_served_source, d.records)
+            );
+            let _ = writeln!(
+                w,
+                "                overlap {:.3} (share of the late list also served); the model was late by p50 {:.0} ms, max {:.0} ms",
+                d.overlap, d.late.p50_ms, d.late.max_ms
+            );
+            let _ = writeln!(
+                w,
+                "                judged {:>5}  late model hit@k {:.3} ndcg@k {:.3}  served hit@k {:.3} ndcg@k {:.3}  ndcg lost {:+.3}",
+                d.judged, d.late_hit_rate, d.late_ndcg, d.served_hit_rate, d.served_ndcg, d.ndcg_lost
             );
         }
         for fault in &self.faults {

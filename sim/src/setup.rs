@@ -90,8 +90,10 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         version: plan.version.clone(),
         popular: popular(&data, 500),
         members,
+        computed_at_ms: None,
         ..PrecomputedLists::default()
-    };
+    }
+    .computed_now();
     reco_offline::artifacts::save(dir, &model.item_factors, &lists)
         .context("cannot write the model directory")?;
     Ok(Trained {
@@ -132,7 +134,9 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         version: version.to_owned(),
         popular,
         members: std::collections::HashMap::<MemberId, Vec<Scored>>::new(),
+        computed_at_ms: None,
         ..PrecomputedLists::default()
-    };
+    }
+    .computed_now();
     reco_offline::artifacts::save(dir, &model, &lists).context("cannot write the model directory")
 }

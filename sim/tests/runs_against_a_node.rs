@@ -207,6 +207,61 @@ async fn a_model_fault_on_the_experiment_cohort_spares_the_control() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_says_what_degradation_cost_from_the_counterfactual_log() {
+    // The model is slowed past the deadline for most of the run; the node
+    // logs every late answer (rate 1, breaker off so every request asks the
+    // model) and the simulator judges both lists of each.
+    let world = Arc::new(World::synthetic(tiny(9)));
+    let stack = world_stack_with(
+        &world,
+        None,
+        50,
+        "[model]\nbreaker_enabled = false\n[counterfactual]\nsample_rate = 1.0\n",
+    )
+    .unwrap();
+    let config = DriveConfig {
+        duration: Duration::from_secs(4),
+        events_per_sec: 2_000.0,
+        load: Load::Closed { concurrency: 4 },
+        quality_every: 1,
+        faults: vec![Fault {
+            kind: FaultKind::ModelSlow { delay_ms: 150 },
+            start: Duration::from_millis(800),
+            length: Duration::from_millis(3_000),
+        }],
+        ..DriveConfig::default()
+    };
+    let report = run(&world, &stack, config, true).await;
+    let table = report.table();
+    eprintln!("{table}");
+    let misses = report.by_reason.get("deadline").copied().unwrap_or(0);
+    assert!(misses >= 20, "the slowed model missed deadlines:\n{table}");
+    let cost = report.degradation.as_ref().expect("a degradation report");
+    // Every late answer was logged and read (a few may miss the end of the
+    // run or come from replies the simulator counted late itself).
+    assert!(
+        cost.records as f64 >= 0.9 * misses as f64 && cost.records <= misses + 5,
+        "{} records for {misses} deadline misses:\n{table}",
+        cost.records
+    );
+    assert_eq!(cost.bad, 0);
+    assert_eq!(cost.by_served_source.values().sum::<u64>(), cost.records);
+    assert!(cost.judged > 0 && cost.judged <= cost.records, "{table}");
+    assert!((0.0..=1.0).contains(&cost.overlap), "{table}");
+    for x in [
+        cost.late_ndcg,
+        cost.served_ndcg,
+        cost.late_hit_rate,
+        cost.served_hit_rate,
+    ] {
+        assert!((0.0..=1.0).contains(&x), "{table}");
+    }
+    // Late by the slowdown less the deadline, at least.
+    assert!(cost.late.p50_ms >= 50.0, "{table}");
+    assert!(table.contains("degradation"), "{table}");
+}
+
 /// The world's live stream for `members` only, cut in two phases: phase A
 /// holds each member's first `first` choices, phase B its next `then`
 /// (a choice: one play, with the impression and click before it and the

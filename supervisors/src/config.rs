@@ -56,6 +56,48 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The near-real-time aggregation job (`reco nearline`).
     pub streaming: StreamingConfig,
+    /// The counterfactual log: sampled late model answers beside what was
+    /// served.
+    pub counterfactual: CounterfactualConfig,
+}
+
+/// The counterfactual log: for a sampled share of the requests the model
+/// answers after the fallback already replied, the late list and the served
+/// one are published on `<prefix>.counterfactual` and recorded in a
+/// JetStream stream (see `actors/src/counterfactual.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CounterfactualConfig {
+    /// Share of model-bound requests whose late answer is kept and
+    /// published (0 to 1; 0 disables the log).
+    pub sample_rate: f64,
+    /// Records waiting to be published; beyond it they are dropped (counted).
+    pub queue: usize,
+    /// How long after the fallback replied a sampled request still waits
+    /// for the model, in ms.
+    pub max_late_ms: u64,
+    /// Record the published records in a JetStream stream.
+    pub record: bool,
+    /// Name of that stream.
+    pub stream: String,
+    /// Records older than this are dropped by the server, in seconds.
+    pub max_age_secs: u64,
+    /// The stream's size cap in bytes; beyond it the oldest records go.
+    pub max_bytes: u64,
+}
+
+impl Default for CounterfactualConfig {
+    fn default() -> Self {
+        CounterfactualConfig {
+            sample_rate: 0.1,
+            queue: 1024,
+            max_late_ms: 5_000,
+            record: true,
+            stream: "RECO_COUNTERFACTUAL".into(),
+            max_age_secs: 7 * 24 * 3600,
+            max_bytes: 256 << 20,
+        }
+    }
 }
 
 /// The operator surface: who may change a node's state over NATS.
@@ -1164,6 +1206,37 @@ impl Config {
             0,
             60_000,
             "0 to 60000",
+        )?;
+        let cf = &self.counterfactual;
+        if !(0.0..=1.0).contains(&cf.sample_rate) {
+            return Err(ConfigError::Range {
+                key: "counterfactual.sample_rate",
+                value: cf.sample_rate.to_string(),
+                expected: "0 to 1",
+            });
+        }
+        range("counterfactual.queue", cf.queue, 1, 1 << 20, "1 to 1048576")?;
+        range(
+            "counterfactual.max_late_ms",
+            cf.max_late_ms,
+            1,
+            600_000,
+            "1 ms to 10 minutes",
+        )?;
+        reco_offline::settings::check_name("counterfactual.stream", &cf.stream)?;
+        range(
+            "counterfactual.max_age_secs",
+            cf.max_age_secs,
+            60,
+            10 * 365 * 24 * 3600,
+            "60 s to 10 years",
+        )?;
+        range(
+            "counterfactual.max_bytes",
+            cf.max_bytes,
+            1 << 20,
+            1 << 50,
+            "1 MiB to 1 PiB",
         )?;
         self.events_log.validate()?;
         self.publish.validate()?;

@@ -291,6 +291,32 @@ pub async fn drive(
         slow_consumers,
     });
     let judge = spawn_judge(shared.clone(), quality_rx);
+    // The node's counterfactual log: late model lists beside what was served.
+    let seen_of: crate::counterfactual::SeenOf = {
+        let shared = shared.clone();
+        Arc::new(move |member| {
+            load::judged(&shared.config, member).then(|| {
+                shared
+                    .played
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&member)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+        })
+    };
+    let counterfactual = crate::counterfactual::listen(
+        &shared.client,
+        shared.subjects.counterfactual(),
+        world.clone(),
+        config.k as usize,
+        seen_of,
+        1 << 20,
+    )
+    .await
+    .map_err(|error| eprintln!("reco-sim: not reading the counterfactual log: {error:#}"))
+    .ok();
     let digest = Arc::new(Mutex::new(0xcbf2_9ce4_8422_2325_u64));
 
     let publisher = tokio::spawn(publish_events(shared.clone(), actions, digest.clone()));
@@ -319,6 +345,33 @@ pub async fn drive(
     }
     let _ = shared.client.flush().await;
     debug("stragglers done");
+    let degradation = match counterfactual {
+        Some((acc, task)) => {
+            let deadline_misses = {
+                let stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+                stats.by_reason.get("deadline").copied().unwrap_or(0)
+            };
+            // Late answers keep coming after the last reply: wait (at most
+            // 3 s) until none has arrived for 300 ms.
+            let records = || acc.lock().unwrap_or_else(|e| e.into_inner()).cost().records;
+            let until = Instant::now() + Duration::from_secs(3);
+            let mut last = (records(), Instant::now());
+            while deadline_misses > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = records();
+                if now != last.0 {
+                    last = (now, Instant::now());
+                } else if last.1.elapsed() >= Duration::from_millis(300) {
+                    break;
+                }
+            }
+            task.abort();
+            let cost = acc.lock().unwrap_or_else(|e| e.into_inner()).cost();
+            (deadline_misses > 0 || cost.records > 0).then_some(cost)
+        }
+        None => None,
+    };
+    debug("counterfactual log done");
     let mut fault_records = fault_task.await.unwrap_or_default();
     debug("faults done");
     let _ = monitor.await;
@@ -422,6 +475,7 @@ pub async fn drive(
         node_resident_members: stats.resident,
         faults: fault_records,
         timeline: stats.timeline.clone(),
+        degradation,
         cohorts: if config.cohorts {
             ["experiment", "control"]
                 .iter()

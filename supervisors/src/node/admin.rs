@@ -7,15 +7,18 @@ use crate::config::Config;
 use crate::supervision::{GetTree, Reconfigure, Restart, Supervisor};
 use actix::prelude::*;
 use futures::StreamExt;
-use reco_messages::admin::Reloaded;
+use reco_actors::breaker::{BreakerState, ModelBreaker};
+use reco_messages::admin::{Reloaded, TreeNode};
 use reco_messages::{encode, ErrorCode, ErrorReply, Subjects};
 use std::path::PathBuf;
 
-/// Answers `<prefix>.admin.tree` with the live supervision tree.
+/// Answers `<prefix>.admin.tree` with the live supervision tree; the model
+/// subtree's detail says the state of the breaker in front of it.
 pub(super) async fn serve_tree(
     client: async_nats::Client,
     subjects: Subjects,
     root: Addr<Supervisor>,
+    breaker: ModelBreaker,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut requests = client.subscribe(subjects.admin_tree()).await?;
     Ok(actix::spawn(async move {
@@ -27,7 +30,10 @@ pub(super) async fn serve_tree(
                 })
                 .await
             {
-                Ok(tree) => encode(&tree),
+                Ok(mut tree) => {
+                    show_breaker(&mut tree, breaker.state());
+                    encode(&tree)
+                }
                 Err(_) => encode(&ErrorReply::new(
                     ErrorCode::Unavailable,
                     "the supervision tree is shutting down",
@@ -38,6 +44,18 @@ pub(super) async fn serve_tree(
             }
         }
     }))
+}
+
+/// Writes the breaker's state into the detail of the tree's `model`
+/// subtree (the online workers it stands in front of).
+pub(super) fn show_breaker(tree: &mut TreeNode, state: BreakerState) {
+    if let Some(model) = tree.children.iter_mut().find(|c| c.name == "model") {
+        let breaker = format!("breaker {}", state.as_str());
+        model.detail = Some(match model.detail.take() {
+            Some(detail) => format!("{detail}, {breaker}"),
+            None => breaker,
+        });
+    }
 }
 
 /// On every SIGHUP, or request on `<prefix>.admin.reload`, re-reads the
@@ -139,4 +157,37 @@ pub fn rss_bytes() -> u64 {
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_subtree_says_the_breaker_state() {
+        let mut tree = TreeNode {
+            name: "root".into(),
+            children: vec![
+                TreeNode {
+                    name: "model".into(),
+                    ..Default::default()
+                },
+                TreeNode {
+                    name: "sessions".into(),
+                    detail: Some("3 resident".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        show_breaker(&mut tree, BreakerState::Open);
+        assert_eq!(tree.children[0].detail.as_deref(), Some("breaker open"));
+        assert_eq!(tree.children[1].detail.as_deref(), Some("3 resident"));
+        tree.children[0].detail = Some("2 workers".into());
+        show_breaker(&mut tree, BreakerState::HalfOpen);
+        assert_eq!(
+            tree.children[0].detail.as_deref(),
+            Some("2 workers, breaker half_open")
+        );
+    }
 }

@@ -18,6 +18,8 @@
 //! - [`cluster`]: single or cluster mode (the partition mapping probe,
 //!   leases, replay) and what it feeds the ingress.
 //! - [`command`]: `reco serve` and `reco nats-config`.
+//! - [`counterfactual`](mod@counterfactual): the counterfactual log's
+//!   publisher and its JetStream stream.
 
 use crate::config::Config;
 use crate::supervision::Shutdown;
@@ -47,6 +49,7 @@ mod admin;
 pub mod cluster;
 pub mod command;
 pub mod connect;
+pub mod counterfactual;
 mod signals;
 mod tree;
 
@@ -133,6 +136,13 @@ pub async fn run(
     // Tasks holding subscriptions that must end inside the runtime.
     let (telemetry_tx, mut telemetry_rx) = tokio::sync::watch::channel(0usize);
     let breaker = reco_actors::breaker::ModelBreaker::new(tree::breaker_settings(&config.model));
+    let counterfactual = counterfactual::start(
+        &client,
+        &config.counterfactual,
+        &subjects,
+        role.node.to_string(),
+    )
+    .await;
     let tree = TreeParts {
         config: config.clone(),
         pool: pool.clone(),
@@ -142,6 +152,8 @@ pub async fn run(
         arbiters: arbiters.iter().map(Arbiter::handle).collect(),
         dead_letter: dead_letter(client.clone(), subjects.clone()),
         breaker: breaker.clone(),
+        counterfactual,
+        seen: reco_actors::seen::SeenIndex::new(config.sessions.max_resident),
         faults: faults.clone(),
         ingress: IngressWiring {
             client: client.clone(),
@@ -167,7 +179,7 @@ pub async fn run(
                 faults: config.node.fault_injection.then_some(faults),
                 draining: draining.clone(),
                 guard: guard.clone(),
-                breaker,
+                breaker: breaker.clone(),
                 rss_bytes: Arc::new(rss_bytes),
                 cluster: Some(role.health()),
             },
@@ -186,7 +198,7 @@ pub async fn run(
         },
     };
     let root = tree.root(root_hook).start_now();
-    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone()).await?;
+    let tree_view = serve_tree(client.clone(), subjects.clone(), root.clone(), breaker).await?;
     let reloader = reload.map(|path| {
         actix::spawn(reload_on_request(
             path,

@@ -82,6 +82,11 @@ pub(super) struct TreeParts {
     pub(super) dead_letter: DeadLetter,
     /// The breaker in front of the model pool, shared by every session.
     pub(super) breaker: reco_actors::breaker::ModelBreaker,
+    /// What resident members have seen (sessions write it; the overload
+    /// fallbacks of shards and the ingress read it).
+    pub(super) seen: reco_actors::seen::SeenIndex,
+    /// Where sessions send sampled late model answers.
+    pub(super) counterfactual: reco_actors::counterfactual::CounterfactualLog,
     /// The injectable faults the sessions check (poisoned items).
     pub(super) faults: InjectedFaults,
     pub(super) ingress: IngressWiring,
@@ -182,6 +187,7 @@ impl TreeParts {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let wiring = self.ingress.clone();
         let (shards, reader) = (self.shards.clone(), self.reader.clone());
+        let seen = self.seen.clone();
         actix::spawn(async move {
             let subjects = &wiring.subjects;
             let subscribed = async {
@@ -234,6 +240,7 @@ impl TreeParts {
                 wiring.settings.clone(),
                 shards,
                 reader,
+                seen,
                 wiring.in_flight.clone(),
             );
             ingress.run(events, requests, Some(fallback), stop).await;
@@ -269,6 +276,8 @@ impl TreeParts {
             faults: self.faults.clone(),
             nearline: self.nearline.clone(),
             breaker: self.breaker.clone(),
+            counterfactual: self.counterfactual.clone(),
+            seen: self.seen.clone(),
         };
         let addr = SessionShard::start_in_arbiter(&self.arbiters[index], move |_| {
             SessionShard::new(index, settings, deps, exit)
