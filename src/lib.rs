@@ -308,6 +308,7 @@ impl Fixture {
             popular,
             members,
             computed_at_ms: None,
+            ..PrecomputedLists::default()
         }
         .computed_now();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");

@@ -108,6 +108,10 @@ async fn the_operator_page_shows_the_tree_and_the_restart_after_an_injected_faul
         "no model version:\n{before}"
     );
     assert!(
+        before.contains(r#"data-mode="single""#),
+        "the partitions table does not show the node alone:\n{before}"
+    );
+    assert!(
         !before.contains(r#"class="restarts some""#) && !before.contains(r#"class="failure""#),
         "a restart before any fault:\n{before}"
     );
@@ -161,6 +165,60 @@ async fn the_operator_page_shows_the_tree_and_the_restart_after_an_injected_faul
         after.contains(r#"data-reason="model_unavailable""#),
         "the replies table does not show the fallback's reason:\n{after}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_page_shows_the_partitions_of_every_node() {
+    use reco_cluster::testing::NatsServer as ConfiguredServer;
+    use reco_cluster::ServerConfig;
+    const PARTITIONS: u32 = 8;
+    chromium();
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&Subjects::default(), PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(300, 8, 10, "fixture-parts");
+    let config = |id: &str| {
+        format!(
+            "[node]\nshards = 1\n[model]\nworkers = 1\n[nearline]\nenabled = false\n\
+             [cluster]\nnode_id = \"{id}\"\npartitions = {PARTITIONS}\nlease_ms = 1000\n"
+        )
+    };
+    let nodes: Vec<Node> = ["node-a", "node-b"]
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &config(id)))
+        .collect();
+    // Wait until the two nodes serve every partition between them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while nodes
+        .iter()
+        .map(|n| n.metric("reco_partition_serving", &[]))
+        .sum::<f64>()
+        < f64::from(PARTITIONS)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partitions were never all served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = format!("http://{}/", nodes[0].http_addr());
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&page))
+        .await
+        .unwrap();
+    let mut served = 0;
+    for (id, node) in ["node-a", "node-b"].iter().zip(&nodes) {
+        let count = node.metric("reco_partition_serving", &[]) as u32;
+        served += count;
+        assert!(
+            dom.contains(&format!(
+                r#"data-node="{id}" data-mode="cluster" data-partitions="{count}""#
+            )),
+            "the page does not show {id} with its {count} partitions:\n{dom}"
+        );
+    }
+    assert_eq!(served, PARTITIONS);
 }
 
 #[test]

@@ -462,6 +462,9 @@ fn served(
         signals: None,
         newest_signal_age_ms: None,
         aggregates_version: Some(service.version().to_owned()),
+        // Stamped by the responder.
+        row: None,
+        details: None,
     }
 }
 
@@ -535,6 +538,7 @@ mod tests {
                 .collect(),
             members: HashMap::new(),
             computed_at_ms: None,
+            ..PrecomputedLists::default()
         })
     }
 

@@ -576,14 +576,24 @@ impl Ingress {
             return;
         };
         // This node may still hold what the member has seen (its partition
-        // was here a moment ago).
+        // was here a moment ago); the row's own fallback answers (the
+        // genre's popular list for a genre row, …).
         let seen = if request.exclude_seen {
             self.seen.get(member)
         } else {
             std::sync::Arc::from([])
         };
-        let fallback = self.lists.fallback(member, request.k as usize, &seen);
-        responder.fall_back(member, fallback, reco_messages::Reason::Failover);
+        match crate::rows::offline_fallback(
+            &request.row,
+            member,
+            request.k as usize,
+            &seen,
+            &self.lists,
+            None,
+        ) {
+            Ok(fallback) => responder.fall_back(member, fallback, reco_messages::Reason::Failover),
+            Err(message) => responder.error(ErrorCode::BadRequest, message),
+        }
     }
 
     /// What every request subject shares before the request is served: a
@@ -628,7 +638,13 @@ impl Ingress {
             }
         };
         match decode_request(&message.payload, self.settings.max_payload) {
-            Ok(request) => Some((responder, member, request)),
+            Ok(request) => {
+                // The reply says which row it answers (and, when asked,
+                // the items' titles from the lists in service).
+                let details = request.details.then(|| self.lists.clone());
+                let responder = responder.for_row(request.row.clone(), details);
+                Some((responder, member, request))
+            }
             Err(error @ DecodeError::TooLarge { .. }) => {
                 responder.error(ErrorCode::TooLarge, error.to_string());
                 None

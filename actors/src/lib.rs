@@ -12,6 +12,8 @@
 //!   fallback → reply step, and the in-flight count a drain waits on.
 //! - [`counterfactual`]: the sampled log of late model answers beside what
 //!   was served, published off the request path.
+//! - [`rows`]: the row dispatch: what each row (genre, because, continue,
+//!   popular, new) asks of the model and what answers when it cannot.
 //! - [`model`]: `ModelWorker` on a `SyncArbiter` and the bounded `ModelPool`
 //!   in front of it.
 //! - [`nearline`]: the member's list refreshed between requests after an
@@ -52,6 +54,7 @@ pub mod metrics;
 pub mod model;
 pub mod nearline;
 pub mod reply;
+pub mod rows;
 pub mod seen;
 pub mod session;
 pub mod shard;

@@ -149,6 +149,7 @@ mod tests {
             popular: scored(&[1, 2, 3, 4, 5]),
             members: HashMap::from([(MemberId(7), scored(&[9, 2, 8]))]),
             computed_at_ms: None,
+            ..PrecomputedLists::default()
         }
     }
 

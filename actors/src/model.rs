@@ -110,11 +110,29 @@ pub struct Score {
     /// Scale of the history's weights in the fold-in (default 1: the
     /// trained vector when there is no recent event).
     pub history_weight: f32,
+    /// What to rank (default: the whole catalogue, top picks); see
+    /// [`RowQuery`].
+    pub row: RowQuery,
     /// Score it even after its deadline (default false): the counterfactual
     /// log wants to know what a late model would have said
     /// ([`crate::counterfactual`]).
     pub keep_late: bool,
     permit: Option<Permit>,
+}
+
+/// What a [`Score`] ranks: the rows of a page that need the model
+/// (`crate::rows` chooses).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RowQuery {
+    /// The member's top picks over the whole catalogue.
+    #[default]
+    Top,
+    /// The member's ranking of these candidates only (a genre, the newest
+    /// titles).
+    Within(Arc<[ItemId]>),
+    /// The items nearest this one (cosine of item factors); needs no
+    /// member vector.
+    Near(ItemId),
 }
 
 impl Score {
@@ -134,6 +152,7 @@ impl Score {
             deadline,
             exclude_history: true,
             history_weight: 1.0,
+            row: RowQuery::Top,
             keep_late: false,
             permit: None,
         }
@@ -237,7 +256,7 @@ impl ModelWorker {
         };
         // (job, user vector, exclusions when they differ from the job's).
         let mut users: Vec<(usize, Vec<f32>, Vec<ItemId>)> = Vec::with_capacity(jobs.len());
-        let (mut expired, mut cold) = (0, 0);
+        let (mut expired, mut cold, mut within) = (0, 0, 0);
         for (at, job) in jobs.iter().enumerate() {
             if started >= job.score.deadline && !job.score.keep_late {
                 expired += 1;
@@ -249,8 +268,38 @@ impl ModelWorker {
             // History ∪ recent: the member's training interactions (when
             // the model carries them) with its recent events.
             let score = &job.score;
+            if let RowQuery::Near(item) = score.row {
+                // No member vector: the item's neighbours.
+                let items =
+                    reco_models::rows::similar(&model, item, score.k, &excluded(&model, score));
+                outcomes[at] = if items.is_empty() {
+                    cold += 1;
+                    ScoreOutcome::Cold
+                } else {
+                    ScoreOutcome::Scored {
+                        items,
+                        version: model.version().to_owned(),
+                    }
+                };
+                continue;
+            }
             match model.fold_in_member(score.member, &score.interactions, score.history_weight) {
                 Some(user) => {
+                    if let RowQuery::Within(candidates) = &score.row {
+                        let items = reco_models::rows::top_k_within(
+                            &model,
+                            &user,
+                            candidates,
+                            score.k,
+                            &excluded(&model, score),
+                        );
+                        outcomes[at] = ScoreOutcome::Scored {
+                            items,
+                            version: model.version().to_owned(),
+                        };
+                        within += 1;
+                        continue;
+                    }
                     let mut exclude = Vec::new();
                     if score.exclude_history {
                         exclude = model.history_items(score.member);
@@ -266,6 +315,7 @@ impl ModelWorker {
         }
         self.count("expired", expired);
         self.count("cold", cold);
+        self.count("scored", within);
         if users.is_empty() {
             return outcomes;
         }
@@ -367,6 +417,21 @@ impl ModelWorker {
             }
         }
     }
+}
+
+/// The items a row query leaves out, sorted: the request's exclusions and,
+/// when asked, the member's training history.
+fn excluded(model: &ItemFactors, score: &Score) -> Vec<ItemId> {
+    let mut exclude = score.exclude.clone();
+    if score.exclude_history {
+        exclude.extend(model.history_items(score.member));
+    }
+    if let RowQuery::Near(item) = score.row {
+        exclude.push(item);
+    }
+    exclude.sort_unstable();
+    exclude.dedup();
+    exclude
 }
 
 /// Sends each job its outcome (a caller that gave up is simply gone) and

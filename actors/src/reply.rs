@@ -18,7 +18,7 @@
 //! that drains for shutdown waits on it.
 //!
 //! Emits: `reco_recommend_latency_seconds{source}`,
-//! `reco_replies_total{source,reason}`, `reco_request_errors_total{code}`,
+//! `reco_replies_total{source,reason}`, `reco_row_replies_total{row,source,reason}`, `reco_request_errors_total{code}`,
 //! `reco_requests_in_flight`. Logs: ERROR "A recommend request was dropped
 //! inside reco…" when a responder is dropped unanswered (a bug or a dead
 //! worker); WARN when a reply cannot be published.
@@ -31,7 +31,9 @@ use crate::metrics as m;
 use crate::seen::SeenIndex;
 use actix::Message;
 use async_nats::{Client, Subject};
-use reco_messages::{encode, ErrorCode, ErrorReply, MemberId, Reason, Recommendations, Row};
+use reco_messages::{
+    encode, ErrorCode, ErrorReply, ItemDetails, MemberId, Reason, Recommendations, Row,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,7 +115,7 @@ pub struct Recommend {
     pub k: usize,
     /// Leave out seen items.
     pub exclude_seen: bool,
-    /// The row asked for.
+    /// The row (gallery) asked for ([`crate::rows`]).
     pub row: Row,
     /// When the caller stops waiting.
     pub deadline: Instant,
@@ -126,18 +128,22 @@ pub struct Recommend {
 
 impl Recommend {
     /// Answers a request that a mailbox refused (full, or its actor gone)
-    /// with the member's precomputed or popular list, `reason: overloaded`,
-    /// leaving out what the member has seen (as its session would, from
-    /// the shared [`SeenIndex`]) when the request asks so.
+    /// with the row's offline fallback (the member's precomputed or popular
+    /// list for top picks), `reason: overloaded`, leaving out what the
+    /// member has seen (as its session would, from the shared
+    /// [`SeenIndex`]) when the request asks so.
     pub fn refused(self, lists: &ListsReader, seen: &SeenIndex) {
         let seen = if self.exclude_seen {
             seen.get(self.member)
         } else {
             std::sync::Arc::from([])
         };
-        let fallback = lists.fallback(self.member, self.k, &seen);
-        self.responder
-            .fall_back(self.member, fallback, Reason::Overloaded);
+        match crate::rows::offline_fallback(&self.row, self.member, self.k, &seen, lists, None) {
+            Ok(fallback) => self
+                .responder
+                .fall_back(self.member, fallback, Reason::Overloaded),
+            Err(message) => self.responder.error(ErrorCode::BadRequest, message),
+        }
     }
 }
 
@@ -156,6 +162,8 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         signals: None,
         newest_signal_age_ms: None,
         aggregates_version: None,
+        row: None,
+        details: None,
     }
 }
 
@@ -178,6 +186,10 @@ pub struct Responder {
     sink: Option<Sink>,
     received: Instant,
     guard: Option<FlightGuard>,
+    /// The row the request asked for: said in the reply and counted.
+    row: Option<Row>,
+    /// Where titles and genres come from, when the request asked for them.
+    details: Option<ListsReader>,
 }
 
 impl Responder {
@@ -198,6 +210,8 @@ impl Responder {
             }),
             received,
             guard: Some(in_flight.enter()),
+            row: None,
+            details: None,
         }
     }
 
@@ -208,8 +222,19 @@ impl Responder {
             sink: Some(Sink::Channel(tx)),
             received,
             guard: Some(in_flight.enter()),
+            row: None,
+            details: None,
         };
         (responder, rx)
+    }
+
+    /// The same responder answering for `row`: the reply says which row
+    /// it answers and is counted by the row's kind; with `details`, the
+    /// reply carries the items' titles and genres from those lists.
+    pub fn for_row(mut self, row: Row, details: Option<ListsReader>) -> Self {
+        self.row = Some(row);
+        self.details = details;
+        self
     }
 
     /// When the request was received: the start of its deadline.
@@ -226,6 +251,25 @@ impl Responder {
         metrics::histogram!(m::RECOMMEND_LATENCY_SECONDS, "source" => source)
             .record(elapsed.as_secs_f64());
         metrics::counter!(m::REPLIES_TOTAL, "source" => source, "reason" => reason).increment(1);
+        let row = self.row.take().unwrap_or_default();
+        metrics::counter!(m::ROW_REPLIES_TOTAL, "row" => row.kind(), "source" => source, "reason" => reason)
+            .increment(1);
+        recommendations.row = Some(row.to_string());
+        if let Some(lists) = self.details.take() {
+            let lists = lists.load();
+            let details: Vec<ItemDetails> = recommendations
+                .items
+                .iter()
+                .filter_map(|s| {
+                    lists.catalogue.get(s.item).map(|info| ItemDetails {
+                        item: s.item,
+                        title: info.title.clone(),
+                        genres: info.genres.clone(),
+                    })
+                })
+                .collect();
+            recommendations.details = Some(details);
+        }
         self.send(encode(&recommendations));
     }
 
@@ -318,6 +362,8 @@ mod tests {
             signals: None,
             newest_signal_age_ms: None,
             aggregates_version: None,
+            row: None,
+            details: None,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

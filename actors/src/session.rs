@@ -44,9 +44,10 @@ use crate::faults::InjectedFaults;
 use crate::lifecycle::isolate;
 use crate::lists::ListsReader;
 use crate::metrics as m;
-use crate::model::{ModelPool, Refusal, Score, ScoreOutcome};
+use crate::model::{ModelPool, Refusal, RowQuery, Score, ScoreOutcome};
 use crate::nearline::{triggers_refresh, MemberNearline, NearlineSettings, HELD_REFRESH_RETRY};
 use crate::reply::{fallback_reply, Recommend};
+use crate::rows;
 use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
@@ -306,8 +307,39 @@ impl Session {
         } else {
             Vec::new()
         };
-        match row {
-            Row::Trending => {
+        let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
+        let used = Used {
+            signals: u32::try_from(signals).unwrap_or(u32::MAX),
+            newest_age_ms,
+        };
+        // The row decides what the model ranks and what answers without it
+        // (crate::rows); top picks keep the nearline tier.
+        let model = self.deps.model.model().load();
+        let (fallback, query) = match rows::plan(
+            &row,
+            k,
+            &exclude,
+            &self.deps.lists,
+            model.as_deref(),
+            &self.signals,
+        ) {
+            rows::Plan::Refuse(message) => {
+                return responder.error(reco_messages::ErrorCode::BadRequest, message)
+            }
+            // The near-real-time rows (crate::aggregates).
+            rows::Plan::Aggregates => {
+                if row == Row::Billboard {
+                    drop(_entered);
+                    return self.billboard(
+                        member,
+                        k,
+                        exclude,
+                        exclude_seen,
+                        deadline,
+                        responder,
+                        span,
+                    );
+                }
                 let reply = self.deps.aggregates.trending(
                     member,
                     k,
@@ -315,37 +347,35 @@ impl Session {
                     &self.deps.lists,
                     crate::signals::now_ms(),
                 );
-                return responder.reply(reply);
+                return responder.reply(used.stamp(reply));
             }
-            Row::Billboard => {
-                drop(_entered);
-                return self.billboard(member, k, exclude, exclude_seen, deadline, responder, span);
+            rows::Plan::Direct(answer) => {
+                return responder.reply(rows::direct_reply(member, answer))
             }
-            _ => {}
-        }
-        // The fallback is taken before the model is asked: whatever happens
-        // next, an answer is ready. The nearline list comes first.
-        let offline = self.deps.lists.fallback(member, k, &exclude);
-        let (fallback, fresh) = self.nearline.fallback(
-            self.deps.nearline.as_ref(),
-            self.applied,
-            k,
-            &exclude,
-            offline,
-        );
-        let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
-        let used = Used {
-            signals: u32::try_from(signals).unwrap_or(u32::MAX),
-            newest_age_ms,
+            rows::Plan::Model { query, fallback } => (fallback, query),
+            rows::Plan::Top => {
+                // The fallback is taken before the model is asked:
+                // whatever happens next, an answer is ready. The
+                // nearline list comes first.
+                let offline = self.deps.lists.fallback(member, k, &exclude);
+                let (fallback, fresh) = self.nearline.fallback(
+                    self.deps.nearline.as_ref(),
+                    self.applied,
+                    k,
+                    &exclude,
+                    offline,
+                );
+                if fresh {
+                    // Cheap answer: the list already reflects every event.
+                    let mut reply = fallback_reply(member, fallback, Reason::Deadline);
+                    reply.degraded = false;
+                    reply.reason = None;
+                    responder.reply(used.stamp(reply));
+                    return;
+                }
+                (fallback, RowQuery::Top)
+            }
         };
-        if fresh {
-            // Cheap answer: the list already reflects every event.
-            let mut reply = fallback_reply(member, fallback, Reason::Deadline);
-            reply.degraded = false;
-            reply.reason = None;
-            responder.reply(used.stamp(reply));
-            return;
-        }
         let interactions = self.signals.interactions();
         // A member the model was trained on is never cold: its history is
         // in the model.
@@ -356,7 +386,9 @@ impl Session {
                 .load()
                 .is_some_and(|m| m.knows_member(member))
         };
-        if interactions.is_empty() && !known() {
+        // The neighbours of an item need no member vector.
+        let needs_member = !matches!(query, RowQuery::Near(_));
+        if needs_member && interactions.is_empty() && !known() {
             responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ColdStart)));
             return;
         }
@@ -379,6 +411,7 @@ impl Session {
         let mut score = Score::new(member, interactions, k, exclude, answer_by);
         score.exclude_history = exclude_seen;
         score.history_weight = self.deps.settings.signals.fold_in.history_weight;
+        score.row = query;
         let counterfactual = self.deps.counterfactual.clone();
         score.keep_late = counterfactual.sample();
         let sampled = score.keep_late;
@@ -423,6 +456,8 @@ impl Session {
                         signals: None,
                         newest_signal_age_ms: None,
                         aggregates_version: None,
+                        row: None,
+                        details: None,
                     }));
                 }
                 Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
@@ -668,6 +703,7 @@ mod tests {
                 vec![scored(3), scored(4), scored(5)],
             )]),
             computed_at_ms: None,
+            ..PrecomputedLists::default()
         });
         let deps = Arc::new(d);
         let session = Session::new(MemberId(1), deps.clone()).start();

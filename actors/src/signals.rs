@@ -18,6 +18,7 @@
 
 use reco_messages::{Event, EventKind, ItemId};
 use reco_models::confidence::{combine, event_weight};
+use reco_models::rows::Watch;
 use reco_models::FoldInPolicy;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -79,6 +80,8 @@ struct Signal {
     /// [`event_weight`] of the event.
     weight: f32,
     kind: EventKind,
+    /// The event's value: seconds watched for play/stop.
+    value: f32,
 }
 
 /// The last `capacity` events of one member, oldest first.
@@ -123,6 +126,7 @@ impl RecentSignals {
             at_ms: self.policy.event_time(event.at_ms, now_ms),
             weight: weight(event),
             kind: event.kind,
+            value: event.value,
         });
     }
 
@@ -193,6 +197,39 @@ impl RecentSignals {
         seen.sort_unstable();
         seen.dedup();
         seen
+    }
+
+    /// What the member did with each title it played, stopped or rated,
+    /// as the `continue` row reads it (largest watch time, last play or
+    /// stop, whether it was rated).
+    pub fn watches(&self) -> Vec<Watch> {
+        let mut watches: Vec<Watch> = Vec::new();
+        for s in &self.ring {
+            let (played, rated) = match s.kind {
+                EventKind::Play | EventKind::Stop => (true, false),
+                EventKind::Rate => (false, true),
+                _ => continue,
+            };
+            let at = match watches.iter().position(|w| w.item == s.item) {
+                Some(at) => at,
+                None => {
+                    watches.push(Watch {
+                        item: s.item,
+                        watched_secs: 0.0,
+                        last_ms: 0,
+                        rated: false,
+                    });
+                    watches.len() - 1
+                }
+            };
+            let watch = &mut watches[at];
+            if played {
+                watch.watched_secs = watch.watched_secs.max(s.value);
+                watch.last_ms = watch.last_ms.max(s.at_ms);
+            }
+            watch.rated |= rated;
+        }
+        watches
     }
 
     /// The policy the ring reads with.
@@ -275,6 +312,33 @@ mod tests {
         assert_eq!(ring.freshness_at(later), (1, Some(40_000)));
         assert_eq!(ring.seen(), vec![ItemId(1), ItemId(2)]);
         assert!(ring.interactions_at(NOW + 120_000).is_empty());
+    }
+
+    #[test]
+    fn watches_keep_the_longest_watch_time_and_the_rating() {
+        let mut ring = ring(8);
+        let mut play = |item, value, at, kind| {
+            let mut e = event(item, kind, Some(at));
+            e.value = value;
+            ring.push_at(&e, NOW);
+        };
+        play(1, 300.0, NOW - 3_000, EventKind::Play);
+        play(1, 900.0, NOW - 2_000, EventKind::Stop);
+        play(2, 60.0, NOW - 1_000, EventKind::Play);
+        play(2, 4.0, NOW, EventKind::Rate);
+        play(3, 0.0, NOW, EventKind::Click);
+        let watches = ring.watches();
+        assert_eq!(watches.len(), 2);
+        assert_eq!(
+            (
+                watches[0].item,
+                watches[0].watched_secs,
+                watches[0].last_ms,
+                watches[0].rated
+            ),
+            (ItemId(1), 900.0, NOW - 2_000, false)
+        );
+        assert!(watches[1].rated);
     }
 
     #[test]

@@ -46,6 +46,20 @@ pub struct RecommendArgs {
     /// caller rule), in milliseconds.
     #[arg(long, default_value_t = 2000)]
     try_timeout_ms: u64,
+    /// The row (gallery): top (default), genre:<name>, because:<item id>,
+    /// continue, popular, new, trending, billboard.
+    #[arg(long)]
+    row: Option<String>,
+    /// The device asking (context).
+    #[arg(long)]
+    device: Option<String>,
+    /// Leave out the items' titles and genres (ids and scores only).
+    #[arg(long)]
+    ids_only: bool,
+    /// Print one line per item (rank, id, score, title, genres) instead
+    /// of the reply's JSON.
+    #[arg(long)]
+    brief: bool,
 }
 
 /// Arguments of `reco event`.
@@ -65,6 +79,9 @@ pub struct EventArgs {
     /// Seconds watched (play/stop) or stars (rate).
     #[arg(long, default_value_t = 0.0)]
     value: f32,
+    /// The device the event came from.
+    #[arg(long, default_value = "cli")]
+    device: String,
 }
 
 pub(crate) async fn connect(target: &Target) -> anyhow::Result<(async_nats::Client, Subjects)> {
@@ -124,7 +141,9 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
         k: args.k,
         deadline_ms: args.deadline_ms,
         exclude_seen: Some(!args.include_seen),
-        ..Default::default()
+        row: args.row.clone(),
+        device: args.device.clone(),
+        details: Some(!args.ids_only),
     };
     let reply = crate::caller::recommend(
         &client,
@@ -134,11 +153,45 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.try_timeout_ms),
     )
     .await?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
+    match &reply {
+        RecommendReply::Ok(list) if args.brief => print!("{}", brief(list)),
+        _ => println!("{}", serde_json::to_string_pretty(&reply)?),
+    }
     if let RecommendReply::Error(e) = reply {
         anyhow::bail!("the node refused the request: {}", e.error.message);
     }
     Ok(())
+}
+
+/// A reply as one line per item: rank, id, score, title and genres (when
+/// the reply has them), after a line saying the row and the source.
+fn brief(list: &reco_messages::Recommendations) -> String {
+    let mut text = format!(
+        "row {} from {}{}\n",
+        list.row.as_deref().unwrap_or("top"),
+        list.source.as_str(),
+        match list.reason {
+            Some(reason) => format!(" (fallback: {})", reason.as_str()),
+            None => String::new(),
+        }
+    );
+    for (rank, scored) in list.items.iter().enumerate() {
+        let details = list
+            .details
+            .iter()
+            .flatten()
+            .find(|d| d.item == scored.item);
+        let (title, genres) = details.map_or((String::new(), String::new()), |d| {
+            (d.title.clone(), d.genres.join("|"))
+        });
+        text.push_str(&format!(
+            "{:>3}. {:>7} {:>8.4}  {title}  {genres}\n",
+            rank + 1,
+            scored.item.0,
+            scored.score
+        ));
+    }
+    text
 }
 
 /// Publishes one event and waits until the server has it.
@@ -151,7 +204,7 @@ pub async fn event(args: EventArgs) -> anyhow::Result<()> {
         kind,
         value: args.value,
         at_ms: None,
-        device: Some("cli".into()),
+        device: Some(args.device.clone()),
     };
     crate::producer::publish_event(&client, &subjects, &event).await?;
     println!(

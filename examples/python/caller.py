@@ -33,7 +33,8 @@ def parse_args(argv):
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--deadline-ms", type=int, default=50,
                    help="how long reco may take before its fallback answers")
-    p.add_argument("--row", default=None)
+    p.add_argument("--row", default=None,
+                   help="top (default), genre:<name>, because:<item id>, continue, popular, new")
     p.add_argument("--device", default=None)
     p.add_argument("--include-seen", action="store_true",
                    help="keep items the member already watched")
@@ -52,7 +53,7 @@ async def main(argv) -> int:
         reply = await reco_wire.recommend(
             nc, args.prefix, args.member, k=args.k, deadline_ms=args.deadline_ms,
             row=args.row, device=args.device,
-            exclude_seen=False if args.include_seen else None,
+            exclude_seen=False if args.include_seen else None, details=True,
             log=lambda m: print(f"caller: {m}", file=sys.stderr),
         )
     except reco_wire.RecoError as e:
@@ -67,10 +68,11 @@ async def main(argv) -> int:
         print(json.dumps(dataclasses.asdict(reply)))
         return 0
     why = f", {reply.reason}" if reply.degraded else ""
-    print(f"member {reply.member}: {len(reply.items)} items from {reply.source}{why} "
+    print(f"member {reply.member}: {len(reply.items)} items of row {reply.row} from {reply.source}{why} "
           f"(model {reply.model_version}, served in {reply.served_us} µs, via {reply.subject})")
     for rank, item in enumerate(reply.items, 1):
-        print(f"{rank:>3}. item {item['item']:<10} score {item['score']:.4f}")
+        title = (reply.titles or {}).get(item["item"], "")
+        print(f"{rank:>3}. item {item['item']:<10} score {item['score']:.4f}  {title}")
     return 0
 
 

@@ -81,9 +81,12 @@ def encode_request(
     row: Optional[str] = None,
     device: Optional[str] = None,
     exclude_seen: Optional[bool] = None,
+    details: Optional[bool] = None,
 ) -> bytes:
     """A ``RecommendRequest``: every field optional (an empty map asks for
-    the node's defaults)."""
+    the node's defaults). ``row`` picks the gallery (``top``,
+    ``genre:Comedy``, ``because:260``, ``continue``, ``popular``, ``new``);
+    ``details`` asks for each item's title and genres."""
     request: Dict[str, Any] = {}
     if k is not None:
         request["k"] = k
@@ -95,6 +98,8 @@ def encode_request(
         request["device"] = device
     if exclude_seen is not None:
         request["exclude_seen"] = exclude_seen
+    if details is not None:
+        request["details"] = details
     return msgpack.packb(request)
 
 
@@ -112,6 +117,10 @@ class Recommendations:
     served_us: int
     subject: str
     """The subject that answered (the recommend or the fallback subject)."""
+    row: Optional[str] = None
+    """The row the reply answers (``top``, ``genre:Comedy``, ...)."""
+    titles: Optional[Dict[int, str]] = None
+    """Item id -> title, when ``details`` was asked and the node has item data."""
 
 
 class RecoError(Exception):
@@ -148,6 +157,12 @@ def decode_reply(payload: bytes, subject: str) -> Recommendations:
         reason=reply.get("reason"),
         served_us=int(reply.get("served_us", 0)),
         subject=subject,
+        row=reply.get("row"),
+        titles=(
+            {d["item"]: d["title"] for d in reply["details"]}
+            if reply.get("details") is not None
+            else None
+        ),
     )
 
 
@@ -160,6 +175,7 @@ async def recommend(
     row: Optional[str] = None,
     device: Optional[str] = None,
     exclude_seen: Optional[bool] = None,
+    details: Optional[bool] = None,
     margin_ms: int = 250,
     log=lambda message: None,
 ) -> Recommendations:
@@ -175,7 +191,7 @@ async def recommend(
        the caller shows its own default row.
     """
     check_id("member", member)
-    payload = encode_request(k, deadline_ms, row, device, exclude_seen)
+    payload = encode_request(k, deadline_ms, row, device, exclude_seen, details)
     timeout = (deadline_ms + margin_ms) / 1000.0
     tried = []
     for subject in (recommend_subject(prefix, member), fallback_subject(prefix, member)):

@@ -143,6 +143,8 @@ pub struct ValidRequest {
     pub row: Row,
     /// Context: the device asking.
     pub device: Option<String>,
+    /// Send each item's title and genres.
+    pub details: bool,
 }
 
 /// Decodes and validates a recommendation request. An empty payload is the
@@ -185,6 +187,7 @@ pub fn validate_request(request: RecommendRequest) -> Result<ValidRequest, Decod
         exclude_seen: request.exclude_seen.unwrap_or(true),
         row,
         device: request.device,
+        details: request.details.unwrap_or(false),
     })
 }
 

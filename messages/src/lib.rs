@@ -37,8 +37,8 @@ pub use published::{AggregatesPublished, ModelPublished};
 pub use row::Row;
 pub use subjects::Subjects;
 pub use wire::{
-    Counterfactual, ErrorBody, ErrorCode, ErrorReply, Event, EventKind, Reason, RecommendReply,
-    RecommendRequest, Recommendations, ScoredItem, Source,
+    Counterfactual, ErrorBody, ErrorCode, ErrorReply, Event, EventKind, ItemDetails, Reason,
+    RecommendReply, RecommendRequest, Recommendations, ScoredItem, Source,
 };
 
 #[cfg(test)]
@@ -99,6 +99,8 @@ mod tests {
                 signals: Some(3),
                 newest_signal_age_ms: None,
                 aggregates_version: None,
+                row: Some("genre:Comedy".into()),
+                details: Some(vec![ItemDetails { item: ItemId(1), title: "Toy Story (1995)".into(), genres: vec!["Comedy".into()] }]),
             };
             let back: RecommendReply = decode(&encode(&reply), LIMIT).unwrap();
             prop_assert_eq!(back, RecommendReply::Ok(reply));
@@ -201,6 +203,8 @@ mod tests {
             signals: Some(2),
             newest_signal_age_ms: Some(40),
             aggregates_version: None,
+            row: None,
+            details: None,
         };
         let read: OldReply = rmp_serde::from_slice(&encode(&reply)).unwrap();
         assert_eq!(read.model_version.as_deref(), Some("m1"));

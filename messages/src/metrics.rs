@@ -13,6 +13,9 @@
 pub const RECOMMEND_LATENCY_SECONDS: &str = "reco_recommend_latency_seconds";
 /// Counter: replies sent, by `source` and `reason` (`none` when the model answered).
 pub const REPLIES_TOTAL: &str = "reco_replies_total";
+/// Counter: replies sent, by `row` (the row's kind: `top`, `genre`,
+/// `because`, …), `source` and `reason`.
+pub const ROW_REPLIES_TOTAL: &str = "reco_row_replies_total";
 /// Counter: requests answered with an `ErrorReply`, by `code`.
 pub const REQUEST_ERRORS_TOTAL: &str = "reco_request_errors_total";
 /// Counter: state-changing admin requests refused for a missing or wrong
@@ -228,6 +231,11 @@ pub const ALL: &[Described] = &[
         name: REPLIES_TOTAL,
         kind: Kind::Counter,
         help: "Replies sent, by source and reason.",
+    },
+    Described {
+        name: ROW_REPLIES_TOTAL,
+        kind: Kind::Counter,
+        help: "Replies sent, by row kind, source and reason.",
     },
     Described {
         name: REQUEST_ERRORS_TOTAL,

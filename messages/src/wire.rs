@@ -131,6 +131,10 @@ pub struct RecommendRequest {
     /// Leave out items the member has already watched (default true).
     #[serde(default)]
     pub exclude_seen: Option<bool>,
+    /// Also send each item's title and genres (`details` of the reply;
+    /// default false).
+    #[serde(default)]
+    pub details: Option<bool>,
 }
 
 /// One recommended item with its score (higher is better; scores of
@@ -160,6 +164,9 @@ pub enum Source {
     /// Chosen by the billboard's bandit over near-real-time take rates
     /// (`row: billboard`).
     Billboard,
+    /// The member's own recent events, read as they are (the `continue`
+    /// row: what it started and did not finish).
+    Recent,
 }
 
 impl Source {
@@ -172,6 +179,7 @@ impl Source {
             Source::Popular => "popular",
             Source::Trending => "trending",
             Source::Billboard => "billboard",
+            Source::Recent => "recent",
         }
     }
 }
@@ -262,6 +270,27 @@ pub struct Recommendations {
     /// other sources.
     #[serde(default)]
     pub aggregates_version: Option<String>,
+    /// The row this reply answers, in its wire form (`top`,
+    /// `genre:Comedy`, `because:260`, …); nil from older nodes.
+    #[serde(default)]
+    pub row: Option<String>,
+    /// Title and genres of the items, when the request asked for
+    /// `details` and the node has item data (items without data are left
+    /// out); nil otherwise.
+    #[serde(default)]
+    pub details: Option<Vec<ItemDetails>>,
+}
+
+/// What a reply says about one of its items when asked for `details`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemDetails {
+    /// The item.
+    pub item: ItemId,
+    /// Its title, e.g. `Star Wars: Episode IV - A New Hope (1977)`.
+    pub title: String,
+    /// Its genres (may be empty).
+    #[serde(default)]
+    pub genres: Vec<String>,
 }
 
 /// Machine-readable class of an [`ErrorReply`].

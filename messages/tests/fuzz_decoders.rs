@@ -54,6 +54,7 @@ fn seed_inputs(rng: &mut Rng) -> Vec<u8> {
             row: Some("popular".into()),
             device: None,
             deadline_ms: Some(rng.next() % 70_000),
+            details: None,
             exclude_seen: Some(rng.next().is_multiple_of(2)),
         }),
         3 => rmp_serde::to_vec(&(Some(10u32), None::<String>, Some("web"))).unwrap(),

@@ -23,6 +23,11 @@
 //!   over `std::thread::scope`.
 //! - [`lists`]: [`PrecomputedLists`], [`popular`], [`batch_top_n`]: the
 //!   offline lists that answer when the online path cannot.
+//! - [`items`]: [`Catalogue`] (titles, genres, years; the `movies.csv`
+//!   parser) and [`RowLists`], the offline fallbacks of the rows (per-genre
+//!   popular, newest titles, nearest neighbours), published with the lists.
+//! - [`rows`]: the pure logic of the rows: ranking within candidates,
+//!   nearest items by cosine, started-and-not-finished titles.
 //! - [`artifact`]: the versioned, checksummed envelope shared by every
 //!   artifact, and [`ArtifactError`].
 //! - [`eval`]: per-member train/test split and ranking metrics
@@ -55,11 +60,13 @@ pub mod eval;
 pub mod factors;
 pub mod history;
 pub mod interactions;
+pub mod items;
 mod linalg;
 pub mod lists;
 mod model_error;
 pub mod ratings;
 pub mod replay;
+pub mod rows;
 pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
@@ -67,6 +74,7 @@ pub use artifact::ArtifactError;
 pub use factors::{ItemFactors, ModelError, Query, UserFactors};
 pub use history::{FoldInPolicy, MemberHistory};
 pub use interactions::Interactions;
+pub use items::{parse_movies, Catalogue, ItemInfo, RowLists};
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};
 pub use tiers::{evaluate_tiers, TierMetrics};

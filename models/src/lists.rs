@@ -7,6 +7,7 @@
 
 use crate::artifact::{self, ArtifactError};
 use crate::interactions::Interactions;
+use crate::items::{Catalogue, RowLists};
 use crate::{Scored, TrainedModel};
 use reco_messages::MemberId;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,14 @@ pub struct PrecomputedLists {
     pub popular: Vec<Scored>,
     /// Per-member top-N, best first, seen items already excluded.
     pub members: HashMap<MemberId, Vec<Scored>>,
+    /// Titles, genres and years of the items (empty when trained without
+    /// item data; lists written before it existed decode with none).
+    #[serde(default)]
+    pub catalogue: Catalogue,
+    /// The fallbacks of the rows (genre, new, because); empty without item
+    /// data.
+    #[serde(default)]
+    pub rows: RowLists,
     /// When the batch run computed them, ms since the Unix epoch (replies
     /// say how old a precomputed answer is from it); `None` in lists
     /// written before it was recorded.
@@ -77,7 +86,12 @@ impl PrecomputedLists {
 }
 
 /// Popularity list: items by number of distinct interacting members (ties by
-/// total weight, then ascending id), the top `n`, with `score` = member count.
+/// total weight, then ascending id), the top `n`, with `score` = the share
+/// of members who interacted with the item (0..1).
+///
+/// The share is on the scale of the model's scores: implicit ALS predicts
+/// a preference in 0..1 (watched or not), and the share is the empirical
+/// chance that a member picked at random watched the item.
 ///
 /// The cold-start and last-resort answer: it needs no model and is never
 /// wrong by much.
@@ -100,11 +114,12 @@ pub fn popular(data: &Interactions, n: usize) -> Vec<Scored> {
         stats.truncate(n);
     }
     stats.sort_unstable_by(order);
+    let members = data.num_members().max(1) as f32;
     stats
         .into_iter()
         .map(|(count, _, i)| Scored {
             item: data.items()[i],
-            score: count as f32,
+            score: count as f32 / members,
         })
         .collect()
 }
@@ -191,8 +206,9 @@ mod tests {
         let list = popular(&data, 10);
         let ids: Vec<u64> = list.iter().map(|s| s.item.0).collect();
         assert_eq!(ids, vec![40, 50, 10, 20, 30]);
-        assert_eq!(list[0].score, 2.0);
-        assert_eq!(list[2].score, 1.0);
+        // Shares of the 3 members.
+        assert_eq!(list[0].score, 2.0 / 3.0);
+        assert_eq!(list[2].score, 1.0 / 3.0);
         let top2: Vec<u64> = popular(&data, 2).iter().map(|s| s.item.0).collect();
         assert_eq!(top2, vec![40, 50]);
         assert!(popular(&data, 0).is_empty());
@@ -247,6 +263,7 @@ mod tests {
                 version,
                 popular,
                 members,
+                ..PrecomputedLists::default()
             })
     }
 

@@ -130,6 +130,7 @@ mod tests {
             popular: popular(&data, 10),
             members: batch_top_n(&model, &data, 5, 1),
             computed_at_ms: None,
+            ..PrecomputedLists::default()
         };
         let tiers = evaluate_tiers(&model, &lists, &data, &test, 1);
         for (name, m) in tiers.named() {

@@ -50,6 +50,12 @@ pub struct TrainArgs {
         required_unless_present = "from_stream"
     )]
     pub ratings: Option<PathBuf>,
+    /// Item data in the MovieLens `movies.csv` format (movieId,title,genres):
+    /// titles and genres are published with the lists and the genre, new and
+    /// because rows get their fallbacks (default: movies.csv beside
+    /// --ratings, when there is one).
+    #[arg(long)]
+    pub items: Option<PathBuf>,
     /// Train on the events recorded in JetStream by `reco serve` (plays,
     /// ratings and list adds become interactions) instead of a file.
     #[arg(long)]
@@ -205,6 +211,20 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let items_path = args
+        .items
+        .clone()
+        .or_else(|| args.ratings.as_deref().and_then(train::items_beside));
+    let items = match &items_path {
+        Some(path) => Some(train::read_items(path)?),
+        None => {
+            eprintln!(
+                "No item data (--items movies.csv): replies carry no titles and the genre, new \
+and because rows have no fallback lists."
+            );
+            None
+        }
+    };
     let holdout = match (&args.test, args.holdout_fraction) {
         (Some(path), _) => Holdout::Given(train::read_ratings(path)?),
         (None, Some(fraction)) => Holdout::Split {
@@ -237,6 +257,7 @@ pub fn train(args: TrainArgs, target: TrainTarget) -> anyhow::Result<()> {
         } else {
             train::RatingValues::Stars
         },
+        items,
     };
     let outcome = train::run(&ratings, &options)?;
     let published = if args.publish {

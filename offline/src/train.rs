@@ -11,8 +11,10 @@ use crate::artifacts;
 use anyhow::Context as _;
 use reco_messages::metrics as nm;
 use reco_models::eval::{split_per_member, Metrics};
+use reco_models::items::{first_times, RowListSizes};
 use reco_models::{
-    AlsParams, Interactions, ItemFactors, PrecomputedLists, Rating, TierMetrics, TrainedModel,
+    AlsParams, Catalogue, Interactions, ItemFactors, PrecomputedLists, Rating, RowLists,
+    TierMetrics, TrainedModel,
 };
 use std::io::{BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
@@ -82,6 +84,9 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     /// What the ratings' values are (stars or weights).
     pub values: RatingValues,
+    /// Item data (titles, genres; `--items movies.csv`): published with
+    /// the lists, with the row fallbacks computed from it.
+    pub items: Option<Catalogue>,
 }
 
 /// What a training run produced.
@@ -122,6 +127,21 @@ pub fn read_ratings(path: &Path) -> anyhow::Result<Vec<Rating>> {
         .with_context(|| format!("cannot open ratings file {}", path.display()))?;
     reco_models::parse_ratings(BufReader::new(file))
         .with_context(|| format!("ratings file {} is invalid", path.display()))
+}
+
+/// Reads a MovieLens `movies.csv` (movieId,title,genres).
+pub fn read_items(path: &Path) -> anyhow::Result<Catalogue> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open items file {}", path.display()))?;
+    reco_models::parse_movies(BufReader::new(file))
+        .with_context(|| format!("items file {} is invalid", path.display()))
+}
+
+/// The items file used when `--items` is not given: `movies.csv` beside
+/// the ratings file, when there is one.
+pub fn items_beside(ratings: &Path) -> Option<PathBuf> {
+    let candidate = ratings.parent()?.join("movies.csv");
+    candidate.is_file().then_some(candidate)
 }
 
 /// Writes ratings as a MovieLens CSV (`userId,movieId,rating,timestamp`,
@@ -211,10 +231,37 @@ pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOu
     .context("training failed")?;
     let als_seconds = als_started.elapsed().as_secs_f64();
     metrics::gauge!(nm::TRAIN_ALS_SECONDS).set(als_seconds);
+    let (catalogue, rows) = match &options.items {
+        Some(catalogue) => {
+            let first = first_times(train.iter().map(|r| (r.item, r.at_ms)));
+            let rows = RowLists::build(
+                catalogue,
+                &data,
+                &first,
+                &model.item_factors,
+                RowListSizes::default(),
+            );
+            let known = data
+                .items()
+                .iter()
+                .filter(|&&i| catalogue.get(i).is_some())
+                .count();
+            eprintln!(
+                "Item data: {} titles, {} genres; {known} of the {} trained items have a title.",
+                catalogue.len(),
+                rows.genres.len(),
+                data.num_items()
+            );
+            (catalogue.clone(), rows)
+        }
+        None => (Catalogue::default(), RowLists::default()),
+    };
     let lists = PrecomputedLists {
         version: version.clone(),
         popular: reco_models::popular(&data, options.popular_n),
         members: reco_models::batch_top_n(&model, &data, options.top_n, options.params.threads),
+        catalogue,
+        rows,
         computed_at_ms: None,
     }
     .computed_now();

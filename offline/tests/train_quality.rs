@@ -44,6 +44,7 @@ fn training_on_the_movielens_split_reaches_the_peer_figures_in_every_tier() {
         write_split: None,
         out: None,
         values: train::RatingValues::Stars,
+        items: None,
     };
     let outcome = train::run(&ratings, &options).expect("trains");
     println!("{}", train::render_text(&outcome, 10));

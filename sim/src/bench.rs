@@ -560,6 +560,8 @@ async fn echo_ceiling(
         signals: None,
         newest_signal_age_ms: None,
         aggregates_version: None,
+        row: Some("top".into()),
+        details: None,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {

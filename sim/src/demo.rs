@@ -215,6 +215,7 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
             write_split: None,
             out: Some(model.path().to_owned()),
             values: reco_offline::train::RatingValues::Stars,
+            items: None,
         },
     )
     .with_context(|| format!("cannot train on {}", options.ratings.display()))?;

@@ -165,6 +165,7 @@ pub async fn replay(options: ReplayOptions, log: impl Fn(&str)) -> Result<Replay
             write_split: None,
             out: Some(model.path().to_owned()),
             values: reco_offline::train::RatingValues::Stars,
+            items: None,
         },
     )
     .with_context(|| format!("cannot train on {}", options.ratings.display()))?;

@@ -95,6 +95,7 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         popular: popular(&data, 500),
         members,
         computed_at_ms: None,
+        ..PrecomputedLists::default()
     }
     .computed_now();
     reco_offline::artifacts::save(dir, &model.item_factors, &lists)
@@ -138,6 +139,7 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         popular,
         members: std::collections::HashMap::<MemberId, Vec<Scored>>::new(),
         computed_at_ms: None,
+        ..PrecomputedLists::default()
     }
     .computed_now();
     reco_offline::artifacts::save(dir, &model, &lists).context("cannot write the model directory")

@@ -7,7 +7,9 @@
 //! yet; the page shows what `reco tree`, `reco model` and the metrics say,
 //! in one place, with nothing to install: the supervision tree with restart
 //! counts and last failures, replies by source and reason and latency
-//! percentiles over the last minutes, the model and lists in service.
+//! percentiles over the last minutes, the model and lists in service, and
+//! the partitions each node on the prefix serves (every node answers
+//! `admin.health`; the page collects the answers for a moment).
 //!
 //! It reads only what the node already publishes: the metrics registry
 //! (sampled every [`SAMPLE_EVERY`] into a window of [`WINDOW`]) and the
@@ -35,6 +37,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 pub const WINDOW: Duration = Duration::from_secs(300);
 /// How long the page waits for the node's admin replies.
 const ADMIN_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the page collects the health replies of every node on the
+/// prefix (for partitions per node): every node answers `admin.health`.
+const GATHER_FOR: Duration = Duration::from_millis(250);
 /// The page itself: static HTML and script that render `/api/status`.
 const PAGE: &str = include_str!("operator.html");
 /// Replies to the admin subjects are small; anything larger is refused.
@@ -228,6 +233,88 @@ pub struct Status {
     /// Latency percentiles of the replies in the window, ms (`None`
     /// without replies).
     pub latency_ms: Option<Percentiles>,
+    /// Every node that answered health on the prefix, by name: where the
+    /// partitions are.
+    pub nodes: Vec<NodePartitions>,
+}
+
+/// One node's place: its mode and the partitions it serves.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NodePartitions {
+    /// The node's name.
+    pub node: String,
+    /// `single` or `cluster`.
+    pub mode: String,
+    /// The partitions it serves now (empty alone).
+    pub partitions: Vec<u32>,
+    /// The same as ranges, e.g. `0-3, 7, 9-11` (`-` when none).
+    pub ranges: String,
+    /// Its model version.
+    pub model_version: Option<String>,
+}
+
+/// `0-3, 7, 9-11` for partitions 0, 1, 2, 3, 7, 9, 10, 11; `-` for none.
+fn ranges(partitions: &[u32]) -> String {
+    let mut sorted = partitions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut at = 0;
+    while at < sorted.len() {
+        let start = sorted[at];
+        let mut end = start;
+        while at + 1 < sorted.len() && sorted[at + 1] == end + 1 {
+            at += 1;
+            end += 1;
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        at += 1;
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The health of every node answering on `subject` within [`GATHER_FOR`],
+/// one entry per node name, sorted by name.
+async fn gather_nodes(client: &async_nats::Client, subject: String) -> Vec<NodePartitions> {
+    use futures::StreamExt as _;
+    let inbox = client.new_inbox();
+    let Ok(mut replies) = client.subscribe(inbox.clone()).await else {
+        return Vec::new();
+    };
+    if client
+        .publish_with_reply(subject, inbox, Bytes::new())
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let until = tokio::time::Instant::now() + GATHER_FOR;
+    let mut nodes: BTreeMap<String, NodePartitions> = BTreeMap::new();
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, replies.next()).await {
+        let Ok(health) = decode::<Health>(&message.payload, ADMIN_REPLY_LIMIT) else {
+            continue;
+        };
+        let cluster = health.cluster.unwrap_or_default();
+        nodes.insert(
+            cluster.node.clone(),
+            NodePartitions {
+                ranges: ranges(&cluster.partitions),
+                node: cluster.node,
+                mode: cluster.mode,
+                partitions: cluster.partitions,
+                model_version: health.model_version,
+            },
+        );
+    }
+    nodes.into_values().collect()
 }
 
 /// Replies of one (source, reason) in the window.
@@ -265,22 +352,24 @@ pub struct Percentiles {
 
 async fn status(state: &State) -> Status {
     let node = NODE.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (health, tree, admin_error) = match node {
+    let (health, tree, admin_error, nodes) = match node {
         None => (
             None,
             None,
             Some("the node is starting (not connected to NATS yet)".to_owned()),
+            Vec::new(),
         ),
         Some((client, subjects)) => {
-            let (health, tree) = tokio::join!(
+            let (health, tree, nodes) = tokio::join!(
                 ask::<Health>(&client, subjects.admin_health()),
-                ask::<TreeNode>(&client, subjects.admin_tree())
+                ask::<TreeNode>(&client, subjects.admin_tree()),
+                gather_nodes(&client, subjects.admin_health())
             );
             let error = match (&health, &tree) {
                 (Err(e), _) | (_, Err(e)) => Some(e.clone()),
                 _ => None,
             };
-            (health.ok(), tree.ok(), error)
+            (health.ok(), tree.ok(), error, nodes)
         }
     };
     let window = state.window.lock().unwrap_or_else(|e| e.into_inner());
@@ -297,6 +386,7 @@ async fn status(state: &State) -> Status {
         replies: window.replies(),
         rate: window.rate(now),
         latency_ms: window.latency(),
+        nodes,
     }
 }
 
@@ -518,6 +608,13 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_read_as_ranges() {
+        assert_eq!(ranges(&[]), "-");
+        assert_eq!(ranges(&[7]), "7");
+        assert_eq!(ranges(&[11, 0, 1, 2, 3, 7, 9, 10, 3]), "0-3, 7, 9-11");
+    }
 
     const TEXT: &str = r#"# TYPE reco_replies_total counter
 reco_replies_total{source="model",reason="none"} 90
