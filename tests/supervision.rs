@@ -462,14 +462,12 @@ async fn model_panic_every_2_held_for_two_minutes_under_load_never_stops_the_nod
     );
     let nats = NatsServer::start();
     let fixture = Fixture::write(1_000, 8, 50, "fixture-v1");
-    // Default supervision. The breaker in front of the model stays open for
-    // breaker_open_ms after failures (5 s by default: measured 4.9 s to the
-    // first model reply after clearing); "within a second" needs it at
-    // 500 ms.
+    // Default supervision and breaker: the breaker stays open for
+    // breaker_open_ms (500 ms by default) after failures, then probes.
     let node = Node::start(
         &nats.url(),
         Some(fixture.path()),
-        "[node]\nfault_injection = true\n[model]\nbreaker_open_ms = 500\n",
+        "[node]\nfault_injection = true\n",
     );
     let client = nats.client().await;
     for member in 0..20u64 {

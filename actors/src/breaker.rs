@@ -44,7 +44,7 @@ impl Default for BreakerSettings {
             window: Duration::from_secs(10),
             min_requests: 20,
             threshold: 0.5,
-            open_for: Duration::from_secs(5),
+            open_for: Duration::from_millis(500),
             probes: 5,
         }
     }

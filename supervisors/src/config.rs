@@ -781,7 +781,7 @@ impl Default for ModelConfig {
             breaker_window_ms: 10_000,
             breaker_min_requests: 20,
             breaker_threshold: 0.5,
-            breaker_open_ms: 5_000,
+            breaker_open_ms: 500,
             breaker_probes: 5,
         }
     }
