@@ -341,6 +341,13 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
     };
     assert_eq!(admin.model(&unpin).await.unwrap().error, None);
     assert_eq!(version_in_service(&operator).await.as_deref(), Some("v1"));
+    // `reco cluster` (the micro-service discovery) and `--node ID`.
+    let nodes = reco_client::cluster::nodes(&operator, &subjects, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 1, "the operator sees the node: {nodes:?}");
+    let one = admin.clone().with_node(Some(nodes[0].node.clone()));
+    assert_eq!(one.reload().await.unwrap().error, None);
     // Operators neither produce, ask nor announce models.
     forbidden_publishes(
         &operator,
@@ -355,6 +362,9 @@ async fn each_role_can_do_what_it_must_and_nothing_else() {
         assert!(refused.faults(&SetFaults::default()).await.is_err());
         assert!(refused.reload().await.is_err());
         assert!(refused.model(&unpin).await.is_err());
+        let addressed = refused.with_node(Some(nodes[0].node.clone()));
+        assert!(addressed.reload().await.is_err());
+        assert!(addressed.model(&unpin).await.is_err());
     }
 
     // Trainers: a version goes into the bucket and the node swaps it in.

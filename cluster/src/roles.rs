@@ -6,14 +6,15 @@
 //!
 //! ```text
 //! role      user            publishes                                   subscribes
-//! node      reco-node       <prefix>.> (not the model notice, not the    <prefix>.>, _INBOX.>
-//!                           state-changing admin subjects), _INBOX.>,
+//! node      reco-node       <prefix>.> (not the model notice, not the    <prefix>.>, _INBOX.>,
+//!                           state-changing admin subjects), _INBOX.>,   $SRV.>
 //!                           JetStream API/acks/KV (not the model bucket)
 //! producer  reco-producer   <prefix>.events.* (and .p.events.*.*),       own inbox
 //!                           own inbox (its round trip)
 //! caller    reco-caller     <prefix>.recommend.* (and .p.recommend.*.*), own inbox
 //!                           <prefix>.fallback.recommend.*, own inbox
-//! operator  reco-operator   <prefix>.admin.>, own inbox                  own inbox
+//! operator  reco-operator   <prefix>.admin.>, <prefix>.node.*.admin.>,   own inbox
+//!                           $SRV.> (reco cluster), own inbox
 //! trainer   reco-trainer    the model bucket's object store and API,     own inbox
 //!                           <prefix>.published.model, reading the event
 //!                           stream, own inbox
@@ -129,6 +130,10 @@ impl Role {
                     deployment.subjects.admin_faults(),
                     deployment.subjects.admin_model(),
                     deployment.subjects.admin_reload(),
+                    // The same verbs addressed to one node (`--node ID`).
+                    format!("{prefix}.node.*.admin.faults"),
+                    format!("{prefix}.node.*.admin.model"),
+                    format!("{prefix}.node.*.admin.reload"),
                     format!("$O.{bucket}.>"),
                     format!("$JS.API.STREAM.CREATE.OBJ_{bucket}"),
                     format!("$JS.API.STREAM.UPDATE.OBJ_{bucket}"),
@@ -136,7 +141,9 @@ impl Role {
                     format!("$JS.API.STREAM.PURGE.OBJ_{bucket}"),
                     format!("$JS.API.STREAM.MSG.DELETE.OBJ_{bucket}"),
                 ],
-                subscribe_allow: vec![format!("{prefix}.>"), inbox()],
+                // `$SRV.>`: the node is the NATS micro-service `reco`
+                // (`reco cluster` asks `$SRV.STATS.reco`).
+                subscribe_allow: vec![format!("{prefix}.>"), inbox(), "$SRV.>".into()],
             },
             Role::Producer => Permissions {
                 publish_allow: vec![
@@ -158,7 +165,14 @@ impl Role {
                 subscribe_allow: vec![inbox()],
             },
             Role::Operator => Permissions {
-                publish_allow: vec![format!("{prefix}.admin.>"), inbox()],
+                // Every node, one node (`--node ID`), and the micro-service
+                // discovery `reco cluster` uses.
+                publish_allow: vec![
+                    format!("{prefix}.admin.>"),
+                    format!("{prefix}.node.*.admin.>"),
+                    "$SRV.>".into(),
+                    inbox(),
+                ],
                 publish_deny: Vec::new(),
                 subscribe_allow: vec![inbox()],
             },
