@@ -91,7 +91,11 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         popular: popular(&data, 500),
         members,
     };
-    reco_offline::artifacts::save(dir, &model.item_factors, &lists)
+    let clustered = model
+        .item_factors
+        .clone()
+        .clustered(&reco_models::KMeansParams::default());
+    reco_offline::artifacts::save(dir, &clustered, &lists)
         .context("cannot write the model directory")?;
     Ok(Trained {
         items: model.item_factors.len(),
@@ -111,7 +115,9 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         0.1,
         1.0,
     )
-    .context("the world's catalogue is not a valid model")?;
+    .context("the world's catalogue is not a valid model")?
+    // Clustered as `reco train` clusters, so a node can scan it pruned.
+    .clustered(&reco_models::KMeansParams::default());
     let mut order: Vec<usize> = (0..catalogue.len()).collect();
     order.sort_by(|&a, &b| {
         catalogue

@@ -95,7 +95,8 @@ pub async fn run(
         config.model.max_in_flight,
         handle.clone(),
         faults.clone(),
-    );
+    )
+    .with_scan(config.model.scan());
     // Nearline refreshes get workers of their own (and no injected faults),
     // so they never take admission from online requests.
     let nearline = config.nearline.enabled.then(|| NearlineSettings {
@@ -106,6 +107,7 @@ pub async fn run(
             handle.clone(),
             InjectedFaults::default(),
         )
+        .with_scan(config.model.scan())
         .with_nice(config.nearline.nice),
         debounce: Duration::from_millis(config.nearline.debounce_ms),
         top_n: config.nearline.top_n,
