@@ -28,6 +28,7 @@
 //! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`
 //! (a pass's time shared out over the requests it scored),
 //! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`,
+//! `reco_model_clusters`,
 //! `reco_model_workers_up`. Logs: WARN when a worker thread's priority
 //! cannot be lowered. Injected faults (delay, panics) come from the
 //! [`crate::faults`] handle each worker holds.
@@ -85,8 +86,11 @@ impl ModelHandle {
     }
 
     fn publish_gauges(&self) {
-        let items = self.load().map_or(0, |m| m.len());
+        let model = self.load();
+        let items = model.as_ref().map_or(0, |m| m.len());
         metrics::gauge!(m::MODEL_ITEMS).set(items as f64);
+        let clusters = model.as_ref().map_or(0, |m| m.clusters());
+        metrics::gauge!(m::MODEL_CLUSTERS).set(clusters as f64);
     }
 }
 

@@ -144,6 +144,7 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         list_age_ms: fallback.age_ms,
         signals: None,
         newest_signal_age_ms: None,
+        reused: false,
     }
 }
 
@@ -305,6 +306,7 @@ mod tests {
             list_age_ms: None,
             signals: None,
             newest_signal_age_ms: None,
+            reused: false,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

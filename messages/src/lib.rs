@@ -98,6 +98,7 @@ mod tests {
                 list_age_ms: Some(5),
                 signals: Some(3),
                 newest_signal_age_ms: None,
+                reused: false,
             };
             let back: RecommendReply = decode(&encode(&reply), LIMIT).unwrap();
             prop_assert_eq!(back, RecommendReply::Ok(reply));
@@ -159,6 +160,7 @@ mod tests {
             list_age_ms: Some(1500),
             signals: Some(2),
             newest_signal_age_ms: Some(40),
+            reused: false,
         };
         let read: OldReply = rmp_serde::from_slice(&encode(&reply)).unwrap();
         assert_eq!(read.model_version.as_deref(), Some("m1"));

@@ -244,6 +244,12 @@ pub struct Recommendations {
     /// Age of the newest of those events, in ms; nil when there is none.
     #[serde(default)]
     pub newest_signal_age_ms: Option<u64>,
+    /// True when this is the member's previous model answer served again
+    /// without a scan: no event of the member, no model swap and the same
+    /// request shape (`k`, `row`, `exclude_seen`) since it was computed, at
+    /// most `sessions.reuse_max_age_ms` ago. `source` stays `model`.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// Machine-readable class of an [`ErrorReply`].

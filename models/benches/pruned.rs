@@ -85,11 +85,10 @@ fn synthetic(items: usize) -> Case {
     }
 }
 
-/// Mean recall@K of `scan` against the exact scan over the case's queries.
-fn recall(case: &Case, scan: Scan) -> f64 {
+/// Mean recall@K of `scan` against the exact answers (`exact`, by query).
+fn recall(case: &Case, exact: &[Vec<reco_models::Scored>], scan: Scan) -> f64 {
     let mut total = 0.0;
-    for (user, exclude) in &case.queries {
-        let exact = case.model.top_k(user, K, exclude);
+    for ((user, exclude), exact) in case.queries.iter().zip(exact) {
         let pruned = case.model.top_k_with(user, K, exclude, scan);
         let hits = pruned
             .iter()
@@ -102,11 +101,16 @@ fn recall(case: &Case, scan: Scan) -> f64 {
 
 fn run(c: &mut Criterion, case: &Case) {
     let clusters = case.model.clusters();
+    let exact: Vec<_> = case
+        .queries
+        .iter()
+        .map(|(user, exclude)| case.model.top_k(user, K, exclude))
+        .collect();
     for probes in [4, 8, 16, 24, 32, 48, DEFAULT_PROBES, 96] {
         if probes > clusters {
             break;
         }
-        let r = recall(case, Scan::Pruned { probes });
+        let r = recall(case, &exact, Scan::Pruned { probes });
         eprintln!(
             "{}: {} items, {clusters} clusters, probes {probes:>3}: recall@{K} {r:.4} (~{:.1} % of items read)",
             case.name,

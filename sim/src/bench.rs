@@ -12,8 +12,9 @@
 //! each request follows an event of its member (published just before the
 //! request on the same connection, so no earlier answer still holds), whose
 //! ceiling is the echo responder plus a trivial subscriber that decodes the
-//! same events; the model slower than the deadline (every reply must still
-//! come by deadline + 1 ms); `residents` members made resident by one event
+//! same events; the model slower than the deadline, each request again after
+//! an event so no reused answer hides it (every reply must still come by
+//! deadline + 1 ms); `residents` members made resident by one event
 //! each (RSS per resident member).
 
 use crate::driver::connect;
@@ -372,7 +373,9 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         config.concurrency,
         duration,
         Some(late_after),
-        None,
+        // Each request after an event, so a reused answer cannot hide the
+        // slow model.
+        Some(&reco_event),
     )
     .await;
     let _ = crate::faults::set_model_delay(&client, &subjects, 0, None).await;
@@ -655,6 +658,7 @@ async fn echo_ceiling(
         list_age_ms: None,
         signals: None,
         newest_signal_age_ms: None,
+        reused: false,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {

@@ -533,6 +533,10 @@ pub struct SessionsConfig {
     /// Scale of the member's training history in the online fold-in (0
     /// ignores it).
     pub history_weight: f32,
+    /// A member's last model answer is served again, without a scan, for
+    /// up to this long (ms) while the member applies no event, the model
+    /// is not swapped and the request has the same shape (0: never).
+    pub reuse_max_age_ms: u64,
 }
 
 impl Default for SessionsConfig {
@@ -549,6 +553,7 @@ impl Default for SessionsConfig {
             recent_boost: 32.0,
             recent_half_life_ms: 3_600_000,
             history_weight: 1.0,
+            reuse_max_age_ms: 60_000,
         }
     }
 }
@@ -1074,6 +1079,13 @@ impl Config {
             0.0,
             100.0,
             "0 to 100",
+        )?;
+        range(
+            "sessions.reuse_max_age_ms",
+            self.sessions.reuse_max_age_ms,
+            0,
+            86_400_000,
+            "0 (never) to 1 day",
         )?;
         range(
             "sessions.mailbox",
