@@ -13,7 +13,12 @@
 //! passivated its state is dropped, and the member starts cold on its next
 //! contact — the precomputed list is there for exactly that.
 //!
+//! The member's last model answer is kept (one, bounded by `k`) and served
+//! again without a scan while nothing it depended on changed (answer
+//! reuse, `reused: true`; see `Reusable`).
+//!
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
+//! `reco_model_answers_reused_total`,
 //! `reco_session_restarts_total`, `reco_events_quarantined_total`, the
 //! nearline metrics (see [`crate::nearline`]) and the reply metrics through
 //! the responder; quarantined events go to the dead-letter subject through
@@ -122,6 +127,10 @@ type ReuseSlot = std::rc::Rc<std::cell::RefCell<Option<Reusable>>>;
 /// no event, the model in service is the same version, and it is younger
 /// than `reuse_max_age`. One per member, at most `k` (≤ 500) items: bounded
 /// by the resident members; dropped on the member's next event.
+///
+/// The request's shape is `k` and `exclude_seen` (sessions do not see the
+/// request's `row` yet: every row is answered as the top row); a row-aware
+/// session adds the row to this key.
 #[derive(Debug)]
 struct Reusable {
     applied: u64,

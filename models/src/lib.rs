@@ -19,7 +19,7 @@
 //!   both ways) that training and the lists read.
 //! - [`factors`]: [`ItemFactors`] (frozen, served: fold-in, scoring, top-k,
 //!   binary artifact) and [`UserFactors`].
-//! //! - [`kmeans`]: the item clusters of the pruned scan ([`Scan`]), computed
+//! - [`kmeans`]: the item clusters of the pruned scan ([`Scan`]), computed
 //!   offline and stored in the model artifact.
 //! - [`als`]: [`train_als`], implicit ALS with exact Cholesky solves, parallel
 //!   over `std::thread::scope`.
