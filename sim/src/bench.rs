@@ -112,7 +112,8 @@ pub struct LoopFigures {
     pub throughput_per_s: f64,
     /// Latency.
     pub latency: Latency,
-    /// Replies by source (reco only).
+    /// Replies by source (reco only; reused model answers as
+    /// `model_reused`).
     pub by_source: BTreeMap<String, u64>,
     /// Requests without a reply or with an error.
     pub failed: u64,
@@ -753,9 +754,13 @@ pub async fn closed_loop(
                     if let Ok(RecommendReply::Ok(r)) =
                         decode::<RecommendReply>(&message.payload, 1 << 20)
                     {
-                        *acc.by_source
-                            .entry(r.source.as_str().to_owned())
-                            .or_default() += 1;
+                        // A reused model answer is counted apart.
+                        let source = if r.reused {
+                            format!("{}_reused", r.source.as_str())
+                        } else {
+                            r.source.as_str().to_owned()
+                        };
+                        *acc.by_source.entry(source).or_default() += 1;
                     }
                     if late_after.is_some_and(|l| elapsed > l) {
                         acc.failed += 1;
