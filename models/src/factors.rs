@@ -568,7 +568,10 @@ impl ItemFactors {
     /// [`top_k_batch`](Self::top_k_batch) with the scan chosen: exact, or
     /// pruned to the items of each query's best `probes` clusters (the
     /// centres of every query are ranked in one pass, then each probed
-    /// cluster is read once for all the queries that probe it).
+    /// cluster is read once for all the queries that probe it). A query
+    /// whose probed clusters hold fewer than `k` items it may take is
+    /// scanned exactly, so a pruned answer is never shorter than the exact
+    /// one.
     pub fn top_k_batch_with(&self, queries: &[Query<'_>], scan: Scan) -> Vec<Vec<Scored>> {
         let live: Vec<(usize, Vec<usize>)> = queries
             .iter()
@@ -585,7 +588,21 @@ impl ItemFactors {
                 if probes < clusters.count - clusters.empty.len() =>
             {
                 let visits = pruned_visits(clusters, self.dim, &scan_queries, probes.max(1));
-                top_k::scan_visits(self.layout(), &scan_queries, &visits)
+                let mut found = top_k::scan_visits(self.layout(), &scan_queries, &visits);
+                // Probed clusters short of k items once exclusions are left
+                // out: that query is scanned exactly, never answered short.
+                let short: Vec<usize> = (0..found.len())
+                    .filter(|&q| found[q].len() < scan_queries[q].1)
+                    .collect();
+                if !short.is_empty() {
+                    let again: Vec<top_k::ScanQuery<'_>> =
+                        short.iter().map(|&q| scan_queries[q]).collect();
+                    let exact = top_k::scan_batch(self.layout(), &again);
+                    for (q, best) in short.into_iter().zip(exact) {
+                        found[q] = best;
+                    }
+                }
+                found
             }
             _ => top_k::scan_batch(self.layout(), &scan_queries),
         };
