@@ -125,7 +125,8 @@ type ReuseSlot = std::rc::Rc<std::cell::RefCell<Option<Reusable>>>;
 /// A model answer and what it depended on: answer reuse serves it again,
 /// without a scan, to a request of the same shape while the member applied
 /// no event, the model in service is the same version, and it is younger
-/// than `reuse_max_age`. One per member, at most `k` (≤ 500) items: bounded
+/// than `reuse_max_age`; never while an injected model fault hits the
+/// member. One per member, at most `k` (≤ 500) items: bounded
 /// by the resident members; dropped on the member's next event.
 ///
 /// The request's shape is `k` and `exclude_seen` (sessions do not see the
@@ -427,6 +428,14 @@ impl Session {
     fn reuse(&self, member: MemberId, k: usize, exclude_seen: bool) -> Option<Recommendations> {
         let slot = self.reusable.as_ref()?.borrow();
         let kept = slot.as_ref()?;
+        let faults = &self.deps.faults;
+        if (!faults.model_delay().is_zero() || faults.model_panic_every() > 0)
+            && faults.hits(member)
+        {
+            // An injected model fault (tests, chaos) must reach the model
+            // path: a reused answer would hide it.
+            return None;
+        }
         let max_age = self.deps.settings.reuse_max_age;
         if kept.applied != self.applied
             || kept.k != k
