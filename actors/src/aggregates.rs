@@ -465,6 +465,7 @@ fn served(
         // Stamped by the responder.
         row: None,
         details: None,
+        reused: false,
     }
 }
 

@@ -28,6 +28,7 @@
 //! Emits: `reco_model_requests_total{outcome}`, `reco_model_score_seconds`
 //! (a pass's time shared out over the requests it scored),
 //! `reco_model_batch_size`, `reco_model_in_flight`, `reco_model_items`,
+//! `reco_model_clusters`,
 //! `reco_model_workers_up`. Logs: WARN when a worker thread's priority
 //! cannot be lowered. Injected faults (delay, panics) come from the
 //! [`crate::faults`] handle each worker holds.
@@ -49,7 +50,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
 use reco_messages::{ItemId, MemberId};
-use reco_models::{ItemFactors, Query, Scored};
+use reco_models::{ItemFactors, Query, Scan, Scored};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,8 +87,11 @@ impl ModelHandle {
     }
 
     fn publish_gauges(&self) {
-        let items = self.load().map_or(0, |m| m.len());
+        let model = self.load();
+        let items = model.as_ref().map_or(0, |m| m.len());
         metrics::gauge!(m::MODEL_ITEMS).set(items as f64);
+        let clusters = model.as_ref().map_or(0, |m| m.clusters());
+        metrics::gauge!(m::MODEL_CLUSTERS).set(clusters as f64);
     }
 }
 
@@ -214,6 +218,8 @@ struct Drain;
 /// A model actor: one per worker thread (a `SyncArbiter` of one).
 pub struct ModelWorker {
     model: ModelHandle,
+    /// Exact or cluster-pruned (the pool's setting).
+    scan: Scan,
     faults: InjectedFaults,
     slot: Arc<WorkerSlot>,
     inbox: Arc<Inbox>,
@@ -331,7 +337,7 @@ impl ModelWorker {
                 },
             })
             .collect();
-        let answers = model.top_k_batch(&queries);
+        let answers = model.top_k_batch_with(&queries, self.scan);
         let per_request = started.elapsed().as_secs_f64() / users.len() as f64;
         let histogram = metrics::histogram!(m::MODEL_SCORE_SECONDS, "pool" => self.slot.pool);
         for ((at, _, _), items) in users.iter().zip(answers) {
@@ -532,6 +538,7 @@ pub struct ModelPool {
     faults: InjectedFaults,
     per_worker: usize,
     nice: i32,
+    scan: Scan,
 }
 
 impl ModelPool {
@@ -564,7 +571,16 @@ impl ModelPool {
             faults,
             per_worker: max_in_flight.div_ceil(workers).max(1),
             nice: 0,
+            scan: Scan::Exact,
         }
+    }
+
+    /// The same pool whose workers scan this way (exact by default; a
+    /// pruned scan reads only the best clusters of a clustered model, see
+    /// [`Scan`]).
+    pub fn with_scan(mut self, scan: Scan) -> Self {
+        self.scan = scan;
+        self
     }
 
     /// The same pool whose worker threads run at this niceness (0 to 19,
@@ -590,7 +606,7 @@ impl ModelPool {
         let (model, faults, for_worker) = (self.model.clone(), self.faults.clone(), slot.clone());
         let inbox = Arc::new(Inbox::default());
         let for_inbox = inbox.clone();
-        let (nice, pool) = (self.nice, self.name);
+        let (nice, pool, scan) = (self.nice, self.name, self.scan);
         let addr = SyncArbiter::start(1, move || {
             // Runs on the worker's own thread; on Linux a thread's niceness
             // is its own.
@@ -602,6 +618,7 @@ impl ModelPool {
             }
             ModelWorker {
                 model: model.clone(),
+                scan,
                 faults: faults.clone(),
                 slot: for_worker.clone(),
                 inbox: for_inbox.clone(),

@@ -164,6 +164,7 @@ pub fn fallback_reply(member: MemberId, fallback: Fallback, reason: Reason) -> R
         aggregates_version: None,
         row: None,
         details: None,
+        reused: false,
     }
 }
 
@@ -364,6 +365,7 @@ mod tests {
             aggregates_version: None,
             row: None,
             details: None,
+            reused: false,
         });
         let reply: RecommendReply = decode(&rx.await.unwrap(), 1 << 20).unwrap();
         assert!(matches!(reply, RecommendReply::Ok(r) if r.member == MemberId(3)));

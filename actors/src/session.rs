@@ -16,7 +16,12 @@
 //! passivated its state is dropped, and the member starts cold on its next
 //! contact — the precomputed list is there for exactly that.
 //!
+//! The member's last model answer is kept (one, bounded by `k`) and served
+//! again without a scan while nothing it depended on changed (answer
+//! reuse, `reused: true`; see `Reusable`).
+//!
 //! Emits: `reco_session_active`, `reco_events_ingested_total{kind}`,
+//! `reco_model_answers_reused_total`,
 //! `reco_session_restarts_total`, `reco_events_quarantined_total`,
 //! `reco_events_out_of_order_total` (an event whose producer time is older
 //! than one the session applied before: per-member order broken), the
@@ -109,6 +114,9 @@ pub struct SessionSettings {
     pub quarantine_after: u32,
     /// How recent signals are timed, aged and weighed.
     pub signals: Arc<SignalPolicy>,
+    /// How long a model answer may be served again while nothing it
+    /// depends on changed (zero: never reused).
+    pub reuse_max_age: Duration,
 }
 
 /// The actor of one member.
@@ -126,6 +134,33 @@ pub struct Session {
     /// The newest producer time (`at_ms`) applied: an older one after it
     /// breaks the member's order (counted).
     newest_at_ms: u64,
+    /// The member's last model answer, while it may be reused (see
+    /// [`Reusable`]); allocated at the first model request.
+    reusable: Option<ReuseSlot>,
+}
+
+/// Where a model answer lands for reuse: the reply future (on the session's
+/// own arbiter thread) fills it, the session reads it.
+type ReuseSlot = std::rc::Rc<std::cell::RefCell<Option<Reusable>>>;
+
+/// A model answer and what it depended on: answer reuse serves it again,
+/// without a scan, to a request of the same shape while the member applied
+/// no event, the model in service is the same version, and it is younger
+/// than `reuse_max_age`; never while an injected model fault hits the
+/// member. One per member, at most `k` (≤ 500) items: bounded
+/// by the resident members; dropped on the member's next event.
+///
+/// The request's shape is `k`, `exclude_seen` and the row (only rows the
+/// model answers are kept: top picks, `genre:`, `new`, `because:`).
+#[derive(Debug)]
+struct Reusable {
+    applied: u64,
+    version: String,
+    k: usize,
+    exclude_seen: bool,
+    row: Row,
+    at: Instant,
+    items: Vec<reco_models::Scored>,
 }
 
 impl Session {
@@ -138,6 +173,7 @@ impl Session {
             applied: 0,
             nearline: MemberNearline::default(),
             newest_at_ms: 0,
+            reusable: None,
         }
     }
 
@@ -202,6 +238,7 @@ impl Session {
         );
         self.nearline.forget_list();
         self.deps.seen.forget(self.member);
+        self.reusable = None;
         metrics::counter!(m::SESSION_RESTARTS_TOTAL).increment(1);
         tracing::warn!(member = %self.member, message, "Session restarted after a panic; its recent signals were reset.");
     }
@@ -239,6 +276,8 @@ impl Handler<ApplyEvent> for Session {
                     metrics::counter!(m::EVENTS_INGESTED_TOTAL, "kind" => event.kind.as_str())
                         .increment(1);
                     self.applied += 1;
+                    // What the last model answer depended on changed.
+                    self.reusable = None;
                     if triggers_refresh(event.kind) {
                         self.schedule_refresh(ctx);
                     }
@@ -302,15 +341,20 @@ impl Session {
             span,
         } = msg;
         let _entered = span.enter();
-        let exclude: Vec<ItemId> = if exclude_seen {
-            self.signals.seen()
-        } else {
-            Vec::new()
-        };
         let (signals, newest_age_ms) = self.signals.freshness_at(crate::signals::now_ms());
         let used = Used {
             signals: u32::try_from(signals).unwrap_or(u32::MAX),
             newest_age_ms,
+        };
+        if let Some(reply) = self.reuse(member, k, exclude_seen, &row) {
+            // Nothing the last model answer depended on changed: no scan.
+            responder.reply(used.stamp(reply));
+            return;
+        }
+        let exclude: Vec<ItemId> = if exclude_seen {
+            self.signals.seen()
+        } else {
+            Vec::new()
         };
         // The row decides what the model ranks and what answers without it
         // (crate::rows); top picks keep the nearline tier.
@@ -415,6 +459,7 @@ impl Session {
         let counterfactual = self.deps.counterfactual.clone();
         score.keep_late = counterfactual.sample();
         let sampled = score.keep_late;
+        let keep = self.keep_slot(k, exclude_seen, &row);
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -443,6 +488,11 @@ impl Session {
             ));
             let reason = match outcome {
                 Ok(Ok(ScoreOutcome::Scored { items, version })) => {
+                    if let Some((slot, mut kept)) = keep {
+                        kept.items.clone_from(&items);
+                        kept.version.clone_from(&version);
+                        *slot.borrow_mut() = Some(kept);
+                    }
                     return responder.reply(used.stamp(Recommendations {
                         member,
                         items,
@@ -458,6 +508,7 @@ impl Session {
                         aggregates_version: None,
                         row: None,
                         details: None,
+                        reused: false,
                     }));
                 }
                 Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
@@ -577,6 +628,84 @@ impl Session {
         };
         actix::spawn(wait.instrument(span));
     }
+
+    /// The member's last model answer again, when nothing it depended on
+    /// changed (see [`Reusable`]); counted in
+    /// `reco_model_answers_reused_total`.
+    fn reuse(
+        &self,
+        member: MemberId,
+        k: usize,
+        exclude_seen: bool,
+        row: &Row,
+    ) -> Option<Recommendations> {
+        let slot = self.reusable.as_ref()?.borrow();
+        let kept = slot.as_ref()?;
+        let faults = &self.deps.faults;
+        if (!faults.model_delay().is_zero() || faults.model_panic_every() > 0)
+            && faults.hits(member)
+        {
+            // An injected model fault (tests, chaos) must reach the model
+            // path: a reused answer would hide it.
+            return None;
+        }
+        let max_age = self.deps.settings.reuse_max_age;
+        if kept.applied != self.applied
+            || kept.k != k
+            || kept.exclude_seen != exclude_seen
+            || kept.row != *row
+            || kept.at.elapsed() > max_age
+        {
+            return None;
+        }
+        let model = self.deps.model.model().load()?;
+        if model.version() != kept.version {
+            return None;
+        }
+        metrics::counter!(m::MODEL_ANSWERS_REUSED_TOTAL).increment(1);
+        let lists_version = self.deps.lists.load().version.clone();
+        Some(Recommendations {
+            member,
+            items: kept.items.clone(),
+            source: Source::Model,
+            model_version: Some(kept.version.clone()),
+            degraded: false,
+            reason: None,
+            served_us: 0,
+            lists_version: (!lists_version.is_empty()).then_some(lists_version),
+            list_age_ms: None,
+            signals: None,
+            newest_signal_age_ms: None,
+            aggregates_version: None,
+            row: None,
+            details: None,
+            reused: true,
+        })
+    }
+
+    /// Where the model answer of this request is kept for reuse, and its
+    /// key; `None` when reuse is off.
+    fn keep_slot(
+        &mut self,
+        k: usize,
+        exclude_seen: bool,
+        row: &Row,
+    ) -> Option<(ReuseSlot, Reusable)> {
+        if self.deps.settings.reuse_max_age.is_zero() {
+            return None;
+        }
+        let slot = self.reusable.get_or_insert_with(ReuseSlot::default).clone();
+        let key = Reusable {
+            applied: self.applied,
+            version: String::new(),
+            k,
+            exclude_seen,
+            row: row.clone(),
+            at: Instant::now(),
+            items: Vec::new(),
+        };
+        Some((slot, key))
+    }
 }
 
 /// The recent events a reply used: how many, and the newest one's age.
@@ -622,6 +751,7 @@ mod tests {
                 reply_margin: Duration::ZERO,
                 quarantine_after: 3,
                 signals: Arc::new(SignalPolicy::default()),
+                reuse_max_age: Duration::from_secs(60),
             },
             dead_letter: Arc::new(|_, _| {}),
             faults: InjectedFaults::default(),
@@ -766,5 +896,93 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A pool serving a 4-dimensional model of 40 items, version `version`.
+    fn model_deps(version: &str) -> (SessionDeps, Vec<crate::model::WorkerChild>) {
+        let factors = (0..40u64)
+            .flat_map(|i| {
+                let mut row = [0.05f32 * (i % 7) as f32; 4];
+                row[(i % 4) as usize] = 1.0;
+                row
+            })
+            .collect();
+        let model = reco_models::ItemFactors::new(
+            version.into(),
+            4,
+            (0..40).map(ItemId).collect(),
+            factors,
+            0.1,
+            1.0,
+        )
+        .unwrap();
+        let pool = ModelPool::new(
+            "online",
+            1,
+            8,
+            ModelHandle::new(Some(model)),
+            InjectedFaults::default(),
+        );
+        let workers = pool.start_all();
+        (
+            SessionDeps {
+                model: pool,
+                ..deps(16)
+            },
+            workers,
+        )
+    }
+
+    async fn ask(session: &Addr<Session>, k: usize) -> Recommendations {
+        let in_flight = crate::reply::InFlight::new();
+        let (responder, reply) = Responder::channel(Instant::now(), &in_flight);
+        session.do_send(Recommend {
+            member: MemberId(1),
+            request_id: 1,
+            k,
+            exclude_seen: true,
+            row: Row::Top,
+            deadline: Instant::now() + Duration::from_secs(5),
+            responder,
+            span: tracing::Span::none(),
+        });
+        match reco_messages::decode(&reply.await.unwrap(), 1 << 20).unwrap() {
+            reco_messages::RecommendReply::Ok(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_unchanged_member_gets_its_model_answer_again_until_an_event_or_a_swap() {
+        let (deps, _workers) = model_deps("v1");
+        let handle = deps.model.model().clone();
+        let session = Session::new(MemberId(1), Arc::new(deps)).start();
+        session.do_send(ApplyEvent(event(1)));
+        let first = ask(&session, 5).await;
+        assert_eq!(first.source, Source::Model);
+        assert!(!first.reused);
+        // Nothing changed: the same answer, without a scan.
+        let again = ask(&session, 5).await;
+        assert!(again.reused, "{again:?}");
+        assert_eq!(again.source, Source::Model);
+        assert_eq!(again.items, first.items);
+        assert_eq!(again.model_version.as_deref(), Some("v1"));
+        assert_eq!(again.signals, Some(1));
+        // Another shape is scored, and then kept in its place.
+        let other = ask(&session, 3).await;
+        assert!(!other.reused);
+        assert!(ask(&session, 3).await.reused);
+        // An event of the member: scored again.
+        session.do_send(ApplyEvent(event(2)));
+        let after_event = ask(&session, 3).await;
+        assert!(!after_event.reused);
+        assert!(!after_event.items.iter().any(|s| s.item == ItemId(2)));
+        assert!(ask(&session, 3).await.reused);
+        // A model swap: scored again, by the new version.
+        let v2 = model_deps("v2").0.model.model().load().unwrap();
+        handle.swap(v2);
+        let after_swap = ask(&session, 3).await;
+        assert!(!after_swap.reused);
+        assert_eq!(after_swap.model_version.as_deref(), Some("v2"));
     }
 }

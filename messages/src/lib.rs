@@ -101,6 +101,7 @@ mod tests {
                 aggregates_version: None,
                 row: Some("genre:Comedy".into()),
                 details: Some(vec![ItemDetails { item: ItemId(1), title: "Toy Story (1995)".into(), genres: vec!["Comedy".into()] }]),
+                reused: false,
             };
             let back: RecommendReply = decode(&encode(&reply), LIMIT).unwrap();
             prop_assert_eq!(back, RecommendReply::Ok(reply));
@@ -205,6 +206,7 @@ mod tests {
             aggregates_version: None,
             row: None,
             details: None,
+            reused: false,
         };
         let read: OldReply = rmp_serde::from_slice(&encode(&reply)).unwrap();
         assert_eq!(read.model_version.as_deref(), Some("m1"));

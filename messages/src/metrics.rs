@@ -66,6 +66,12 @@ pub const NATS_EVENTS_TOTAL: &str = "reco_nats_events_total";
 pub const LISTS_MEMBERS: &str = "reco_lists_members";
 /// Gauge: items in the model in service (0 when none is loaded).
 pub const MODEL_ITEMS: &str = "reco_model_items";
+/// Counter: model answers served again without a scan (answer reuse: the
+/// member's events, the model version and the request's shape unchanged).
+pub const MODEL_ANSWERS_REUSED_TOTAL: &str = "reco_model_answers_reused_total";
+/// Gauge: item clusters of the model in service (0: it has none, and every
+/// scan is exact whatever `[model] scan` says).
+pub const MODEL_CLUSTERS: &str = "reco_model_clusters";
 /// Counter: panics caught in actor handlers, by `actor`.
 pub const ACTOR_PANICS_TOTAL: &str = "reco_actor_panics_total";
 /// Counter: events quarantined after crashing a member's session repeatedly.
@@ -346,6 +352,16 @@ pub const ALL: &[Described] = &[
         name: MODEL_ITEMS,
         kind: Kind::Gauge,
         help: "Items in the model in service.",
+    },
+    Described {
+        name: MODEL_ANSWERS_REUSED_TOTAL,
+        kind: Kind::Counter,
+        help: "Model answers served again without a scan (nothing they depended on changed).",
+    },
+    Described {
+        name: MODEL_CLUSTERS,
+        kind: Kind::Gauge,
+        help: "Item clusters of the model in service (0: scans are exact).",
     },
     Described {
         name: ACTOR_PANICS_TOTAL,

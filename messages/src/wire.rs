@@ -279,6 +279,12 @@ pub struct Recommendations {
     /// out); nil otherwise.
     #[serde(default)]
     pub details: Option<Vec<ItemDetails>>,
+    /// True when this is the member's previous model answer served again
+    /// without a scan: no event of the member, no model swap and the same
+    /// request shape (`k`, `row`, `exclude_seen`) since it was computed, at
+    /// most `sessions.reuse_max_age_ms` ago. `source` stays `model`.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// What a reply says about one of its items when asked for `details`.

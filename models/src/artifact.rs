@@ -178,6 +178,11 @@ impl<'a> Cursor<'a> {
         Ok(f32::from_le_bytes(take_array(self.take(4, what)?)))
     }
 
+    /// The next `n` bytes without consuming them, `None` if fewer are left.
+    pub(crate) fn peek(&self, n: usize) -> Option<&'a [u8]> {
+        self.rest.get(..n)
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.rest.len()
     }

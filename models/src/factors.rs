@@ -1,7 +1,7 @@
 //! Factor matrices: the frozen item factors a serving node holds (fold-in,
 //! scoring, top-k, binary artifact) and the user factors training produces.
 
-mod top_k;
+pub(crate) mod top_k;
 
 use crate::artifact::{self, ArtifactError, Cursor};
 use crate::history::MemberHistory;
@@ -14,6 +14,46 @@ use std::sync::Arc;
 
 /// Magic bytes of an item-factors artifact.
 const MAGIC: &[u8; 8] = b"RECOITF\0";
+
+/// Tag that opens the clusters section of a model body.
+const CLUSTERS_TAG: &[u8; 4] = b"CLUS";
+
+/// How the online scan reads the catalogue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scan {
+    /// Every item is scored: the exact top k.
+    #[default]
+    Exact,
+    /// The cluster centres are scored, then only the items of the best
+    /// `probes` clusters: time falls with the share of the catalogue left
+    /// unread, and so may recall (measured in `benches/pruned.rs`). A model
+    /// without clusters, or `probes` at least its cluster count, scans
+    /// exactly.
+    Pruned {
+        /// Clusters whose items are scored (>= 1).
+        probes: usize,
+    },
+}
+
+/// The item clusters of a model (see [`crate::kmeans`]) and the scan
+/// layout they give: each cluster's rows stored together.
+#[derive(Clone, Debug)]
+struct Clusters {
+    /// The cluster of each row: what the artifact stores.
+    assignment: Vec<u32>,
+    /// Number of clusters.
+    count: usize,
+    /// The centres (each the mean of its cluster's rows, recomputed on
+    /// load) in the scan's blocked layout.
+    centres: Vec<f32>,
+    /// Clusters without a row (never probed), ascending.
+    empty: Vec<usize>,
+    /// The row each slot of the model's blocked matrix holds
+    /// (`top_k::EMPTY_SLOT` for a cluster's padding).
+    slots: Vec<u32>,
+    /// Cluster `c`'s blocks are `blocks[c]..blocks[c + 1]`.
+    blocks: Vec<usize>,
+}
 
 /// One member's part of [`ItemFactors::top_k_batch`].
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +88,9 @@ pub struct ItemFactors {
     reg_exponent: f32,
     /// The trained members' interactions, when the artifact carries them.
     history: Option<Arc<MemberHistory>>,
+    /// The item clusters of a pruned scan, when the artifact carries them
+    /// (`blocked` is then in cluster order).
+    clusters: Option<Arc<Clusters>>,
 }
 
 impl PartialEq for ItemFactors {
@@ -61,6 +104,8 @@ impl PartialEq for ItemFactors {
             && self.alpha.to_bits() == other.alpha.to_bits()
             && self.reg_exponent.to_bits() == other.reg_exponent.to_bits()
             && self.history == other.history
+            && self.clusters.as_ref().map(|c| &c.assignment)
+                == other.clusters.as_ref().map(|c| &c.assignment)
             && self.factors.len() == other.factors.len()
             && self
                 .factors
@@ -129,7 +174,108 @@ impl ItemFactors {
             alpha,
             reg_exponent: 0.0,
             history: None,
+            clusters: None,
         })
+    }
+
+    /// Attaches item clusters: `assignment[row]` is the cluster of each
+    /// row (as [`crate::kmeans::kmeans`] returns it). The scan layout is
+    /// rebuilt in cluster order and each centre is the mean of its rows, so
+    /// a [`Scan::Pruned`] scan can rank clusters before reading items. The
+    /// exact scan gives the same answers with or without clusters. An empty
+    /// catalogue keeps no clusters.
+    ///
+    /// # Errors
+    /// [`ModelError::Clusters`] when `assignment` does not have one entry
+    /// per item or names more clusters than there are items.
+    pub fn with_clusters(mut self, assignment: Vec<u32>) -> Result<Self, ModelError> {
+        let len = self.items.len();
+        if assignment.len() != len {
+            return Err(ModelError::Clusters("not one cluster per item"));
+        }
+        if len == 0 {
+            self.clusters = None;
+            self.blocked = top_k::blocked(&self.factors, self.dim);
+            return Ok(self);
+        }
+        let count = assignment.iter().max().map_or(0, |&c| c as usize + 1);
+        if count > len {
+            return Err(ModelError::Clusters("more clusters than items"));
+        }
+        let dim = self.dim;
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); count];
+        for (row, &c) in assignment.iter().enumerate() {
+            members[c as usize].push(row as u32);
+        }
+        let mut centres = vec![0.0f32; count * dim];
+        let mut sum = vec![0.0f64; dim];
+        let (mut slots, mut blocks, mut empty) = (Vec::new(), vec![0usize], Vec::new());
+        for (c, rows) in members.iter().enumerate() {
+            if rows.is_empty() {
+                empty.push(c);
+            }
+            sum.fill(0.0);
+            for &r in rows {
+                for (s, &v) in sum.iter_mut().zip(self.row(r as usize)) {
+                    *s += f64::from(v);
+                }
+                slots.push(r);
+            }
+            for (v, s) in centres[c * dim..(c + 1) * dim].iter_mut().zip(&sum) {
+                *v = (s / rows.len().max(1) as f64) as f32;
+            }
+            while slots.len() % top_k::BLOCK != 0 {
+                slots.push(top_k::EMPTY_SLOT);
+            }
+            blocks.push(slots.len() / top_k::BLOCK);
+        }
+        let mut ordered = vec![0.0f32; slots.len() * dim];
+        for (slot, &row) in slots.iter().enumerate() {
+            if row != top_k::EMPTY_SLOT {
+                ordered[slot * dim..(slot + 1) * dim].copy_from_slice(self.row(row as usize));
+            }
+        }
+        self.blocked = top_k::blocked(&ordered, dim);
+        self.clusters = Some(Arc::new(Clusters {
+            assignment,
+            count,
+            centres: top_k::blocked(&centres, dim),
+            empty,
+            slots,
+            blocks,
+        }));
+        Ok(self)
+    }
+
+    /// Clusters the items with [`crate::kmeans::kmeans`] and attaches the
+    /// result ([`with_clusters`](Self::with_clusters)).
+    pub fn clustered(self, params: &crate::kmeans::KMeansParams) -> Self {
+        let assignment = crate::kmeans::kmeans(&self.factors, self.dim, params);
+        let unclustered = self.clone();
+        // kmeans gives one cluster per row, fewer clusters than rows.
+        self.with_clusters(assignment).unwrap_or(unclustered)
+    }
+
+    /// Number of item clusters (0: the model has none and always scans
+    /// exactly).
+    pub fn clusters(&self) -> usize {
+        self.clusters.as_ref().map_or(0, |c| c.count)
+    }
+
+    /// The cluster of each row, when the model has clusters.
+    pub fn cluster_assignment(&self) -> Option<&[u32]> {
+        self.clusters.as_ref().map(|c| c.assignment.as_slice())
+    }
+
+    /// What the scan reads: the blocked matrix and, for a clustered model,
+    /// the row of each slot.
+    fn layout(&self) -> top_k::Layout<'_> {
+        top_k::Layout {
+            blocked: &self.blocked,
+            dim: self.dim,
+            rows: self.items.len(),
+            slots: self.clusters.as_ref().map(|c| c.slots.as_slice()),
+        }
     }
 
     /// Attaches the trained members' interactions (rows of this model), so
@@ -416,6 +562,17 @@ impl ItemFactors {
     /// This is how a model worker serves the requests that queued up while
     /// it was busy: throughput rises with load instead of latency.
     pub fn top_k_batch(&self, queries: &[Query<'_>]) -> Vec<Vec<Scored>> {
+        self.top_k_batch_with(queries, Scan::Exact)
+    }
+
+    /// [`top_k_batch`](Self::top_k_batch) with the scan chosen: exact, or
+    /// pruned to the items of each query's best `probes` clusters (the
+    /// centres of every query are ranked in one pass, then each probed
+    /// cluster is read once for all the queries that probe it). A query
+    /// whose probed clusters hold fewer than `k` items it may take is
+    /// scanned exactly, so a pruned answer is never shorter than the exact
+    /// one.
+    pub fn top_k_batch_with(&self, queries: &[Query<'_>], scan: Scan) -> Vec<Vec<Scored>> {
         let live: Vec<(usize, Vec<usize>)> = queries
             .iter()
             .enumerate()
@@ -426,12 +583,49 @@ impl ItemFactors {
             .iter()
             .map(|(at, excluded)| (queries[*at].user, queries[*at].k, excluded.as_slice()))
             .collect();
-        let found = top_k::scan_batch(&self.blocked, self.items.len(), self.dim, &scan_queries);
+        let found = match (scan, self.clusters.as_deref()) {
+            (Scan::Pruned { probes }, Some(clusters))
+                if probes < clusters.count - clusters.empty.len() =>
+            {
+                let visits = pruned_visits(clusters, self.dim, &scan_queries, probes.max(1));
+                let mut found = top_k::scan_visits(self.layout(), &scan_queries, &visits);
+                // Probed clusters short of k items once exclusions are left
+                // out: that query is scanned exactly, never answered short.
+                let short: Vec<usize> = (0..found.len())
+                    .filter(|&q| found[q].len() < scan_queries[q].1)
+                    .collect();
+                if !short.is_empty() {
+                    let again: Vec<top_k::ScanQuery<'_>> =
+                        short.iter().map(|&q| scan_queries[q]).collect();
+                    let exact = top_k::scan_batch(self.layout(), &again);
+                    for (q, best) in short.into_iter().zip(exact) {
+                        found[q] = best;
+                    }
+                }
+                found
+            }
+            _ => top_k::scan_batch(self.layout(), &scan_queries),
+        };
         let mut answers = vec![Vec::new(); queries.len()];
         for ((at, _), best) in live.iter().zip(found) {
             answers[*at] = self.scored(best);
         }
         answers
+    }
+
+    /// [`top_k`](Self::top_k) with the scan chosen (see
+    /// [`top_k_batch_with`](Self::top_k_batch_with)).
+    pub fn top_k_with(
+        &self,
+        user: &[f32],
+        k: usize,
+        exclude: &[ItemId],
+        scan: Scan,
+    ) -> Vec<Scored> {
+        let query = Query { user, k, exclude };
+        self.top_k_batch_with(&[query], scan)
+            .pop()
+            .unwrap_or_default()
     }
 
     /// [`top_k`](Self::top_k) on the portable kernel whatever the processor
@@ -443,13 +637,7 @@ impl ItemFactors {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        self.scored(top_k::scan_portable(
-            &self.blocked,
-            self.items.len(),
-            self.dim,
-            user,
-            k,
-        ))
+        self.scored(top_k::scan_portable(self.layout(), user, k))
     }
 
     /// [`top_k`](Self::top_k) with exclusions given as sorted, deduplicated
@@ -463,14 +651,7 @@ impl ItemFactors {
         if user.len() != self.dim || k == 0 {
             return Vec::new();
         }
-        self.scored(top_k::scan(
-            &self.blocked,
-            self.items.len(),
-            self.dim,
-            user,
-            k,
-            excluded,
-        ))
+        self.scored(top_k::scan(self.layout(), user, k, excluded))
     }
 
     /// Encodes the model as a versioned, checksummed artifact (see
@@ -482,10 +663,20 @@ impl ItemFactors {
     /// ```
     ///
     /// The trailing `reg_exponent` is written only when it is not 0 or a
-    /// history follows, so a model without frequency-scaled regularisation
-    /// or history is byte-identical to what earlier builds wrote, and their
-    /// artifacts still load. The members' history, when attached, follows as
-    /// a tagged section (see [`crate::history`]).
+    /// section follows, so a model without frequency-scaled regularisation,
+    /// history or clusters is byte-identical to what earlier builds wrote,
+    /// and their artifacts still load. Tagged sections follow, each at most
+    /// once and in this order: the members' history (see
+    /// [`crate::history`]), then the item clusters:
+    ///
+    /// ```text
+    /// b"CLUS" | clusters u32 | len x cluster u32 (by row)
+    /// ```
+    ///
+    /// Only the assignment is stored; the centres and the cluster-ordered
+    /// layout are rebuilt on load, so they cannot disagree with the
+    /// factors. A model without the section scans exactly whatever the
+    /// configuration asks.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(
             24 + self.version.len() + self.items.len() * 8 + self.factors.len() * 4,
@@ -502,11 +693,18 @@ impl ItemFactors {
         for v in &self.factors {
             body.extend_from_slice(&v.to_le_bytes());
         }
-        if self.reg_exponent != 0.0 || self.history.is_some() {
+        if self.reg_exponent != 0.0 || self.history.is_some() || self.clusters.is_some() {
             body.extend_from_slice(&self.reg_exponent.to_le_bytes());
         }
         if let Some(history) = &self.history {
             history.encode(&mut body);
+        }
+        if let Some(clusters) = &self.clusters {
+            body.extend_from_slice(CLUSTERS_TAG);
+            body.extend_from_slice(&(clusters.count as u32).to_le_bytes());
+            for c in &clusters.assignment {
+                body.extend_from_slice(&c.to_le_bytes());
+            }
         }
         artifact::seal(MAGIC, &body)
     }
@@ -535,7 +733,7 @@ impl ItemFactors {
         let need = len
             .checked_mul(8 + 4 * dim)
             .ok_or(ArtifactError::Malformed("len"))?;
-        let (has_exponent, has_history) = match cur.remaining().checked_sub(need) {
+        let (has_exponent, has_sections) = match cur.remaining().checked_sub(need) {
             Some(0) => (false, false),
             Some(4) => (true, false),
             Some(n) if n > 4 => (true, true),
@@ -560,18 +758,76 @@ impl ItemFactors {
         } else {
             0.0
         };
-        let history = if has_history {
-            Some(MemberHistory::decode(&mut cur, len)?)
-        } else {
-            None
-        };
-        let model =
+        let (mut history, mut clusters) = (None, None);
+        if has_sections && cur.peek(4) == Some(crate::history::TAG) {
+            history = Some(MemberHistory::decode(&mut cur, len)?);
+        }
+        if cur.remaining() > 0 {
+            if cur.take(4, "section tag")? != CLUSTERS_TAG {
+                return Err(ArtifactError::Malformed(
+                    "unknown section after the factors",
+                ));
+            }
+            let count = cur.u32("clusters")? as usize;
+            if cur.remaining() != len.saturating_mul(4) {
+                return Err(ArtifactError::Malformed(
+                    "cluster assignment does not match len",
+                ));
+            }
+            let assignment: Vec<u32> = cur
+                .take(len * 4, "cluster assignment")?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            if count > len || assignment.iter().any(|&c| c as usize >= count) {
+                return Err(ArtifactError::Malformed("cluster out of range"));
+            }
+            clusters = Some(assignment);
+        }
+        let mut model =
             Self::new(version, dim, items, factors, reg, alpha)?.with_reg_exponent(reg_exponent)?;
-        match history {
-            Some(history) => Ok(model.with_history(history)?),
-            None => Ok(model),
+        if let Some(history) = history {
+            model = model.with_history(history)?;
+        }
+        if let Some(assignment) = clusters {
+            model = model.with_clusters(assignment)?;
+        }
+        Ok(model)
+    }
+}
+
+/// The blocks a pruned scan reads: each query's best `probes` clusters by
+/// `dot(user, centre)` (empty clusters never), grouped by cluster so a
+/// cluster probed by several queries of a batch is read once.
+fn pruned_visits(
+    clusters: &Clusters,
+    dim: usize,
+    queries: &[top_k::ScanQuery<'_>],
+    probes: usize,
+) -> Vec<top_k::Visit> {
+    let centres = top_k::Layout {
+        blocked: &clusters.centres,
+        dim,
+        rows: clusters.count,
+        slots: None,
+    };
+    let ranked: Vec<top_k::ScanQuery<'_>> = queries
+        .iter()
+        .map(|(user, _, _)| (*user, probes, clusters.empty.as_slice()))
+        .collect();
+    let best = top_k::scan_batch(centres, &ranked);
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); clusters.count];
+    for (q, found) in best.iter().enumerate() {
+        for &(c, _) in found {
+            readers[c].push(q);
         }
     }
+    readers
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(c, r)| (clusters.blocks[c]..clusters.blocks[c + 1], r))
+        .collect()
 }
 
 /// User factors from training, one row per member of the training data.

@@ -138,8 +138,8 @@ impl MemberHistory {
         4 + 8 + 1 + self.members.len() * 12 + self.rows.len() * if uniform { 4 } else { 8 }
     }
 
-    /// Reads a section written by [`encode`](Self::encode) that must use
-    /// exactly the rest of `cur`, for a model of `items` rows. Validates
+    /// Reads a section written by [`encode`](Self::encode) from `cur` (a
+    /// later section may follow it), for a model of `items` rows. Validates
     /// everything serving relies on (ascending members, rows in range,
     /// positive finite weights), allocating nothing beyond the input's size.
     pub(crate) fn decode(cur: &mut Cursor<'_>, items: usize) -> Result<Self, ArtifactError> {
@@ -177,7 +177,7 @@ impl MemberHistory {
         }
         let nnz = *offsets.last().unwrap_or(&0);
         let per = if weighted { 8 } else { 4 };
-        if nnz.checked_mul(per) != Some(cur.remaining()) {
+        if nnz.checked_mul(per).is_none_or(|b| b > cur.remaining()) {
             return Err(ArtifactError::Malformed(
                 "history entries do not match their counts",
             ));
@@ -290,11 +290,13 @@ mod tests {
         assert_eq!(back, h);
         // A row beyond the model's items is refused.
         assert!(MemberHistory::decode(&mut Cursor::new(&bytes), 2).is_err());
-        // Cut off or padded: refused.
+        // Cut off: refused. A following section is left to the caller.
         assert!(MemberHistory::decode(&mut Cursor::new(&bytes[..bytes.len() - 1]), 3).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(MemberHistory::decode(&mut Cursor::new(&longer), 3).is_err());
+        let mut cur = Cursor::new(&longer);
+        assert_eq!(MemberHistory::decode(&mut cur, 3).unwrap(), h);
+        assert_eq!(cur.remaining(), 1);
     }
 
     #[test]

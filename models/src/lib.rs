@@ -19,6 +19,8 @@
 //!   both ways) that training and the lists read.
 //! - [`factors`]: [`ItemFactors`] (frozen, served: fold-in, scoring, top-k,
 //!   binary artifact) and [`UserFactors`].
+//! - [`kmeans`]: the item clusters of the pruned scan ([`Scan`]), computed
+//!   offline and stored in the model artifact.
 //! - [`als`]: [`train_als`], implicit ALS with exact Cholesky solves, parallel
 //!   over `std::thread::scope`.
 //! - [`lists`]: [`PrecomputedLists`], [`popular`], [`batch_top_n`]: the
@@ -61,6 +63,7 @@ pub mod factors;
 pub mod history;
 pub mod interactions;
 pub mod items;
+pub mod kmeans;
 mod linalg;
 pub mod lists;
 mod model_error;
@@ -71,10 +74,11 @@ pub mod tiers;
 
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
-pub use factors::{ItemFactors, ModelError, Query, UserFactors};
+pub use factors::{ItemFactors, ModelError, Query, Scan, UserFactors};
 pub use history::{FoldInPolicy, MemberHistory};
 pub use interactions::Interactions;
 pub use items::{parse_movies, Catalogue, ItemInfo, RowLists};
+pub use kmeans::{kmeans, KMeansParams};
 pub use lists::{batch_top_n, popular, PrecomputedLists};
 pub use ratings::{parse_ratings, ParseError, ParseErrorKind, Rating};
 pub use tiers::{evaluate_tiers, TierMetrics};

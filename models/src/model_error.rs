@@ -43,6 +43,10 @@ pub enum ModelError {
         /// The repeated raw id.
         id: u64,
     },
+    /// The item clusters do not fit the model (see
+    /// `ItemFactors::with_clusters`).
+    #[error("item clusters are invalid: {0}")]
+    Clusters(&'static str),
     /// `reg` must be positive and finite (it keeps fold-in solvable) and
     /// `alpha` finite and non-negative.
     #[error("reg {reg} must be finite and > 0 and alpha {alpha} finite and >= 0")]

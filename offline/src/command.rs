@@ -149,6 +149,11 @@ pub struct TrainArgs {
     /// Model version to record (default: derived from the clock).
     #[arg(long)]
     pub version: Option<String>,
+    /// Item clusters stored in the model for the pruned scan (k-means over
+    /// the item factors, seeded by --seed); default about sqrt(items), 0
+    /// stores none (nodes then always scan exactly).
+    #[arg(long)]
+    pub clusters: Option<usize>,
     /// Also compute the near-real-time aggregates in batch (the same
     /// function `reco nearline` streams) and write the snapshot artifact
     /// here: from --ratings each row is a play; --from-stream reads the
@@ -252,6 +257,11 @@ and because rows have no fallback lists."
         k: args.k,
         write_split: args.write_split,
         out: args.out,
+        clusters: match args.clusters {
+            None => Some(0),
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
         values: if logged.is_some() {
             train::RatingValues::Weights
         } else {

@@ -87,6 +87,10 @@ pub struct TrainOptions {
     /// Item data (titles, genres; `--items movies.csv`): published with
     /// the lists, with the row fallbacks computed from it.
     pub items: Option<Catalogue>,
+    /// Item clusters for the pruned scan (k-means over the item factors,
+    /// stored in the model): `None` stores none, `Some(0)` about
+    /// `sqrt(items)`, `Some(n)` n.
+    pub clusters: Option<usize>,
 }
 
 /// What a training run produced.
@@ -267,6 +271,26 @@ pub fn run(ratings: &[Rating], options: &TrainOptions) -> anyhow::Result<TrainOu
     .computed_now();
     let tiers = (!test.is_empty()).then(|| evaluate(&model, &lists, &data, &test, options.k));
     let TrainedModel { item_factors, .. } = model;
+    let item_factors = match options.clusters {
+        Some(clusters) => {
+            let started = Instant::now();
+            let params = reco_models::KMeansParams {
+                clusters,
+                seed: options.params.seed,
+                threads: options.params.threads,
+                ..reco_models::KMeansParams::default()
+            };
+            let clustered = item_factors.clustered(&params);
+            eprintln!(
+                "Clustered {} items into {} clusters in {:.1} s.",
+                clustered.len(),
+                clustered.clusters(),
+                started.elapsed().as_secs_f64()
+            );
+            clustered
+        }
+        None => item_factors,
+    };
     if let Some(out) = &options.out {
         artifacts::save(out, &item_factors, &lists)?;
         eprintln!("Wrote model {version} to {}.", out.display());

@@ -43,6 +43,7 @@ fn training_on_the_movielens_split_reaches_the_peer_figures_in_every_tier() {
         k: 10,
         write_split: None,
         out: None,
+        clusters: Some(0),
         values: train::RatingValues::Stars,
         items: None,
     };

@@ -7,9 +7,15 @@
 //! recommendations. reco's figure is then reported beside it as a ratio.
 //!
 //! Scenarios: ingest only; recommend at a fixed concurrency with a 10k x 64
-//! model; the model slower than the deadline (every reply must still come by
-//! deadline + 1 ms); `residents` members made resident by one event each
-//! (RSS per resident member).
+//! model (clustered as `reco train` clusters it, scanned as the node's
+//! default `[model] scan` says), members without new events; recommend where
+//! each request follows an event of its member (published just before the
+//! request on the same connection, so no earlier answer still holds), whose
+//! ceiling is the echo responder plus a trivial subscriber that decodes the
+//! same events; the model slower than the deadline, each request again after
+//! an event so no reused answer hides it (every reply must still come by
+//! deadline + 1 ms); `residents` members made resident by one event
+//! each (RSS per resident member).
 
 use crate::driver::connect;
 use crate::process::{metric_sum, scrape, NatsServer, Node};
@@ -106,7 +112,8 @@ pub struct LoopFigures {
     pub throughput_per_s: f64,
     /// Latency.
     pub latency: Latency,
-    /// Replies by source (reco only).
+    /// Replies by source (reco only; reused model answers as
+    /// `model_reused`).
     pub by_source: BTreeMap<String, u64>,
     /// Requests without a reply or with an error.
     pub failed: u64,
@@ -192,8 +199,11 @@ pub struct BenchReport {
     pub config: BenchConfig,
     /// Ingest.
     pub ingest: IngestFigures,
-    /// Recommend.
+    /// Recommend, members without new events.
     pub recommend: RecommendFigures,
+    /// Recommend, each request right after an event of its member (the
+    /// ceiling: echo responder + a trivial subscriber of the events).
+    pub fresh: RecommendFigures,
     /// Slow model.
     pub slow_model: SlowModelFigures,
     /// Residents (absent when skipped).
@@ -278,6 +288,7 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         request.clone(),
         config.concurrency,
         duration,
+        None,
     )
     .await?;
     log("recommend: reco");
@@ -297,26 +308,55 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         config.concurrency,
         duration,
         None,
+        None,
     )
     .await;
     let score_after = scoring(&scrape(node.metrics_addr())?);
-    let scored = score_after.1 - score_before.1;
-    let model_score_ms = if scored > 0.0 {
-        (score_after.0 - score_before.0) / scored * 1000.0
-    } else {
-        0.0
+    let recommend = RecommendFigures::of(&config, echo, reco, score_before, score_after);
+
+    log("recommend after an event ceiling: echo responder + trivial subscriber");
+    let catalogue = world.catalogue().ids().to_vec();
+    let fresh_event = |subject: String, member: MemberId, i: u64| {
+        let event = reco_messages::Event {
+            member,
+            item: catalogue[(i as usize).wrapping_mul(31) % catalogue.len().max(1)],
+            kind: reco_messages::EventKind::Play,
+            value: 60.0,
+            at_ms: None,
+            device: None,
+        };
+        (subject, Bytes::from(encode(&event)))
     };
-    let recommend = RecommendFigures {
-        model_score_ms,
-        concurrency: config.concurrency,
-        items: config.items,
-        factors: config.factors,
-        throughput_ratio: reco.throughput_per_s / echo.throughput_per_s.max(1e-9),
-        p99_ratio: reco.latency.p99_ms / echo.latency.p99_ms.max(1e-9),
-        p99_over_echo_ms: reco.latency.p99_ms - echo.latency.p99_ms,
-        echo,
-        reco,
-    };
+    let ceiling_subjects = Subjects::new(CEILING_PREFIX)?;
+    let subscriber = trivial_subscriber(&url, &ceiling_subjects).await?;
+    let ceiling_event = |m: MemberId, i: u64| fresh_event(ceiling_subjects.events(m), m, i);
+    let fresh_echo = echo_ceiling(
+        &url,
+        &client,
+        &members,
+        request.clone(),
+        config.concurrency,
+        duration,
+        Some(&ceiling_event),
+    )
+    .await?;
+    subscriber.abort();
+    log("recommend after an event: reco");
+    let reco_event = |m: MemberId, i: u64| fresh_event(subjects.events(m), m, i);
+    let score_before = scoring(&scrape(node.metrics_addr())?);
+    let fresh_reco = closed_loop(
+        &client,
+        &|m| subjects.recommend(m),
+        &members,
+        request.clone(),
+        config.concurrency,
+        duration,
+        None,
+        Some(&reco_event),
+    )
+    .await;
+    let score_after = scoring(&scrape(node.metrics_addr())?);
+    let fresh = RecommendFigures::of(&config, fresh_echo, fresh_reco, score_before, score_after);
 
     log("slow model: model delayed past the deadline");
     let delay = config.deadline_ms * 2;
@@ -334,6 +374,9 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
         config.concurrency,
         duration,
         Some(late_after),
+        // Each request after an event, so a reused answer cannot hide the
+        // slow model.
+        Some(&reco_event),
     )
     .await;
     let _ = crate::faults::set_model_delay(&client, &subjects, 0, None).await;
@@ -357,15 +400,74 @@ pub async fn run(config: BenchConfig, log: impl Fn(&str)) -> Result<BenchReport>
     } else {
         None
     };
-    let targets = targets(&config, &ingest, &recommend, &slow_model, resident.as_ref());
+    let targets = targets(
+        &config,
+        &ingest,
+        &recommend,
+        &fresh,
+        &slow_model,
+        resident.as_ref(),
+    );
     Ok(BenchReport {
         config,
         ingest,
         recommend,
+        fresh,
         slow_model,
         resident,
         targets,
     })
+}
+
+impl RecommendFigures {
+    /// reco beside its ceiling; `score_*` are the node's scoring (sum,
+    /// count) before and after reco's loop.
+    fn of(
+        config: &BenchConfig,
+        echo: LoopFigures,
+        reco: LoopFigures,
+        score_before: (f64, f64),
+        score_after: (f64, f64),
+    ) -> Self {
+        let scored = score_after.1 - score_before.1;
+        let model_score_ms = if scored > 0.0 {
+            (score_after.0 - score_before.0) / scored * 1000.0
+        } else {
+            0.0
+        };
+        RecommendFigures {
+            model_score_ms,
+            concurrency: config.concurrency,
+            items: config.items,
+            factors: config.factors,
+            throughput_ratio: reco.throughput_per_s / echo.throughput_per_s.max(1e-9),
+            p99_ratio: reco.latency.p99_ms / echo.latency.p99_ms.max(1e-9),
+            p99_over_echo_ms: reco.latency.p99_ms - echo.latency.p99_ms,
+            echo,
+            reco,
+        }
+    }
+}
+
+/// A trivial subscriber of the ceiling's events: decodes each one (as a
+/// node must) and nothing more. Runs until aborted.
+async fn trivial_subscriber(url: &str, ceiling: &Subjects) -> Result<tokio::task::JoinHandle<u64>> {
+    let subscriber = async_nats::ConnectOptions::new()
+        .subscription_capacity(1 << 20)
+        .connect(url)
+        .await?;
+    let mut sub = subscriber.subscribe(ceiling.events_wildcard()).await?;
+    subscriber.flush().await?;
+    Ok(tokio::spawn(async move {
+        let _connection = subscriber;
+        let mut decoded = 0u64;
+        while let Some(message) = sub.next().await {
+            if decode::<reco_messages::Event>(&message.payload, 1 << 16).is_ok() {
+                decoded += 1;
+            }
+        }
+        decoded
+    }))
 }
 
 /// Publishes every payload on one client and counts them on another.
@@ -537,6 +639,7 @@ async fn echo_ceiling(
     request: Bytes,
     concurrency: usize,
     duration: Duration,
+    event: Option<&EventMaker<'_>>,
 ) -> Result<LoopFigures> {
     let responder = async_nats::connect(url).await?;
     let echo = Subjects::new(ECHO_PREFIX)?;
@@ -562,6 +665,7 @@ async fn echo_ceiling(
         aggregates_version: None,
         row: Some("top".into()),
         details: None,
+        reused: false,
     }));
     let task = tokio::spawn(async move {
         while let Some(message) = sub.next().await {
@@ -591,14 +695,23 @@ async fn echo_ceiling(
         concurrency,
         duration,
         None,
+        event,
     )
     .await;
     task.abort();
     Ok(figures)
 }
 
+/// The event published before the `i`-th request, for a member: (subject,
+/// payload).
+pub type EventMaker<'a> = dyn Fn(MemberId, u64) -> (String, Bytes) + Sync + 'a;
+
 /// `concurrency` requesters for `duration`, over `members` round robin.
-/// With `late_after`, replies slower than it count as failed.
+/// With `late_after`, replies slower than it count as failed. With `event`,
+/// each request is preceded by that event of its member, published on the
+/// same connection (so the server has it first); a failed publish counts
+/// the request as failed. Latency is timed from the request.
+#[allow(clippy::too_many_arguments)]
 pub async fn closed_loop(
     client: &async_nats::Client,
     subject: &(dyn Fn(MemberId) -> String + Sync),
@@ -607,6 +720,7 @@ pub async fn closed_loop(
     concurrency: usize,
     duration: Duration,
     late_after: Option<Duration>,
+    event: Option<&EventMaker<'_>>,
 ) -> LoopFigures {
     struct Acc {
         hist: hdrhistogram::Histogram<u64>,
@@ -625,6 +739,13 @@ pub async fn closed_loop(
             let i = next.fetch_add(1, Ordering::Relaxed);
             let member = members[(i.wrapping_mul(7919) % members.len().max(1) as u64) as usize
                 % members.len().max(1)];
+            if let Some(event) = event {
+                let (to, body) = event(member, i);
+                if client.publish(to, body).await.is_err() {
+                    acc.lock().unwrap_or_else(|e| e.into_inner()).failed += 1;
+                    continue;
+                }
+            }
             let t0 = Instant::now();
             let reply = tokio::time::timeout(
                 Duration::from_secs(5),
@@ -639,9 +760,13 @@ pub async fn closed_loop(
                     if let Ok(RecommendReply::Ok(r)) =
                         decode::<RecommendReply>(&message.payload, 1 << 20)
                     {
-                        *acc.by_source
-                            .entry(r.source.as_str().to_owned())
-                            .or_default() += 1;
+                        // A reused model answer is counted apart.
+                        let source = if r.reused {
+                            format!("{}_reused", r.source.as_str())
+                        } else {
+                            r.source.as_str().to_owned()
+                        };
+                        *acc.by_source.entry(source).or_default() += 1;
                     }
                     if late_after.is_some_and(|l| elapsed > l) {
                         acc.failed += 1;
@@ -722,6 +847,7 @@ fn targets(
     config: &BenchConfig,
     ingest: &IngestFigures,
     rec: &RecommendFigures,
+    fresh: &RecommendFigures,
     slow: &SlowModelFigures,
     resident: Option<&ResidentFigures>,
 ) -> Vec<Target> {
@@ -752,6 +878,15 @@ fn targets(
                 rec.reco.latency.p99_ms, rec.echo.latency.p99_ms, rec.p99_over_echo_ms
             ),
             met: rec.p99_over_echo_ms <= 0.5,
+        },
+        Target {
+            name: "recommend after an event".into(),
+            target: ">= 0.35 x echo + subscriber".into(),
+            measured: format!(
+                "{:.0}/s = {:.2} x {:.0}/s",
+                fresh.reco.throughput_per_s, fresh.throughput_ratio, fresh.echo.throughput_per_s
+            ),
+            met: fresh.throughput_ratio >= 0.35,
         },
         Target {
             name: "slow model worst reply".into(),
@@ -841,6 +976,34 @@ impl BenchReport {
             w,
             "recommend sources: {:?}; model scoring {:.3} ms per request (mean)",
             r.reco.by_source, r.model_score_ms
+        );
+        let f = &self.fresh;
+        let _ = writeln!(
+            w,
+            "{:<34} {:>14.0} {:>14.0} {:>8.2}",
+            "after an event: recommend/s",
+            f.reco.throughput_per_s,
+            f.echo.throughput_per_s,
+            f.throughput_ratio
+        );
+        for (name, a, b) in [
+            (
+                "after an event: p50 ms",
+                f.reco.latency.p50_ms,
+                f.echo.latency.p50_ms,
+            ),
+            (
+                "after an event: p99 ms",
+                f.reco.latency.p99_ms,
+                f.echo.latency.p99_ms,
+            ),
+        ] {
+            let _ = writeln!(w, "{name:<34} {a:>14.2} {b:>14.2} {:>8.2}", a / b.max(1e-9));
+        }
+        let _ = writeln!(
+            w,
+            "after an event sources: {:?}; model scoring {:.3} ms per request (mean)",
+            f.reco.by_source, f.model_score_ms
         );
         let _ = writeln!(
             w,

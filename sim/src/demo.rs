@@ -214,6 +214,7 @@ pub async fn demo(options: DemoOptions, log: impl Fn(&str)) -> Result<Report> {
             k: 10,
             write_split: None,
             out: Some(model.path().to_owned()),
+            clusters: Some(0),
             values: reco_offline::train::RatingValues::Stars,
             items: None,
         },

@@ -164,6 +164,7 @@ pub async fn replay(options: ReplayOptions, log: impl Fn(&str)) -> Result<Replay
             k: 10,
             write_split: None,
             out: Some(model.path().to_owned()),
+            clusters: Some(0),
             values: reco_offline::train::RatingValues::Stars,
             items: None,
         },

@@ -98,7 +98,11 @@ pub fn train_world_model(world: &World, dir: &Path, plan: &TrainPlan) -> Result<
         ..PrecomputedLists::default()
     }
     .computed_now();
-    reco_offline::artifacts::save(dir, &model.item_factors, &lists)
+    let clustered = model
+        .item_factors
+        .clone()
+        .clustered(&reco_models::KMeansParams::default());
+    reco_offline::artifacts::save(dir, &clustered, &lists)
         .context("cannot write the model directory")?;
     Ok(Trained {
         items: model.item_factors.len(),
@@ -118,7 +122,9 @@ pub fn latent_model(world: &World, dir: &Path, version: &str) -> Result<()> {
         0.1,
         1.0,
     )
-    .context("the world's catalogue is not a valid model")?;
+    .context("the world's catalogue is not a valid model")?
+    // Clustered as `reco train` clusters, so a node can scan it pruned.
+    .clustered(&reco_models::KMeansParams::default());
     let mut order: Vec<usize> = (0..catalogue.len()).collect();
     order.sort_by(|&a, &b| {
         catalogue

@@ -38,6 +38,12 @@ async fn short_bench_reports_every_figure_with_ceilings_and_ratios() {
         "/recommend/p99_ratio",
         "/recommend/p99_over_echo_ms",
         "/recommend/model_score_ms",
+        "/fresh/echo/throughput_per_s",
+        "/fresh/reco/throughput_per_s",
+        "/fresh/throughput_ratio",
+        "/fresh/echo/latency/p99_ms",
+        "/fresh/reco/latency/p99_ms",
+        "/fresh/p99_over_echo_ms",
         "/slow_model/worst_ms",
         "/slow_model/worst_over_deadline_ms",
         "/resident/bytes_per_member",
@@ -61,6 +67,9 @@ async fn short_bench_reports_every_figure_with_ceilings_and_ratios() {
         report.table()
     );
     assert_eq!(report.resident.as_ref().unwrap().resident_members, 2_000);
-    assert_eq!(report.targets.len(), 5);
+    // After a fresh event the model is asked (nothing can be reused).
+    assert!(report.fresh.reco.replies > 0 && report.fresh.echo.replies > 0);
+    assert!(report.table().contains("after an event"));
+    assert_eq!(report.targets.len(), 6);
     assert!(report.table().contains("ratio"));
 }

@@ -51,7 +51,7 @@ impl Eq for Entry {}
 
 /// Items per block of the scoring layout (two SSE registers, one AVX one,
 /// of scores).
-pub(super) const BLOCK: usize = 8;
+pub(crate) const BLOCK: usize = 8;
 /// Independent partial sums per score: dimension `d` is added to partial
 /// `d % SPLIT`, so consecutive multiply-adds do not wait on each other.
 const SPLIT: usize = 4;
@@ -65,7 +65,7 @@ const FUSED_SPLIT: usize = 8;
 /// block's items, then dimension 1, …); the last block is padded with
 /// zeros. A block's scores are then `BLOCK` lanes that accumulate
 /// `user[d] * column[d]` with no horizontal reduction.
-pub(super) fn blocked(factors: &[f32], dim: usize) -> Vec<f32> {
+pub(crate) fn blocked(factors: &[f32], dim: usize) -> Vec<f32> {
     let rows = factors.len() / dim;
     let blocks = rows.div_ceil(BLOCK);
     let mut out = vec![0.0f32; blocks * BLOCK * dim];
@@ -152,75 +152,126 @@ pub(crate) fn fused_available() -> bool {
 
 /// One query of a scan: the user vector, how many items, and the rows to
 /// skip (sorted ascending).
-pub(super) type ScanQuery<'a> = (&'a [f32], usize, &'a [usize]);
+pub(crate) type ScanQuery<'a> = (&'a [f32], usize, &'a [usize]);
 
-/// The best `k >= 1` items of `blocked` (the [`blocked`] layout of `rows`
-/// items, `dim` wide) by `dot(user, item)`, best first, as (row index,
+/// A slot of the [`blocked`] layout that holds no item (a cluster's
+/// padding).
+pub(crate) const EMPTY_SLOT: u32 = u32::MAX;
+
+/// What a scan reads: a matrix in the [`blocked`] layout and which row each
+/// of its slots holds. Unclustered models store rows in order (slot `s` is
+/// row `s`, the slots past `rows` are the last block's padding); clustered
+/// ones store each cluster's rows together, padded to whole blocks, and
+/// `slots` names the row of every slot ([`EMPTY_SLOT`] for padding).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout<'a> {
+    pub(crate) blocked: &'a [f32],
+    pub(crate) dim: usize,
+    pub(crate) rows: usize,
+    pub(crate) slots: Option<&'a [u32]>,
+}
+
+impl Layout<'_> {
+    /// Number of blocks.
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocked.len() / (self.dim * BLOCK)
+    }
+
+    /// The row held by `slot`, `None` for padding.
+    #[inline(always)]
+    fn row(&self, slot: usize) -> Option<usize> {
+        match self.slots {
+            Some(slots) => match slots.get(slot) {
+                Some(&row) if row != EMPTY_SLOT => Some(row as usize),
+                _ => None,
+            },
+            None => (slot < self.rows).then_some(slot),
+        }
+    }
+}
+
+/// A run of blocks and the queries (indices into the scan's queries) that
+/// read it. A query must not visit a block twice.
+pub(crate) type Visit = (std::ops::Range<usize>, Vec<usize>);
+
+/// The best `k >= 1` items of `layout` by `dot(user, item)`, best first, as (row index,
 /// score); NaN scores and the rows in `excluded` (sorted ascending) are
 /// skipped. A batch of one.
-pub(super) fn scan(
-    blocked: &[f32],
-    rows: usize,
-    dim: usize,
+pub(crate) fn scan(
+    layout: Layout<'_>,
     user: &[f32],
     k: usize,
     excluded: &[usize],
 ) -> Vec<(usize, f32)> {
-    let mut found = scan_batch(blocked, rows, dim, &[(user, k, excluded)]);
+    let mut found = scan_batch(layout, &[(user, k, excluded)]);
     found.pop().unwrap_or_default()
 }
 
 /// [`scan`] with the portable kernel whatever the processor has (the
 /// benchmark's baseline).
-pub(super) fn scan_portable(
-    blocked: &[f32],
-    rows: usize,
-    dim: usize,
-    user: &[f32],
-    k: usize,
-) -> Vec<(usize, f32)> {
-    let mut found = scan_batch_with(blocked, rows, dim, &[(user, k, &[])], block_scores);
+pub(crate) fn scan_portable(layout: Layout<'_>, user: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let visits = [(0..layout.blocks(), vec![0])];
+    let mut found = scan_visits_with(layout, &[(user, k, &[])], &visits, block_scores);
     found.pop().unwrap_or_default()
 }
 
-/// [`scan`] for several queries in one pass: each block is scored for every
-/// query while it is in cache. Answers are the same as one `scan` per query
-/// (the same per-item arithmetic).
-pub(super) fn scan_batch(
-    blocked: &[f32],
-    rows: usize,
-    dim: usize,
+/// [`scan`] for several queries in one pass over the whole `layout`: each
+/// block is scored for every query while it is in cache. Answers are the
+/// same as one `scan` per query (the same per-item arithmetic, and the
+/// kept set does not depend on the order rows are read in).
+pub(crate) fn scan_batch(layout: Layout<'_>, queries: &[ScanQuery<'_>]) -> Vec<Vec<(usize, f32)>> {
+    let visits = [(0..layout.blocks(), (0..queries.len()).collect())];
+    scan_visits(layout, queries, &visits)
+}
+
+/// The scan of only some blocks per query: each [`Visit`] is a run of
+/// blocks scored for the queries that name it (the clusters a pruned scan
+/// probes), block by block so a run shared by several queries is read
+/// once.
+pub(crate) fn scan_visits(
+    layout: Layout<'_>,
     queries: &[ScanQuery<'_>],
+    visits: &[Visit],
 ) -> Vec<Vec<(usize, f32)>> {
     #[cfg(target_arch = "x86_64")]
     if fused_available() {
         // SAFETY: the processor has AVX2 and FMA (checked just above).
         #[allow(unsafe_code)]
-        return unsafe { fused::scan_batch(blocked, rows, dim, queries) };
+        return unsafe { fused::scan_visits(layout, queries, visits) };
     }
-    scan_batch_with(blocked, rows, dim, queries, block_scores)
+    scan_visits_with(layout, queries, visits, block_scores)
 }
 
-/// The batched scan loop around a block kernel `score(user, block)`.
+/// The scan loop around a block kernel `score(user, block)`.
 #[inline(always)]
-fn scan_batch_with(
-    blocked: &[f32],
-    rows: usize,
-    dim: usize,
+fn scan_visits_with(
+    layout: Layout<'_>,
     queries: &[ScanQuery<'_>],
+    visits: &[Visit],
     mut score: impl FnMut(&[f32], &[f32]) -> [f32; BLOCK],
 ) -> Vec<Vec<(usize, f32)>> {
     let mut tops: Vec<Top<'_>> = queries
         .iter()
-        .map(|(_, k, excluded)| Top::new(*k, rows, excluded))
+        .map(|(_, k, excluded)| Top::new(*k, layout.rows, excluded))
         .collect();
-    for (b, block) in blocked.chunks_exact(dim * BLOCK).enumerate() {
-        let first = b * BLOCK;
-        for ((user, _, _), top) in queries.iter().zip(&mut tops) {
-            let scores = score(user, block);
-            if top.might_take(&scores) {
-                for (r, &score) in scores.iter().enumerate().take(rows - first) {
-                    top.offer(first + r, score);
+    let width = layout.dim * BLOCK;
+    for (blocks, readers) in visits {
+        for b in blocks.clone() {
+            let Some(block) = layout.blocked.get(b * width..(b + 1) * width) else {
+                break;
+            };
+            let first = b * BLOCK;
+            for &q in readers {
+                let (Some((user, _, _)), Some(top)) = (queries.get(q), tops.get_mut(q)) else {
+                    continue;
+                };
+                let scores = score(user, block);
+                if top.might_take(&scores) {
+                    for (r, &score) in scores.iter().enumerate() {
+                        if let Some(row) = layout.row(first + r) {
+                            top.offer(row, score);
+                        }
+                    }
                 }
             }
         }
@@ -240,7 +291,7 @@ fn scan_batch_with(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod fused {
-    use super::{scan_batch_with, ScanQuery, BLOCK, FUSED_SPLIT};
+    use super::{scan_visits_with, Layout, ScanQuery, Visit, BLOCK, FUSED_SPLIT};
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
@@ -292,14 +343,13 @@ mod fused {
     /// # Safety
     /// The processor must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan_batch(
-        blocked: &[f32],
-        rows: usize,
-        dim: usize,
+    pub(crate) unsafe fn scan_visits(
+        layout: Layout<'_>,
         queries: &[ScanQuery<'_>],
+        visits: &[Visit],
     ) -> Vec<Vec<(usize, f32)>> {
         // SAFETY: this function's own precondition; blocks are dim * BLOCK.
-        scan_batch_with(blocked, rows, dim, queries, |user, block| unsafe {
+        scan_visits_with(layout, queries, visits, |user, block| unsafe {
             block_scores(user, block)
         })
     }
@@ -311,7 +361,7 @@ struct Top<'a> {
     k: usize,
     excluded: &'a [usize],
     /// Score of the worst kept entry once the heap is full; a row must
-    /// beat it strictly (a tie loses to the lower index already kept).
+    /// reach it (on a tie the lower row index wins, whichever came first).
     threshold: f32,
 }
 
@@ -325,31 +375,40 @@ impl<'a> Top<'a> {
         }
     }
 
-    /// False when the heap is full and no score of the block beats the
-    /// worst kept one (NaN beats nothing): the block can be skipped whole,
-    /// which is what most blocks are once the heap has filled.
+    /// False when the heap is full and no score of the block reaches the
+    /// worst kept one (NaN reaches nothing): the block can be skipped
+    /// whole, which is what most blocks are once the heap has filled.
     #[inline(always)]
     fn might_take(&self, scores: &[f32; BLOCK]) -> bool {
         if self.heap.len() < self.k {
             return true;
         }
         let threshold = self.threshold;
-        scores.iter().fold(false, |any, &s| any | (s > threshold))
+        scores.iter().fold(false, |any, &s| any | (s >= threshold))
     }
 
+    /// Keeps row `index` if it is among the best `k` so far: by score, and
+    /// on equal scores by lower index, so the kept set is the same in
+    /// whatever order rows are offered (a clustered layout reads them out
+    /// of order).
     #[inline(always)]
     fn offer(&mut self, index: usize, score: f32) {
-        let full = self.heap.len() == self.k;
-        if full && (score <= self.threshold || score.is_nan()) {
+        if score.is_nan() || self.k == 0 {
             return;
         }
-        if score.is_nan() || self.excluded.binary_search(&index).is_ok() {
+        let entry = Entry { score, index };
+        let full = self.heap.len() == self.k;
+        if full && (score < self.threshold || self.heap.peek().is_some_and(|worst| entry >= *worst))
+        {
+            return;
+        }
+        if self.excluded.binary_search(&index).is_ok() {
             return;
         }
         if full {
             self.heap.pop();
         }
-        self.heap.push(Entry { score, index });
+        self.heap.push(entry);
         if self.heap.len() == self.k {
             self.threshold = self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score);
         }

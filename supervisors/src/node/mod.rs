@@ -103,7 +103,8 @@ pub async fn run(
         config.model.max_in_flight,
         handle.clone(),
         faults.clone(),
-    );
+    )
+    .with_scan(config.model.scan());
     // Held while a replay of recent events runs: nearline refreshes wait.
     let replay_hold = reco_actors::nearline::ReplayHold::default();
     // Nearline refreshes get workers of their own (and no injected faults),
@@ -116,6 +117,7 @@ pub async fn run(
             handle.clone(),
             InjectedFaults::default(),
         )
+        .with_scan(config.model.scan())
         .with_nice(config.nearline.nice),
         debounce: Duration::from_millis(config.nearline.debounce_ms),
         top_n: config.nearline.top_n,

@@ -305,6 +305,7 @@ impl TreeParts {
                 reply_margin: Duration::from_micros(config.recommend.reply_margin_us),
                 quarantine_after: config.sessions.quarantine_after,
                 signals: Arc::new(signal_policy(&config.sessions)),
+                reuse_max_age: Duration::from_millis(config.sessions.reuse_max_age_ms),
             },
             dead_letter: self.dead_letter.clone(),
             faults: self.faults.clone(),
