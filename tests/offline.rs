@@ -280,7 +280,8 @@ async fn training_from_an_empty_event_log_fails_at_once_with_a_clear_error() {
     let fixture = Fixture::write(50, 4, 0, "fixture-v1");
     let mut node = Node::start(&nats.url(), Some(fixture.path()), "");
     node.terminate();
-    assert!(node.wait_exit(Duration::from_secs(30)).success());
+    let status = node.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", node.log());
     let started = Instant::now();
     let output = Command::new(reco_binary())
         .args(["train", "--from-stream", "--holdout-fraction", "0.2"])

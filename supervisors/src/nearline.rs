@@ -77,13 +77,15 @@ pub fn nearline(args: NearlineArgs) -> anyhow::Result<()> {
         telemetry::init_metrics(config.streaming.metrics_addr.parse()?)?;
     }
     block_on(async {
+        // Installed before connecting: a SIGTERM during start-up stops the
+        // job cleanly instead of killing it.
+        let shutdown = node::shutdown_signal();
         let subjects = Subjects::new(&config.nats.prefix)?;
         let client = node::connect(&config).await?;
         let js = async_nats::jetstream::new(client.clone());
         reco_offline::event_log::ensure_stream(&js, &config.events_log, &subjects).await?;
         let settings = config.streaming.settings(&config);
-        let report =
-            reco_streaming::run(client, subjects, settings, node::shutdown_signal()).await?;
+        let report = reco_streaming::run(client, subjects, settings, shutdown).await?;
         tracing::info!(
             sequence = report.state.last_sequence(),
             applied = report.applied,

@@ -163,13 +163,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let system = actix::System::new();
-    let result = system.block_on(super::run(
-        config,
-        model,
-        lists,
-        args.config.clone(),
-        super::shutdown_signal(),
-    ));
+    let reload = args.config.clone();
+    let result = system.block_on(async move {
+        // Inside the runtime, before start-up: see `shutdown_signal`.
+        let shutdown = super::shutdown_signal();
+        super::run(config, model, lists, reload, shutdown).await
+    });
     actix::System::current().stop();
     result
 }
