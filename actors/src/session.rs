@@ -57,6 +57,7 @@ use crate::seen::SeenIndex;
 use crate::signals::{RecentSignals, SignalPolicy};
 use actix::prelude::*;
 use reco_messages::{Event, ItemId, MemberId, Reason, Recommendations, Row, Source};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -420,54 +421,30 @@ impl Session {
                 (fallback, RowQuery::Top)
             }
         };
-        let interactions = self.signals.interactions();
-        // A member the model was trained on is never cold: its history is
-        // in the model.
-        let known = || {
-            self.deps
-                .model
-                .model()
-                .load()
-                .is_some_and(|m| m.knows_member(member))
-        };
-        // The neighbours of an item need no member vector.
-        let needs_member = !matches!(query, RowQuery::Near(_));
-        if needs_member && interactions.is_empty() && !known() {
-            responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ColdStart)));
-            return;
-        }
-        let answer_by = deadline
-            .checked_sub(self.deps.settings.reply_margin)
-            .unwrap_or(deadline);
-        let breaker = self.deps.breaker.clone();
-        let admission = breaker.admit(Instant::now());
-        if admission == Admission::Skip {
-            responder.reply(used.stamp(fallback_reply(member, fallback, Reason::ModelSkipped)));
-            return;
-        }
-        let report = move |ok: bool| match admission {
-            Admission::Ask => breaker.record(Instant::now(), ok),
-            Admission::Probe => breaker.record_probe(Instant::now(), ok),
-            Admission::Skip => {}
-        };
         let lists_version = self.deps.lists.load().version.clone();
         let lists_version = (!lists_version.is_empty()).then_some(lists_version);
-        let mut score = Score::new(member, interactions, k, exclude, answer_by);
-        score.exclude_history = exclude_seen;
-        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
-        score.row = query;
         let counterfactual = self.deps.counterfactual.clone();
-        score.keep_late = counterfactual.sample();
-        let sampled = score.keep_late;
+        let sampled = counterfactual.sample();
         let keep = self.keep_slot(k, exclude_seen, &row);
-        let pending = match self.deps.model.try_score(score) {
-            Ok(pending) => pending,
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::Overloaded => Reason::Overloaded,
-                    Refusal::Unavailable => Reason::ModelUnavailable,
-                };
-                report(false);
+        // The neighbours of an item need no member vector.
+        let needs_member = !matches!(query, RowQuery::Near(_));
+        let offered = self.offer_to_model(
+            member,
+            (k, exclude, exclude_seen),
+            deadline,
+            needs_member,
+            move |score| {
+                score.row = query;
+                score.keep_late = sampled;
+            },
+        );
+        let Offered {
+            pending,
+            answer_by,
+            verdict,
+        } = match offered {
+            Ok(offered) => offered,
+            Err(reason) => {
                 responder.reply(used.stamp(fallback_reply(member, fallback, reason)));
                 return;
             }
@@ -481,13 +458,8 @@ impl Session {
             .await;
             // Still pending (not polled to its end): the model may answer late.
             let timed_out = outcome.is_err();
-            // The model was on time (a cold member is not its fault).
-            report(matches!(
-                outcome,
-                Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
-            ));
-            let reason = match outcome {
-                Ok(Ok(ScoreOutcome::Scored { items, version })) => {
+            let reason = match verdict.judge(outcome) {
+                Ok((items, version)) => {
                     if let Some((slot, mut kept)) = keep {
                         kept.items.clone_from(&items);
                         kept.version.clone_from(&version);
@@ -511,9 +483,7 @@ impl Session {
                         reused: false,
                     }));
                 }
-                Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
-                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
-                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
+                Err(reason) => reason,
             };
             let late = reason == Reason::Deadline;
             let served = (timed_out && sampled).then(|| Served {
@@ -571,60 +541,25 @@ impl Session {
                     .billboard_unavailable(member, k, &seen, &self.deps.lists);
             return responder.reply(reply);
         };
-        let interactions = self.signals.interactions();
-        let known = self
-            .deps
-            .model
-            .model()
-            .load()
-            .is_some_and(|m| m.knows_member(member));
-        if interactions.is_empty() && !known {
-            return draw.without_scores(Reason::ColdStart, responder);
-        }
-        let breaker = self.deps.breaker.clone();
-        let admission = breaker.admit(Instant::now());
-        if admission == Admission::Skip {
-            return draw.without_scores(Reason::ModelSkipped, responder);
-        }
-        let report = move |ok: bool| match admission {
-            Admission::Ask => breaker.record(Instant::now(), ok),
-            Admission::Probe => breaker.record_probe(Instant::now(), ok),
-            Admission::Skip => {}
-        };
-        let answer_by = deadline
-            .checked_sub(self.deps.settings.reply_margin)
-            .unwrap_or(deadline);
+        // The member's top items under the model are the bandit's arms.
         let pool = self.deps.aggregates.settings().billboard.pool.max(k);
-        let mut score = Score::new(member, interactions, pool, seen, answer_by);
-        score.exclude_history = exclude_seen;
-        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
-        let pending = match self.deps.model.try_score(score) {
-            Ok(pending) => pending,
-            Err(refusal) => {
-                report(false);
-                let reason = match refusal {
-                    Refusal::Overloaded => Reason::Overloaded,
-                    Refusal::Unavailable => Reason::ModelUnavailable,
-                };
-                return draw.without_scores(reason, responder);
-            }
+        let offered =
+            self.offer_to_model(member, (pool, seen, exclude_seen), deadline, true, |_| {});
+        let Offered {
+            pending,
+            answer_by,
+            verdict,
+        } = match offered {
+            Ok(offered) => offered,
+            Err(reason) => return draw.without_scores(reason, responder),
         };
         let wait = async move {
             let outcome =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(answer_by), pending).await;
-            report(matches!(
-                outcome,
-                Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
-            ));
-            let reason = match outcome {
-                Ok(Ok(ScoreOutcome::Scored { items, version })) => {
-                    return draw.with_scores(&items, version, responder);
-                }
-                Ok(Ok(ScoreOutcome::Cold)) => Reason::ColdStart,
-                Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Reason::Deadline,
-                Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Reason::ModelUnavailable,
-            };
-            draw.without_scores(reason, responder);
+            match verdict.judge(outcome) {
+                Ok((items, version)) => draw.with_scores(&items, version, responder),
+                Err(reason) => draw.without_scores(reason, responder),
+            }
         };
         actix::spawn(wait.instrument(span));
     }
@@ -705,6 +640,109 @@ impl Session {
             items: Vec::new(),
         };
         Some((slot, key))
+    }
+}
+
+/// A request the model pool took: its pending answer, when the session
+/// stops waiting for it, and how its outcome is judged.
+struct Offered<F> {
+    pending: F,
+    answer_by: Instant,
+    verdict: Verdict,
+}
+
+/// Judges a model outcome for the reply and reports it to the breaker
+/// that admitted the request.
+struct Verdict {
+    breaker: ModelBreaker,
+    admission: Admission,
+}
+
+impl Verdict {
+    /// The model's list, or the reason the fallback answers instead; the
+    /// breaker hears whether the model was on time (a cold member is not
+    /// its fault).
+    fn judge(
+        self,
+        outcome: Result<Result<ScoreOutcome, MailboxError>, tokio::time::error::Elapsed>,
+    ) -> Result<(Vec<reco_models::Scored>, String), Reason> {
+        self.report(matches!(
+            outcome,
+            Ok(Ok(ScoreOutcome::Scored { .. } | ScoreOutcome::Cold))
+        ));
+        match outcome {
+            Ok(Ok(ScoreOutcome::Scored { items, version })) => Ok((items, version)),
+            Ok(Ok(ScoreOutcome::Cold)) => Err(Reason::ColdStart),
+            Ok(Ok(ScoreOutcome::Expired)) | Err(_) => Err(Reason::Deadline),
+            Ok(Ok(ScoreOutcome::Unavailable)) | Ok(Err(_)) => Err(Reason::ModelUnavailable),
+        }
+    }
+
+    fn report(&self, ok: bool) {
+        match self.admission {
+            Admission::Ask => self.breaker.record(Instant::now(), ok),
+            Admission::Probe => self.breaker.record_probe(Instant::now(), ok),
+            Admission::Skip => {}
+        }
+    }
+}
+
+impl Session {
+    /// The steps every model-bound request shares (top picks, the rows the
+    /// model ranks, the billboard's arms): the cold check, the breaker, the
+    /// deadline less the reply margin, the score request (`k`, `exclude`
+    /// and `exclude_seen` in `shape`; `prepare` sets the rest) and the
+    /// pool's admission. `Err` is the reason the fallback answers at once.
+    fn offer_to_model(
+        &self,
+        member: MemberId,
+        shape: (usize, Vec<ItemId>, bool),
+        deadline: Instant,
+        needs_member: bool,
+        prepare: impl FnOnce(&mut Score),
+    ) -> Result<Offered<impl Future<Output = Result<ScoreOutcome, MailboxError>>>, Reason> {
+        let (k, exclude, exclude_seen) = shape;
+        let interactions = self.signals.interactions();
+        // A member the model was trained on is never cold: its history is
+        // in the model.
+        let known = || {
+            self.deps
+                .model
+                .model()
+                .load()
+                .is_some_and(|m| m.knows_member(member))
+        };
+        if needs_member && interactions.is_empty() && !known() {
+            return Err(Reason::ColdStart);
+        }
+        let verdict = Verdict {
+            breaker: self.deps.breaker.clone(),
+            admission: self.deps.breaker.admit(Instant::now()),
+        };
+        if verdict.admission == Admission::Skip {
+            return Err(Reason::ModelSkipped);
+        }
+        let answer_by = deadline
+            .checked_sub(self.deps.settings.reply_margin)
+            .unwrap_or(deadline);
+        let mut score = Score::new(member, interactions, k, exclude, answer_by);
+        score.exclude_history = exclude_seen;
+        score.history_weight = self.deps.settings.signals.fold_in.history_weight;
+        prepare(&mut score);
+        match self.deps.model.try_score(score) {
+            Ok(pending) => Ok(Offered {
+                pending,
+                answer_by,
+                verdict,
+            }),
+            Err(refusal) => {
+                verdict.report(false);
+                Err(match refusal {
+                    Refusal::Overloaded => Reason::Overloaded,
+                    Refusal::Unavailable => Reason::ModelUnavailable,
+                })
+            }
+        }
     }
 }
 
