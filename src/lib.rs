@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -377,19 +377,8 @@ impl NearlineProcess {
     /// Starts `reco nearline` against `nats_url` with `config_toml` as its
     /// config file.
     pub fn start(nats_url: &str, config_toml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("reco.toml");
-        std::fs::write(&config, config_toml).unwrap();
-        let mut child = Command::new(reco_binary())
-            .args(["nearline", "--nats", nats_url, "--config"])
-            .arg(&config)
-            .env_remove("RECO_NATS_URL")
-            .env("RECO_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start reco nearline");
+        let (mut child, dir) = reco_sim::process::Nearline::spawn(nats_url, config_toml)
+            .expect("reco nearline starts");
         let log = Arc::new(Mutex::new(Vec::new()));
         let kept = log.clone();
         let stderr = child.stderr.take().unwrap();

@@ -465,20 +465,7 @@ impl Nearline {
     /// Starts `reco nearline` with `config_toml` and waits for
     /// "Aggregation job ready.".
     pub fn start(nats_url: &str, config_toml: &str) -> Result<Self> {
-        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-        let config = dir.path().join("reco.toml");
-        std::fs::write(&config, config_toml).context("cannot write the job's config")?;
-        let bin = reco_binary();
-        let mut child = Command::new(&bin)
-            .args(["nearline", "--nats", nats_url, "--config"])
-            .arg(&config)
-            .env_remove("RECO_NATS_URL")
-            .env("RECO_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {} nearline", bin.display()))?;
+        let (mut child, dir) = Nearline::spawn(nats_url, config_toml)?;
         let log = LogTail::follow(
             child.stderr.take().expect("stderr is piped"),
             "Aggregation job ready.",
@@ -494,6 +481,28 @@ impl Nearline {
     /// The last lines the job logged.
     pub fn log(&self) -> String {
         self.log.text()
+    }
+
+    /// Spawns `reco nearline` against `nats_url` with `config_toml` as its
+    /// config file (in the returned directory, which must outlive it), its
+    /// stderr piped and unread: for callers that follow the log their own
+    /// way (the end-to-end tests keep every line).
+    pub fn spawn(nats_url: &str, config_toml: &str) -> Result<(Child, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let config = dir.path().join("reco.toml");
+        std::fs::write(&config, config_toml).context("cannot write the job's config")?;
+        let bin = reco_binary();
+        let child = Command::new(&bin)
+            .args(["nearline", "--nats", nats_url, "--config"])
+            .arg(&config)
+            .env_remove("RECO_NATS_URL")
+            .env("RECO_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {} nearline", bin.display()))?;
+        Ok((child, dir))
     }
 }
 
