@@ -150,7 +150,7 @@ type ReuseSlot = std::rc::Rc<std::cell::RefCell<Option<Reusable>>>;
 /// member. One per member, at most `k` (≤ 500) items: bounded
 /// by the resident members; dropped on the member's next event.
 ///
-/// The request's shape is `k`, `exclude_seen` and the row (only rows the
+/// The request's shape is `k`, `exclude_seen`, the device and the row (only rows the
 /// model answers are kept: top picks, `genre:`, `new`, `because:`).
 #[derive(Debug)]
 struct Reusable {
@@ -159,6 +159,9 @@ struct Reusable {
     k: usize,
     exclude_seen: bool,
     row: Row,
+    /// The request's device: it changes the fold-in
+    /// ([`crate::signals`]).
+    device: Option<String>,
     at: Instant,
     items: Vec<reco_models::Scored>,
 }
@@ -336,6 +339,7 @@ impl Session {
             k,
             exclude_seen,
             row,
+            device,
             deadline,
             responder,
             span,
@@ -346,7 +350,8 @@ impl Session {
             signals: u32::try_from(signals).unwrap_or(u32::MAX),
             newest_age_ms,
         };
-        if let Some(reply) = self.reuse(member, k, exclude_seen, &row) {
+        let device = device.as_deref();
+        if let Some(reply) = self.reuse(member, k, exclude_seen, &row, device) {
             // Nothing the last model answer depended on changed: no scan.
             responder.reply(used.stamp(reply));
             return;
@@ -376,6 +381,7 @@ impl Session {
                     drop(_entered);
                     return self.billboard(
                         member,
+                        device,
                         k,
                         exclude,
                         exclude_seen,
@@ -409,7 +415,9 @@ impl Session {
                     &exclude,
                     offline,
                 );
-                if fresh {
+                // The nearline list weighs every device alike: not fresh
+                // for a request whose device changes the fold-in.
+                if fresh && !self.signals.device_matters(device) {
                     // Cheap answer: the list already reflects every event.
                     let mut reply = fallback_reply(member, fallback, Reason::Deadline);
                     reply.degraded = false;
@@ -420,7 +428,7 @@ impl Session {
                 (fallback, RowQuery::Top)
             }
         };
-        let interactions = self.signals.interactions();
+        let interactions = self.signals.interactions(device);
         // A member the model was trained on is never cold: its history is
         // in the model.
         let known = || {
@@ -459,7 +467,7 @@ impl Session {
         let counterfactual = self.deps.counterfactual.clone();
         score.keep_late = counterfactual.sample();
         let sampled = score.keep_late;
-        let keep = self.keep_slot(k, exclude_seen, &row);
+        let keep = self.keep_slot(k, exclude_seen, &row, device);
         let pending = match self.deps.model.try_score(score) {
             Ok(pending) => pending,
             Err(refusal) => {
@@ -550,6 +558,7 @@ impl Session {
     fn billboard(
         &mut self,
         member: MemberId,
+        device: Option<&str>,
         k: usize,
         exclude: Vec<ItemId>,
         exclude_seen: bool,
@@ -571,7 +580,7 @@ impl Session {
                     .billboard_unavailable(member, k, &seen, &self.deps.lists);
             return responder.reply(reply);
         };
-        let interactions = self.signals.interactions();
+        let interactions = self.signals.interactions(device);
         let known = self
             .deps
             .model
@@ -638,6 +647,7 @@ impl Session {
         k: usize,
         exclude_seen: bool,
         row: &Row,
+        device: Option<&str>,
     ) -> Option<Recommendations> {
         let slot = self.reusable.as_ref()?.borrow();
         let kept = slot.as_ref()?;
@@ -654,6 +664,7 @@ impl Session {
             || kept.k != k
             || kept.exclude_seen != exclude_seen
             || kept.row != *row
+            || kept.device.as_deref() != device
             || kept.at.elapsed() > max_age
         {
             return None;
@@ -690,6 +701,7 @@ impl Session {
         k: usize,
         exclude_seen: bool,
         row: &Row,
+        device: Option<&str>,
     ) -> Option<(ReuseSlot, Reusable)> {
         if self.deps.settings.reuse_max_age.is_zero() {
             return None;
@@ -701,6 +713,7 @@ impl Session {
             k,
             exclude_seen,
             row: row.clone(),
+            device: device.map(str::to_owned),
             at: Instant::now(),
             items: Vec::new(),
         };
@@ -849,6 +862,7 @@ mod tests {
                 k: 4,
                 exclude_seen,
                 row: Row::Top,
+                device: None,
                 deadline: Instant::now() + Duration::from_secs(5),
                 responder,
                 span: tracing::Span::none(),
@@ -883,6 +897,7 @@ mod tests {
             k: 5,
             exclude_seen: true,
             row: Row::Top,
+            device: None,
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),
@@ -942,6 +957,7 @@ mod tests {
             k,
             exclude_seen: true,
             row: Row::Top,
+            device: None,
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),

@@ -226,6 +226,9 @@ pub struct FoldInPolicy {
     pub recent_boost: f32,
     /// Age at which a recent event's boost has halved; `None`: no decay.
     pub half_life_ms: Option<u64>,
+    /// Scale of a recent event seen on the device the request names (1:
+    /// the device is ignored); see [`FoldInPolicy::device_factor`].
+    pub same_device_weight: f32,
 }
 
 impl Default for FoldInPolicy {
@@ -238,6 +241,7 @@ impl Default for FoldInPolicy {
             history_weight: 1.0,
             recent_boost: 32.0,
             half_life_ms: Some(3_600_000),
+            same_device_weight: SAME_DEVICE_WEIGHT,
         }
     }
 }
@@ -249,6 +253,7 @@ impl FoldInPolicy {
         history_weight: 1.0,
         recent_boost: 1.0,
         half_life_ms: None,
+        same_device_weight: 1.0,
     };
 
     /// The fold-in weight of a recent event of `weight` (from
@@ -261,6 +266,33 @@ impl FoldInPolicy {
         let boost = self.recent_boost.max(1.0);
         weight * (1.0 + (boost - 1.0) * decay)
     }
+
+    /// What a recent event's fold-in weight is multiplied by, given the
+    /// device it was seen on and the device the request names (both as
+    /// [`device_key`]s): `same_device_weight` when both are known and the
+    /// same, 1 otherwise (no device in the request or the event, or another
+    /// device). Scaling the same-device events up rather than the others
+    /// down keeps their weight against the member's history.
+    pub fn device_factor(&self, event_device: Option<u64>, request_device: Option<u64>) -> f32 {
+        match (event_device, request_device) {
+            (Some(e), Some(r)) if e == r => self.same_device_weight.max(0.0),
+            _ => 1.0,
+        }
+    }
+}
+
+/// Default [`FoldInPolicy::same_device_weight`]: measured by `reco-sim
+/// device` (README, "Device context"), where a member's taste depends
+/// partly on the device.
+pub const SAME_DEVICE_WEIGHT: f32 = 3.0;
+
+/// A device name as the fold-in compares it: a stable 64-bit digest
+/// (FNV-1a) of its bytes, so that a session keeps 8 bytes per signal
+/// rather than the producer's string.
+pub fn device_key(device: &str) -> u64 {
+    device.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -314,11 +346,29 @@ mod tests {
             history_weight: 1.0,
             recent_boost: 9.0,
             half_life_ms: Some(1000),
+            same_device_weight: 1.0,
         };
         assert_eq!(p.recent_weight(0.5, 0), 4.5);
         assert!((p.recent_weight(0.5, 1000) - 2.5).abs() < 1e-6);
         assert!((p.recent_weight(0.5, 2000) - 1.5).abs() < 1e-6);
         assert!((p.recent_weight(0.5, u64::MAX) - 0.5).abs() < 1e-6);
         assert_eq!(FoldInPolicy::default().recent_weight(0.5, u64::MAX), 0.5);
+    }
+
+    #[test]
+    fn same_device_signals_weigh_more_and_no_device_changes_nothing() {
+        let p = FoldInPolicy {
+            same_device_weight: 3.0,
+            ..FoldInPolicy::NEUTRAL
+        };
+        let (tv, mobile) = (Some(device_key("tv")), Some(device_key("mobile")));
+        assert_ne!(tv, mobile);
+        assert_eq!(p.device_factor(tv, tv), 3.0, "same device");
+        assert_eq!(p.device_factor(mobile, tv), 1.0, "another device");
+        assert_eq!(p.device_factor(tv, None), 1.0, "no device in the request");
+        assert_eq!(p.device_factor(None, tv), 1.0, "no device in the event");
+        assert_eq!(p.device_factor(None, None), 1.0);
+        // Off: the device is ignored.
+        assert_eq!(FoldInPolicy::NEUTRAL.device_factor(tv, tv), 1.0);
     }
 }
