@@ -18,8 +18,8 @@
 //!
 //! Every signal also keeps the device its event named (as a
 //! [`reco_models::device_key`]): a request that names a device folds the
-//! signals seen on it in with the policy's `same_device_weight`
-//! ([`reco_models::FoldInPolicy::device_factor`]).
+//! signals seen on it in at `same_device_weight` times the others, their
+//! total unchanged ([`reco_models::FoldInPolicy::weigh_devices`]).
 
 use reco_messages::{Event, EventKind, ItemId};
 use reco_models::confidence::{combine, event_weight};
@@ -163,20 +163,28 @@ impl RecentSignals {
     /// The (item, weight) pairs to fold a user vector in from at `now_ms`
     /// for a request from `device`: one per item, the strongest weight any
     /// of its signals within the horizon gives it after the recency boost
-    /// and the same-device weight; older signals are left out.
+    /// and the same-device reweighing; older signals are left out.
     pub fn interactions_on(&self, now_ms: u64, device: Option<&str>) -> Vec<(ItemId, f32)> {
         let policy = &self.policy;
         let asked = device.map(device_key);
-        let mut pairs: Vec<(ItemId, f32)> = self
+        let fresh: Vec<&Signal> = self
             .ring
             .iter()
             .filter(|s| now_ms.saturating_sub(s.at_ms) <= policy.horizon_ms)
+            .collect();
+        let mut weights: Vec<(f32, bool)> = fresh
+            .iter()
             .map(|s| {
                 let age = now_ms.saturating_sub(s.at_ms);
-                let weight = policy.fold_in.recent_weight(s.weight, age)
-                    * policy.fold_in.device_factor(s.device, asked);
-                (s.item, weight)
+                let weight = policy.fold_in.recent_weight(s.weight, age);
+                (weight, asked.is_some() && s.device == asked)
             })
+            .collect();
+        policy.fold_in.weigh_devices(&mut weights);
+        let mut pairs: Vec<(ItemId, f32)> = fresh
+            .iter()
+            .zip(weights)
+            .map(|(s, (w, _))| (s.item, w))
             .filter(|&(_, w)| w > 0.0)
             .collect();
         pairs.sort_by_key(|&(item, _)| item);
@@ -425,9 +433,10 @@ mod tests {
         ring.push_at(&on(1, "tv"), NOW);
         ring.push_at(&on(2, "mobile"), NOW);
         ring.push_at(&event(3, EventKind::Play, None), NOW);
-        let tv = vec![(ItemId(1), 1.5), (ItemId(2), 0.5), (ItemId(3), 0.5)];
+        // Total 1.5 kept; tv's signal weighs 3 times each other one.
+        let tv = vec![(ItemId(1), 0.9), (ItemId(2), 0.3), (ItemId(3), 0.3)];
         assert_eq!(ring.interactions_on(NOW, Some("tv")), tv);
-        let mobile = vec![(ItemId(1), 0.5), (ItemId(2), 1.5), (ItemId(3), 0.5)];
+        let mobile = vec![(ItemId(1), 0.3), (ItemId(2), 0.9), (ItemId(3), 0.3)];
         assert_eq!(ring.interactions_on(NOW, Some("mobile")), mobile);
         // No device in the request, or one no signal was seen on: unchanged.
         let plain = vec![(ItemId(1), 0.5), (ItemId(2), 0.5), (ItemId(3), 0.5)];

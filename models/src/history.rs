@@ -226,8 +226,9 @@ pub struct FoldInPolicy {
     pub recent_boost: f32,
     /// Age at which a recent event's boost has halved; `None`: no decay.
     pub half_life_ms: Option<u64>,
-    /// Scale of a recent event seen on the device the request names (1:
-    /// the device is ignored); see [`FoldInPolicy::device_factor`].
+    /// How many times a recent event seen on the device a request names
+    /// weighs the member's other recent events (1: the device is ignored);
+    /// see [`FoldInPolicy::weigh_devices`].
     pub same_device_weight: f32,
 }
 
@@ -267,16 +268,33 @@ impl FoldInPolicy {
         weight * (1.0 + (boost - 1.0) * decay)
     }
 
-    /// What a recent event's fold-in weight is multiplied by, given the
-    /// device it was seen on and the device the request names (both as
-    /// [`device_key`]s): `same_device_weight` when both are known and the
-    /// same, 1 otherwise (no device in the request or the event, or another
-    /// device). Scaling the same-device events up rather than the others
-    /// down keeps their weight against the member's history.
-    pub fn device_factor(&self, event_device: Option<u64>, request_device: Option<u64>) -> f32 {
-        match (event_device, request_device) {
-            (Some(e), Some(r)) if e == r => self.same_device_weight.max(0.0),
-            _ => 1.0,
+    /// Reweighs the recent events of a request from a device: `events`
+    /// holds each recent event's fold-in weight (after
+    /// [`FoldInPolicy::recent_weight`]) and whether it was seen on the
+    /// device the request names. Those seen on it end up weighing
+    /// `same_device_weight` times the others, and the recent events
+    /// together weigh what they did: only the balance between devices
+    /// moves, not the balance between recent events and the history. With
+    /// no event on the device (or all of them on it) nothing changes.
+    pub fn weigh_devices(&self, events: &mut [(f32, bool)]) {
+        let w = self.same_device_weight.max(1.0);
+        let (mut total, mut same) = (0.0f64, 0.0f64);
+        for &(weight, on_device) in events.iter() {
+            total += f64::from(weight);
+            if on_device {
+                same += f64::from(weight);
+            }
+        }
+        let other = total - same;
+        if w == 1.0 || same <= 0.0 || other <= 0.0 {
+            return;
+        }
+        // Same-device events scaled by w·s, the others by s, with
+        // w·s·same + s·other = total.
+        let scale = total / (f64::from(w) * same + other);
+        for (weight, on_device) in events.iter_mut() {
+            let factor = if *on_device { f64::from(w) * scale } else { scale };
+            *weight = (f64::from(*weight) * factor) as f32;
         }
     }
 }
@@ -361,14 +379,23 @@ mod tests {
             same_device_weight: 3.0,
             ..FoldInPolicy::NEUTRAL
         };
-        let (tv, mobile) = (Some(device_key("tv")), Some(device_key("mobile")));
-        assert_ne!(tv, mobile);
-        assert_eq!(p.device_factor(tv, tv), 3.0, "same device");
-        assert_eq!(p.device_factor(mobile, tv), 1.0, "another device");
-        assert_eq!(p.device_factor(tv, None), 1.0, "no device in the request");
-        assert_eq!(p.device_factor(None, tv), 1.0, "no device in the event");
-        assert_eq!(p.device_factor(None, None), 1.0);
-        // Off: the device is ignored.
-        assert_eq!(FoldInPolicy::NEUTRAL.device_factor(tv, tv), 1.0);
+        assert_ne!(device_key("tv"), device_key("mobile"));
+        // Two events on the request's device, one elsewhere.
+        let mut events = [(1.0, true), (1.0, false), (2.0, true)];
+        p.weigh_devices(&mut events);
+        let total: f32 = events.iter().map(|e| e.0).sum();
+        assert!((total - 4.0).abs() < 1e-5, "the total is kept: {total}");
+        assert!((events[0].0 / events[1].0 - 3.0).abs() < 1e-5);
+        assert!((events[2].0 / events[0].0 - 2.0).abs() < 1e-5);
+        // No event on the device, all on it, or the weighting off: unchanged.
+        for (policy, before) in [
+            (p, [(1.0, false), (2.0, false)]),
+            (p, [(1.0, true), (2.0, true)]),
+            (FoldInPolicy::NEUTRAL, [(1.0, true), (2.0, false)]),
+        ] {
+            let mut after = before;
+            policy.weigh_devices(&mut after);
+            assert_eq!(after, before);
+        }
     }
 }
