@@ -293,7 +293,11 @@ impl FoldInPolicy {
         // w·s·same + s·other = total.
         let scale = total / (f64::from(w) * same + other);
         for (weight, on_device) in events.iter_mut() {
-            let factor = if *on_device { f64::from(w) * scale } else { scale };
+            let factor = if *on_device {
+                f64::from(w) * scale
+            } else {
+                scale
+            };
             *weight = (f64::from(*weight) * factor) as f32;
         }
     }

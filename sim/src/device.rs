@@ -167,7 +167,9 @@ pub async fn run(config: DeviceConfig, log: impl Fn(&str)) -> Result<DeviceRepor
     let visits = draw_visits(&world, &config);
     let mut rows = Vec::with_capacity(config.weights.len());
     for &weight in &config.weights {
-        log(&format!("same_device_weight = {weight}: a fresh server and node…"));
+        log(&format!(
+            "same_device_weight = {weight}: a fresh server and node…"
+        ));
         let row = run_weight(&world, &config, model.path(), &visits, &watched, weight).await?;
         rows.push(row);
     }
@@ -195,7 +197,9 @@ fn draw_visits(world: &World, config: &DeviceConfig) -> Vec<Visit> {
             let devices = [member.device, others[rng.gen_range(0..others.len())]];
             let plays = devices.map(|device| {
                 (0..config.plays)
-                    .map(|_| world.catalogue().ids()[world.choose(member.taste_on(device), &mut rng)])
+                    .map(|_| {
+                        world.catalogue().ids()[world.choose(member.taste_on(device), &mut rng)]
+                    })
                     .collect()
             });
             Visit {

@@ -58,13 +58,13 @@ struct DeviceArgs {
     #[arg(long, default_value_t = 0.6)]
     device_taste: f64,
     /// Members visited.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1_000)]
     visited: u64,
     /// Plays per device in a visit.
     #[arg(long, default_value_t = 4)]
     plays: usize,
     /// Same-device weights to compare (1 = off).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5,10")]
     weights: Vec<f32>,
     /// Items per list.
     #[arg(long, default_value_t = 10)]

@@ -314,7 +314,11 @@ impl World {
             .map(|_| {
                 let mut offset: Vec<f32> = (0..dim).map(|_| gaussian(&mut rng)).collect();
                 normalise(&mut offset);
-                let mut t: Vec<f32> = taste.iter().zip(&offset).map(|(b, o)| b + mix * o).collect();
+                let mut t: Vec<f32> = taste
+                    .iter()
+                    .zip(&offset)
+                    .map(|(b, o)| b + mix * o)
+                    .collect();
                 normalise(&mut t);
                 t
             })
@@ -403,8 +407,8 @@ impl World {
         for _ in 0..shown {
             let item = self.catalogue.draw(rng);
             let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-            let key = self.config.taste_strength * self.affinity(taste, item) as f64
-                - (-u.ln()).ln();
+            let key =
+                self.config.taste_strength * self.affinity(taste, item) as f64 - (-u.ln()).ln();
             if key > best_key {
                 best_key = key;
                 best = item;
