@@ -382,8 +382,13 @@ impl World {
         let mut out = Vec::with_capacity(members as usize * plays);
         for id in 1..=members.min(self.config.members) {
             let member = self.member(MemberId(id));
+            // Devices from a stream of their own: with one taste everywhere
+            // (`device_taste` 0) the past is what it was before devices.
+            let mut devices = ChaCha8Rng::seed_from_u64(
+                self.config.seed ^ 0xDE71_CE5E ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             for _ in 0..plays {
-                let device = member.visit_device(&mut rng);
+                let device = member.visit_device(&mut devices);
                 let item = self.choose(member.taste_on(device), &mut rng);
                 out.push((member.id, self.catalogue.ids[item], 1.0));
             }
