@@ -1593,6 +1593,8 @@ mod tests {
             "[model]\nworkers = 0",
             "[model]\nprobes = 0",
             "[sessions]\nidle_timeout_ms = 1",
+            "[sessions]\nsame_device_weight = 0.5",
+            "[sessions]\nsame_device_weight = nan",
             "[nats]\nprefix = \"a.*\"",
             "[recommend]\ndefault_deadline_ms = 0",
             "[node]\nmetrics_addr = \"nowhere\"",
