@@ -306,7 +306,7 @@ impl FoldInPolicy {
 /// Default [`FoldInPolicy::same_device_weight`]: measured by `reco-sim
 /// device` (README, "Device context"), where a member's taste depends
 /// partly on the device.
-pub const SAME_DEVICE_WEIGHT: f32 = 3.0;
+pub const SAME_DEVICE_WEIGHT: f32 = 10.0;
 
 /// A device name as the fold-in compares it: a stable 64-bit digest
 /// (FNV-1a) of its bytes, so that a session keeps 8 bytes per signal
