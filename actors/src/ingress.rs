@@ -538,6 +538,7 @@ impl Ingress {
             k: request.k as usize,
             exclude_seen: request.exclude_seen,
             row: request.row,
+            device: request.device,
             deadline,
             responder,
             span,

@@ -202,7 +202,8 @@ impl MemberNearline {
             return None;
         }
         let since = self.refresh_due.take()?;
-        let interactions = signals.interactions();
+        // The nearline list serves any device: no device weighting.
+        let interactions = signals.interactions(None);
         if interactions.is_empty() {
             return None;
         }

@@ -117,6 +117,9 @@ pub struct Recommend {
     pub exclude_seen: bool,
     /// The row (gallery) asked for ([`crate::rows`]).
     pub row: Row,
+    /// The device asking, if the request named one: signals seen on it
+    /// weigh more in the fold-in ([`crate::signals`]).
+    pub device: Option<String>,
     /// When the caller stops waiting.
     pub deadline: Instant,
     /// Where the reply goes.

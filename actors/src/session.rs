@@ -151,7 +151,7 @@ type ReuseSlot = std::rc::Rc<std::cell::RefCell<Option<Reusable>>>;
 /// member. One per member, at most `k` (≤ 500) items: bounded
 /// by the resident members; dropped on the member's next event.
 ///
-/// The request's shape is `k`, `exclude_seen` and the row (only rows the
+/// The request's shape is `k`, `exclude_seen`, the device and the row (only rows the
 /// model answers are kept: top picks, `genre:`, `new`, `because:`).
 #[derive(Debug)]
 struct Reusable {
@@ -160,6 +160,9 @@ struct Reusable {
     k: usize,
     exclude_seen: bool,
     row: Row,
+    /// The request's device: it changes the fold-in
+    /// ([`crate::signals`]).
+    device: Option<String>,
     at: Instant,
     items: Vec<reco_models::Scored>,
 }
@@ -337,6 +340,7 @@ impl Session {
             k,
             exclude_seen,
             row,
+            device,
             deadline,
             responder,
             span,
@@ -347,7 +351,8 @@ impl Session {
             signals: u32::try_from(signals).unwrap_or(u32::MAX),
             newest_age_ms,
         };
-        if let Some(reply) = self.reuse(member, k, exclude_seen, &row) {
+        let device = device.as_deref();
+        if let Some(reply) = self.reuse(member, k, exclude_seen, &row, device) {
             // Nothing the last model answer depended on changed: no scan.
             responder.reply(used.stamp(reply));
             return;
@@ -377,6 +382,7 @@ impl Session {
                     drop(_entered);
                     return self.billboard(
                         member,
+                        device,
                         k,
                         exclude,
                         exclude_seen,
@@ -410,7 +416,9 @@ impl Session {
                     &exclude,
                     offline,
                 );
-                if fresh {
+                // The nearline list weighs every device alike: not fresh
+                // for a request whose device changes the fold-in.
+                if fresh && !self.signals.device_matters(device) {
                     // Cheap answer: the list already reflects every event.
                     let mut reply = fallback_reply(member, fallback, Reason::Deadline);
                     reply.degraded = false;
@@ -425,11 +433,12 @@ impl Session {
         let lists_version = (!lists_version.is_empty()).then_some(lists_version);
         let counterfactual = self.deps.counterfactual.clone();
         let sampled = counterfactual.sample();
-        let keep = self.keep_slot(k, exclude_seen, &row);
+        let keep = self.keep_slot(k, exclude_seen, &row, device);
         // The neighbours of an item need no member vector.
         let needs_member = !matches!(query, RowQuery::Near(_));
         let offered = self.offer_to_model(
             member,
+            device,
             (k, exclude, exclude_seen),
             deadline,
             needs_member,
@@ -520,6 +529,7 @@ impl Session {
     fn billboard(
         &mut self,
         member: MemberId,
+        device: Option<&str>,
         k: usize,
         exclude: Vec<ItemId>,
         exclude_seen: bool,
@@ -543,8 +553,14 @@ impl Session {
         };
         // The member's top items under the model are the bandit's arms.
         let pool = self.deps.aggregates.settings().billboard.pool.max(k);
-        let offered =
-            self.offer_to_model(member, (pool, seen, exclude_seen), deadline, true, |_| {});
+        let offered = self.offer_to_model(
+            member,
+            device,
+            (pool, seen, exclude_seen),
+            deadline,
+            true,
+            |_| {},
+        );
         let Offered {
             pending,
             answer_by,
@@ -573,6 +589,7 @@ impl Session {
         k: usize,
         exclude_seen: bool,
         row: &Row,
+        device: Option<&str>,
     ) -> Option<Recommendations> {
         let slot = self.reusable.as_ref()?.borrow();
         let kept = slot.as_ref()?;
@@ -589,6 +606,7 @@ impl Session {
             || kept.k != k
             || kept.exclude_seen != exclude_seen
             || kept.row != *row
+            || kept.device.as_deref() != device
             || kept.at.elapsed() > max_age
         {
             return None;
@@ -625,6 +643,7 @@ impl Session {
         k: usize,
         exclude_seen: bool,
         row: &Row,
+        device: Option<&str>,
     ) -> Option<(ReuseSlot, Reusable)> {
         if self.deps.settings.reuse_max_age.is_zero() {
             return None;
@@ -636,6 +655,7 @@ impl Session {
             k,
             exclude_seen,
             row: row.clone(),
+            device: device.map(str::to_owned),
             at: Instant::now(),
             items: Vec::new(),
         };
@@ -690,19 +710,21 @@ impl Verdict {
 impl Session {
     /// The steps every model-bound request shares (top picks, the rows the
     /// model ranks, the billboard's arms): the cold check, the breaker, the
-    /// deadline less the reply margin, the score request (`k`, `exclude`
-    /// and `exclude_seen` in `shape`; `prepare` sets the rest) and the
-    /// pool's admission. `Err` is the reason the fallback answers at once.
+    /// deadline less the reply margin, the score request (the member's
+    /// signals weighed for the request's `device`; `k`, `exclude` and
+    /// `exclude_seen` in `shape`; `prepare` sets the rest) and the pool's
+    /// admission. `Err` is the reason the fallback answers at once.
     fn offer_to_model(
         &self,
         member: MemberId,
+        device: Option<&str>,
         shape: (usize, Vec<ItemId>, bool),
         deadline: Instant,
         needs_member: bool,
         prepare: impl FnOnce(&mut Score),
     ) -> Result<Offered<impl Future<Output = Result<ScoreOutcome, MailboxError>>>, Reason> {
         let (k, exclude, exclude_seen) = shape;
-        let interactions = self.signals.interactions();
+        let interactions = self.signals.interactions(device);
         // A member the model was trained on is never cold: its history is
         // in the model.
         let known = || {
@@ -887,6 +909,7 @@ mod tests {
                 k: 4,
                 exclude_seen,
                 row: Row::Top,
+                device: None,
                 deadline: Instant::now() + Duration::from_secs(5),
                 responder,
                 span: tracing::Span::none(),
@@ -921,6 +944,7 @@ mod tests {
             k: 5,
             exclude_seen: true,
             row: Row::Top,
+            device: None,
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),
@@ -980,6 +1004,7 @@ mod tests {
             k,
             exclude_seen: true,
             row: Row::Top,
+            device: None,
             deadline: Instant::now() + Duration::from_secs(5),
             responder,
             span: tracing::Span::none(),

@@ -15,11 +15,16 @@
 //! a fresh one follows the fold-in policy's recency boost
 //! ([`reco_models::FoldInPolicy`]). Weights come from the one weighting
 //! training uses too ([`reco_models::confidence::event_weight`]).
+//!
+//! Every signal also keeps the device its event named (as a
+//! [`reco_models::device_key`]): a request that names a device folds the
+//! signals seen on it in at `same_device_weight` times the others, their
+//! total unchanged ([`reco_models::FoldInPolicy::weigh_devices`]).
 
 use reco_messages::{Event, EventKind, ItemId};
 use reco_models::confidence::{combine, event_weight};
 use reco_models::rows::Watch;
-use reco_models::FoldInPolicy;
+use reco_models::{device_key, FoldInPolicy};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -82,6 +87,8 @@ struct Signal {
     kind: EventKind,
     /// The event's value: seconds watched for play/stop.
     value: f32,
+    /// [`device_key`] of the event's device, if it named one.
+    device: Option<u64>,
 }
 
 /// The last `capacity` events of one member, oldest first.
@@ -127,6 +134,7 @@ impl RecentSignals {
             weight: weight(event),
             kind: event.kind,
             value: event.value,
+            device: event.device.as_deref().map(device_key),
         });
     }
 
@@ -140,24 +148,43 @@ impl RecentSignals {
         self.ring.is_empty()
     }
 
-    /// The (item, weight) pairs to fold a user vector in from, now.
-    pub fn interactions(&self) -> Vec<(ItemId, f32)> {
-        self.interactions_at(now_ms())
+    /// The (item, weight) pairs to fold a user vector in from, now, for a
+    /// request from `device` (if it named one).
+    pub fn interactions(&self, device: Option<&str>) -> Vec<(ItemId, f32)> {
+        self.interactions_on(now_ms(), device)
     }
 
-    /// The (item, weight) pairs to fold a user vector in from at `now_ms`:
-    /// one per item, the strongest weight any of its signals within the
-    /// horizon gives it after the recency boost; older signals are left out.
+    /// The (item, weight) pairs to fold a user vector in from at `now_ms`,
+    /// for a request that names no device.
     pub fn interactions_at(&self, now_ms: u64) -> Vec<(ItemId, f32)> {
+        self.interactions_on(now_ms, None)
+    }
+
+    /// The (item, weight) pairs to fold a user vector in from at `now_ms`
+    /// for a request from `device`: one per item, the strongest weight any
+    /// of its signals within the horizon gives it after the recency boost
+    /// and the same-device reweighing; older signals are left out.
+    pub fn interactions_on(&self, now_ms: u64, device: Option<&str>) -> Vec<(ItemId, f32)> {
         let policy = &self.policy;
-        let mut pairs: Vec<(ItemId, f32)> = self
+        let asked = device.map(device_key);
+        let fresh: Vec<&Signal> = self
             .ring
             .iter()
             .filter(|s| now_ms.saturating_sub(s.at_ms) <= policy.horizon_ms)
+            .collect();
+        let mut weights: Vec<(f32, bool)> = fresh
+            .iter()
             .map(|s| {
                 let age = now_ms.saturating_sub(s.at_ms);
-                (s.item, policy.fold_in.recent_weight(s.weight, age))
+                let weight = policy.fold_in.recent_weight(s.weight, age);
+                (weight, asked.is_some() && s.device == asked)
             })
+            .collect();
+        policy.fold_in.weigh_devices(&mut weights);
+        let mut pairs: Vec<(ItemId, f32)> = fresh
+            .iter()
+            .zip(weights)
+            .map(|(s, (w, _))| (s.item, w))
             .filter(|&(_, w)| w > 0.0)
             .collect();
         pairs.sort_by_key(|&(item, _)| item);
@@ -170,6 +197,17 @@ impl RecentSignals {
             }
         });
         pairs
+    }
+
+    /// Whether a request from `device` folds in other weights than one that
+    /// names no device: the same-device weight is on and some signal was
+    /// seen on that device.
+    pub fn device_matters(&self, device: Option<&str>) -> bool {
+        let Some(asked) = device.map(device_key) else {
+            return false;
+        };
+        self.policy.fold_in.same_device_weight != 1.0
+            && self.ring.iter().any(|s| s.device == Some(asked))
     }
 
     /// How many signals a fold-in at `now_ms` uses (positive weight, within
@@ -367,6 +405,7 @@ mod tests {
                 history_weight: 1.0,
                 recent_boost: 9.0,
                 half_life_ms: Some(1_000),
+                same_device_weight: 1.0,
             },
             ..SignalPolicy::default()
         };
@@ -374,5 +413,37 @@ mod tests {
         ring.push_at(&event(1, EventKind::Rate, None), NOW);
         assert_eq!(ring.interactions_at(NOW), vec![(ItemId(1), 9.0)]);
         assert_eq!(ring.interactions_at(NOW + 1_000), vec![(ItemId(1), 5.0)]);
+    }
+
+    #[test]
+    fn signals_from_the_requests_device_weigh_more() {
+        let policy = SignalPolicy {
+            fold_in: FoldInPolicy {
+                same_device_weight: 3.0,
+                ..FoldInPolicy::NEUTRAL
+            },
+            ..SignalPolicy::default()
+        };
+        let mut ring = RecentSignals::new(8, Arc::new(policy));
+        let on = |item, device: &str| {
+            let mut e = event(item, EventKind::Play, None);
+            e.device = Some(device.to_owned());
+            e
+        };
+        ring.push_at(&on(1, "tv"), NOW);
+        ring.push_at(&on(2, "mobile"), NOW);
+        ring.push_at(&event(3, EventKind::Play, None), NOW);
+        // Total 1.5 kept; tv's signal weighs 3 times each other one.
+        let tv = vec![(ItemId(1), 0.9), (ItemId(2), 0.3), (ItemId(3), 0.3)];
+        assert_eq!(ring.interactions_on(NOW, Some("tv")), tv);
+        let mobile = vec![(ItemId(1), 0.3), (ItemId(2), 0.9), (ItemId(3), 0.3)];
+        assert_eq!(ring.interactions_on(NOW, Some("mobile")), mobile);
+        // No device in the request, or one no signal was seen on: unchanged.
+        let plain = vec![(ItemId(1), 0.5), (ItemId(2), 0.5), (ItemId(3), 0.5)];
+        assert_eq!(ring.interactions_on(NOW, None), plain);
+        assert_eq!(ring.interactions_on(NOW, Some("web")), plain);
+        assert!(ring.device_matters(Some("tv")));
+        assert!(!ring.device_matters(Some("web")));
+        assert!(!ring.device_matters(None));
     }
 }

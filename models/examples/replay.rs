@@ -48,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 history_weight: c[0] as f32,
                 recent_boost: c[1] as f32,
                 half_life_ms: (c[2] > 0.0).then(|| (c[2] * 3_600_000.0) as u64),
+                ..FoldInPolicy::default()
             })
             .collect()
     };

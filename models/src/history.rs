@@ -226,6 +226,10 @@ pub struct FoldInPolicy {
     pub recent_boost: f32,
     /// Age at which a recent event's boost has halved; `None`: no decay.
     pub half_life_ms: Option<u64>,
+    /// How many times a recent event seen on the device a request names
+    /// weighs the member's other recent events (1: the device is ignored);
+    /// see [`FoldInPolicy::weigh_devices`].
+    pub same_device_weight: f32,
 }
 
 impl Default for FoldInPolicy {
@@ -238,6 +242,7 @@ impl Default for FoldInPolicy {
             history_weight: 1.0,
             recent_boost: 32.0,
             half_life_ms: Some(3_600_000),
+            same_device_weight: SAME_DEVICE_WEIGHT,
         }
     }
 }
@@ -249,6 +254,7 @@ impl FoldInPolicy {
         history_weight: 1.0,
         recent_boost: 1.0,
         half_life_ms: None,
+        same_device_weight: 1.0,
     };
 
     /// The fold-in weight of a recent event of `weight` (from
@@ -261,6 +267,54 @@ impl FoldInPolicy {
         let boost = self.recent_boost.max(1.0);
         weight * (1.0 + (boost - 1.0) * decay)
     }
+
+    /// Reweighs the recent events of a request from a device: `events`
+    /// holds each recent event's fold-in weight (after
+    /// [`FoldInPolicy::recent_weight`]) and whether it was seen on the
+    /// device the request names. Those seen on it end up weighing
+    /// `same_device_weight` times the others, and the recent events
+    /// together weigh what they did: only the balance between devices
+    /// moves, not the balance between recent events and the history. With
+    /// no event on the device (or all of them on it) nothing changes.
+    pub fn weigh_devices(&self, events: &mut [(f32, bool)]) {
+        let w = self.same_device_weight.max(1.0);
+        let (mut total, mut same) = (0.0f64, 0.0f64);
+        for &(weight, on_device) in events.iter() {
+            total += f64::from(weight);
+            if on_device {
+                same += f64::from(weight);
+            }
+        }
+        let other = total - same;
+        if w == 1.0 || same <= 0.0 || other <= 0.0 {
+            return;
+        }
+        // Same-device events scaled by w·s, the others by s, with
+        // w·s·same + s·other = total.
+        let scale = total / (f64::from(w) * same + other);
+        for (weight, on_device) in events.iter_mut() {
+            let factor = if *on_device {
+                f64::from(w) * scale
+            } else {
+                scale
+            };
+            *weight = (f64::from(*weight) * factor) as f32;
+        }
+    }
+}
+
+/// Default [`FoldInPolicy::same_device_weight`]: measured by `reco-sim
+/// device` (README, "Device context"), where a member's taste depends
+/// partly on the device.
+pub const SAME_DEVICE_WEIGHT: f32 = 10.0;
+
+/// A device name as the fold-in compares it: a stable 64-bit digest
+/// (FNV-1a) of its bytes, so that a session keeps 8 bytes per signal
+/// rather than the producer's string.
+pub fn device_key(device: &str) -> u64 {
+    device.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -314,11 +368,38 @@ mod tests {
             history_weight: 1.0,
             recent_boost: 9.0,
             half_life_ms: Some(1000),
+            same_device_weight: 1.0,
         };
         assert_eq!(p.recent_weight(0.5, 0), 4.5);
         assert!((p.recent_weight(0.5, 1000) - 2.5).abs() < 1e-6);
         assert!((p.recent_weight(0.5, 2000) - 1.5).abs() < 1e-6);
         assert!((p.recent_weight(0.5, u64::MAX) - 0.5).abs() < 1e-6);
         assert_eq!(FoldInPolicy::default().recent_weight(0.5, u64::MAX), 0.5);
+    }
+
+    #[test]
+    fn same_device_signals_weigh_more_and_no_device_changes_nothing() {
+        let p = FoldInPolicy {
+            same_device_weight: 3.0,
+            ..FoldInPolicy::NEUTRAL
+        };
+        assert_ne!(device_key("tv"), device_key("mobile"));
+        // Two events on the request's device, one elsewhere.
+        let mut events = [(1.0, true), (1.0, false), (2.0, true)];
+        p.weigh_devices(&mut events);
+        let total: f32 = events.iter().map(|e| e.0).sum();
+        assert!((total - 4.0).abs() < 1e-5, "the total is kept: {total}");
+        assert!((events[0].0 / events[1].0 - 3.0).abs() < 1e-5);
+        assert!((events[2].0 / events[0].0 - 2.0).abs() < 1e-5);
+        // No event on the device, all on it, or the weighting off: unchanged.
+        for (policy, before) in [
+            (p, [(1.0, false), (2.0, false)]),
+            (p, [(1.0, true), (2.0, true)]),
+            (FoldInPolicy::NEUTRAL, [(1.0, true), (2.0, false)]),
+        ] {
+            let mut after = before;
+            policy.weigh_devices(&mut after);
+            assert_eq!(after, before);
+        }
     }
 }

@@ -75,7 +75,7 @@ pub mod tiers;
 pub use als::{train_als, AlsParams, Progress, TrainError, TrainedModel};
 pub use artifact::ArtifactError;
 pub use factors::{ItemFactors, ModelError, Query, Scan, UserFactors};
-pub use history::{FoldInPolicy, MemberHistory};
+pub use history::{device_key, FoldInPolicy, MemberHistory, SAME_DEVICE_WEIGHT};
 pub use interactions::Interactions;
 pub use items::{parse_movies, Catalogue, ItemInfo, RowLists};
 pub use kmeans::{kmeans, KMeansParams};

@@ -29,6 +29,7 @@ pub mod bench;
 pub mod cluster;
 pub mod counterfactual;
 pub mod demo;
+pub mod device;
 pub mod driver;
 pub mod faults;
 pub mod launch;

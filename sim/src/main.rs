@@ -45,6 +45,36 @@ enum Command {
     /// regret against an oracle; how soon a launched title's take rate is
     /// known within ±20 %.
     Launch(LaunchArgs),
+    /// Device context: the same visits with `sessions.same_device_weight`
+    /// off (1) and on, quality against members' true tastes per device.
+    Device(DeviceArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeviceArgs {
+    #[command(flatten)]
+    world: WorldArgs,
+    /// How much tastes depend on the device (0 = not at all).
+    #[arg(long, default_value_t = 0.6)]
+    device_taste: f64,
+    /// Members visited.
+    #[arg(long, default_value_t = 1_000)]
+    visited: u64,
+    /// Plays per device in a visit.
+    #[arg(long, default_value_t = 4)]
+    plays: usize,
+    /// Same-device weights to compare (1 = off).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5,10")]
+    weights: Vec<f32>,
+    /// Items per list.
+    #[arg(long, default_value_t = 10)]
+    k: u32,
+    /// Deadline of each request, ms.
+    #[arg(long, default_value_t = 1_000)]
+    deadline_ms: u64,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -414,6 +444,30 @@ async fn run(cli: Cli) -> Result<()> {
                     deadline_ms: args.deadline_ms,
                     node_toml: args.node_toml.replace("\\n", "\n"),
                     nats: args.nats,
+                },
+                say,
+            )
+            .await?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Device(args) => {
+            let world = WorldConfig {
+                device_taste: args.device_taste,
+                ..args.world.config()
+            };
+            let report = reco_sim::device::run(
+                reco_sim::device::DeviceConfig {
+                    world,
+                    visited: args.visited,
+                    plays: args.plays,
+                    weights: args.weights,
+                    k: args.k,
+                    deadline_ms: args.deadline_ms,
                 },
                 say,
             )

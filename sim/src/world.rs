@@ -8,6 +8,13 @@
 //! `(seed, member id)`: its taste vector, device and cluster are re-derived
 //! whenever needed and cost no memory.
 //!
+//! A member's taste depends partly on the device it uses
+//! ([`WorldConfig::device_taste`]): on each device it is its base taste plus
+//! a device offset of its own (say, films with the family on the tv, short
+//! ones on the phone). Events name the device of their session and so does
+//! the session's request; the judge scores a list against the taste on the
+//! device that asked.
+//!
 //! The event stream ([`World::actions`]) is a pure function of the seed and
 //! the [`WorldConfig`]: sessions arrive as a Poisson process (in simulated
 //! time, for `at_ms`), a session lasts a geometric number of choices, and at
@@ -56,6 +63,11 @@ pub struct WorldConfig {
     pub slate: usize,
     /// Session arrivals per second of simulated time (only sets `at_ms`).
     pub sessions_per_sec: f64,
+    /// How much a member's taste depends on the device: its taste on a
+    /// device is `normalise(base + device_taste · offset)`, `offset` a unit
+    /// random vector per (member, device). 0 = the same taste everywhere;
+    /// 0.6 (default): the tastes on two devices have a cosine of about 0.74.
+    pub device_taste: f64,
 }
 
 impl Default for WorldConfig {
@@ -73,6 +85,7 @@ impl Default for WorldConfig {
             session_choices: 6.0,
             slate: 40,
             sessions_per_sec: 200.0,
+            device_taste: 0.6,
         }
     }
 }
@@ -195,10 +208,33 @@ pub enum Action {
 pub struct Member {
     /// The member.
     pub id: MemberId,
-    /// Unit taste vector in the catalogue's latent space.
+    /// Unit base taste vector in the catalogue's latent space.
     pub taste: Vec<f32>,
     /// The device it mostly uses.
     pub device: &'static str,
+    /// Unit taste vector on each of [`DEVICES`], in that order.
+    pub device_tastes: Vec<Vec<f32>>,
+}
+
+impl Member {
+    /// The member's taste on `device` (its base taste on a device not in
+    /// [`DEVICES`]).
+    pub fn taste_on(&self, device: &str) -> &[f32] {
+        DEVICES
+            .iter()
+            .position(|d| *d == device)
+            .and_then(|i| self.device_tastes.get(i))
+            .map_or(&self.taste, |t| t)
+    }
+
+    /// The device of one visit: the home device nine times in ten.
+    pub fn visit_device(&self, rng: &mut impl Rng) -> &'static str {
+        if rng.gen_bool(0.9) {
+            self.device
+        } else {
+            DEVICES[rng.gen_range(0..DEVICES.len())]
+        }
+    }
 }
 
 /// A seeded world: catalogue plus the recipe of its members.
@@ -271,10 +307,27 @@ impl World {
             .map(|c| c + 0.35 * gaussian(&mut rng) / (dim as f32).sqrt())
             .collect();
         normalise(&mut taste);
+        let device = DEVICES[rng.gen_range(0..DEVICES.len())];
+        let mix = self.config.device_taste as f32;
+        let device_tastes = DEVICES
+            .iter()
+            .map(|_| {
+                let mut offset: Vec<f32> = (0..dim).map(|_| gaussian(&mut rng)).collect();
+                normalise(&mut offset);
+                let mut t: Vec<f32> = taste
+                    .iter()
+                    .zip(&offset)
+                    .map(|(b, o)| b + mix * o)
+                    .collect();
+                normalise(&mut t);
+                t
+            })
+            .collect();
         Member {
             id,
             taste,
-            device: DEVICES[rng.gen_range(0..DEVICES.len())],
+            device,
+            device_tastes,
         }
     }
 
@@ -286,9 +339,15 @@ impl World {
     /// The `n` items the member truly likes most, best first, skipping
     /// `exclude`.
     pub fn true_top(&self, member: &Member, n: usize, exclude: &[ItemId]) -> Vec<ItemId> {
+        self.true_top_for(&member.taste, n, exclude)
+    }
+
+    /// The `n` items `taste` (e.g. [`Member::taste_on`] a device) likes
+    /// most, best first, skipping `exclude`.
+    pub fn true_top_for(&self, taste: &[f32], n: usize, exclude: &[ItemId]) -> Vec<ItemId> {
         let mut scored: Vec<(f32, usize)> = (0..self.catalogue.len())
             .filter(|&i| !exclude.contains(&self.catalogue.ids[i]))
-            .map(|i| (self.affinity(&member.taste, i), i))
+            .map(|i| (self.affinity(taste, i), i))
             .collect();
         let n = n.min(scored.len());
         if n == 0 {
@@ -323,17 +382,24 @@ impl World {
         let mut out = Vec::with_capacity(members as usize * plays);
         for id in 1..=members.min(self.config.members) {
             let member = self.member(MemberId(id));
+            // Devices from a stream of their own: with one taste everywhere
+            // (`device_taste` 0) the past is what it was before devices.
+            let mut devices = ChaCha8Rng::seed_from_u64(
+                self.config.seed ^ 0xDE71_CE5E ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             for _ in 0..plays {
-                let item = self.choose(&member, &mut rng);
+                let device = member.visit_device(&mut devices);
+                let item = self.choose(member.taste_on(device), &mut rng);
                 out.push((member.id, self.catalogue.ids[item], 1.0));
             }
         }
         out
     }
 
-    /// One choice: a slate by popularity (or a wider search when the member
+    /// One choice of a member whose taste (on the device it uses) is
+    /// `taste`: a slate by popularity (or a wider search when the member
     /// ignores the slate), then a softmax over true affinity.
-    fn choose(&self, member: &Member, rng: &mut ChaCha8Rng) -> usize {
+    pub fn choose(&self, taste: &[f32], rng: &mut ChaCha8Rng) -> usize {
         let shown = if rng.gen_bool(self.config.ignore_rate.clamp(0.0, 1.0)) {
             self.config.slate * 4
         } else {
@@ -346,8 +412,8 @@ impl World {
         for _ in 0..shown {
             let item = self.catalogue.draw(rng);
             let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-            let key = self.config.taste_strength * self.affinity(&member.taste, item) as f64
-                - (-u.ln()).ln();
+            let key =
+                self.config.taste_strength * self.affinity(taste, item) as f64 - (-u.ln()).ln();
             if key > best_key {
                 best_key = key;
                 best = item;
@@ -373,11 +439,8 @@ impl Actions {
         let gap: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
         self.clock_ms += -gap.ln() * 1000.0 / config.sessions_per_sec.max(1e-9);
         let member = world.member(MemberId(rng.gen_range(1..=config.members.max(1))));
-        let device = if rng.gen_bool(0.9) {
-            member.device
-        } else {
-            DEVICES[rng.gen_range(0..DEVICES.len())]
-        };
+        let device = member.visit_device(rng);
+        let taste = member.taste_on(device);
         self.pending.push_back(Action::Session {
             member: member.id,
             device,
@@ -385,9 +448,9 @@ impl Actions {
         let stop = 1.0 / config.session_choices.max(1.0);
         let mut at = self.clock_ms;
         loop {
-            let item_index = world.choose(&member, rng);
+            let item_index = world.choose(taste, rng);
             let item = world.catalogue.ids[item_index];
-            let affinity = world.affinity(&member.taste, item_index) as f64;
+            let affinity = world.affinity(taste, item_index) as f64;
             let event = |kind, value: f32, at: f64| {
                 Action::Event(Event {
                     member: member.id,
@@ -553,10 +616,11 @@ mod tests {
             if let Action::Event(e) = action {
                 if e.kind == EventKind::Play {
                     let member = world.member(e.member);
+                    let taste = member.taste_on(e.device.as_deref().unwrap_or(""));
                     let index = (e.item.0 - 1) as usize;
-                    chosen += world.affinity(&member.taste, index);
+                    chosen += world.affinity(taste, index);
                     chance += (0..world.catalogue().len())
-                        .map(|i| world.affinity(&member.taste, i))
+                        .map(|i| world.affinity(taste, i))
                         .sum::<f32>()
                         / world.catalogue().len() as f32;
                     n += 1.0;
@@ -570,6 +634,23 @@ mod tests {
             chosen / n,
             chance / n
         );
+    }
+
+    #[test]
+    fn tastes_differ_by_device_as_configured() {
+        let cos = |a: &[f32], b: &[f32]| dot(a, b);
+        let world = World::synthetic(small());
+        let m = world.member(MemberId(7));
+        let (tv, mobile) = (m.taste_on("tv"), m.taste_on("mobile"));
+        assert!(cos(tv, mobile) < 0.95, "{}", cos(tv, mobile));
+        assert!(cos(tv, &m.taste) > 0.5, "{}", cos(tv, &m.taste));
+        assert_eq!(m.taste_on("watch"), &m.taste[..]);
+        let same = World::synthetic(WorldConfig {
+            device_taste: 0.0,
+            ..small()
+        });
+        let m = same.member(MemberId(7));
+        assert!((cos(m.taste_on("tv"), m.taste_on("mobile")) - 1.0).abs() < 1e-5);
     }
 
     #[test]

@@ -452,10 +452,13 @@ async fn quality_ranks_model_above_nearline_above_precomputed_above_popular() {
     // (odd ids above). Model and nearline are judged on the same requests,
     // so without phase B their rows are equal and the test fails.
     let debounce = Duration::from_secs(10);
+    // One taste on every device: the subject here is the sources, not the
+    // device (sim/tests/device.rs measures that).
     let world = Arc::new(World::synthetic(WorldConfig {
         items: 1_000,
         members: 400,
         taste_strength: 12.0,
+        device_taste: 0.0,
         ..tiny(11)
     }));
     // Lists served for an hour; every refresh admitted (a burst of 200

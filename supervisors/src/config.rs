@@ -695,6 +695,10 @@ pub struct SessionsConfig {
     /// Scale of the member's training history in the online fold-in (0
     /// ignores it).
     pub history_weight: f32,
+    /// A recent event seen on the device a request names weighs this many
+    /// times more in that request's fold-in (1: the device is ignored;
+    /// measured by `reco-sim device`, see README).
+    pub same_device_weight: f32,
     /// A member's last model answer is served again, without a scan, for
     /// up to this long (ms) while the member applies no event, the model
     /// is not swapped and the request has the same shape (0: never).
@@ -716,6 +720,7 @@ impl Default for SessionsConfig {
             recent_boost: 32.0,
             recent_half_life_ms: 3_600_000,
             history_weight: 1.0,
+            same_device_weight: reco_models::SAME_DEVICE_WEIGHT,
             reuse_max_age_ms: 60_000,
         }
     }
@@ -1222,6 +1227,10 @@ impl Config {
         for (key, value) in [
             ("sessions.recent_boost", self.sessions.recent_boost),
             ("sessions.history_weight", self.sessions.history_weight),
+            (
+                "sessions.same_device_weight",
+                self.sessions.same_device_weight,
+            ),
         ] {
             if !value.is_finite() {
                 return Err(ConfigError::Range {
@@ -1251,6 +1260,13 @@ impl Config {
             0.0,
             100.0,
             "0 to 100",
+        )?;
+        range(
+            "sessions.same_device_weight",
+            self.sessions.same_device_weight,
+            1.0,
+            100.0,
+            "1 (off) to 100",
         )?;
         range(
             "sessions.reuse_max_age_ms",
@@ -1577,6 +1593,8 @@ mod tests {
             "[model]\nworkers = 0",
             "[model]\nprobes = 0",
             "[sessions]\nidle_timeout_ms = 1",
+            "[sessions]\nsame_device_weight = 0.5",
+            "[sessions]\nsame_device_weight = nan",
             "[nats]\nprefix = \"a.*\"",
             "[recommend]\ndefault_deadline_ms = 0",
             "[node]\nmetrics_addr = \"nowhere\"",

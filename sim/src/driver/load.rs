@@ -307,7 +307,7 @@ pub(super) async fn request(shared: &Arc<Shared>, member: MemberId, device: &'st
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
-            let _ = tx.try_send((member, source.to_owned(), items.clone()));
+            let _ = tx.try_send((member, device, source.to_owned(), items.clone()));
         }
     }
     if !fallback && config.probe_every > 0 {

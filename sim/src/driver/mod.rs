@@ -180,8 +180,8 @@ fn cohort(member: MemberId) -> usize {
     (member.0 % 2) as usize
 }
 
-/// A served list to judge: member, source, items.
-type Served = (MemberId, String, Vec<ItemId>);
+/// A served list to judge: member, the device that asked, source, items.
+type Served = (MemberId, &'static str, String, Vec<ItemId>);
 
 /// State shared by the run's tasks.
 struct Shared {

@@ -11,7 +11,7 @@ pub(super) fn spawn_judge(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let k = shared.config.k as usize;
-        for (member_id, source, served) in rx {
+        for (member_id, device, source, served) in rx {
             let seen = shared
                 .played
                 .lock()
@@ -20,7 +20,10 @@ pub(super) fn spawn_judge(
                 .cloned()
                 .unwrap_or_default();
             let member = shared.world.member(member_id);
-            let relevant = shared.world.true_top(&member, 2 * k, &seen);
+            // Judged against the taste on the device that asked.
+            let relevant = shared
+                .world
+                .true_top_for(member.taste_on(device), 2 * k, &seen);
             let (hit, ndcg) = judge(&served, &relevant, k);
             let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
             let entry = stats.quality.entry(source).or_insert((0, 0.0, 0.0));

@@ -465,6 +465,7 @@ fn signal_policy(c: &crate::config::SessionsConfig) -> reco_actors::signals::Sig
             history_weight: c.history_weight,
             recent_boost: c.recent_boost,
             half_life_ms: (c.recent_half_life_ms > 0).then_some(c.recent_half_life_ms),
+            same_device_weight: c.same_device_weight,
         },
     }
 }
