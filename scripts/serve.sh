@@ -18,7 +18,12 @@ echo "==> Building reco (release)"
 cargo build --release -q -p reco
 reco=target/release/reco
 
-if [ ! -f "$model_dir/model.bin" ] || [ "$ratings" -nt "$model_dir/model.bin" ]; then
+# Retrained when the ratings or the reco binary are newer than the model (a
+# model written by an older reco may lack what the rows below need: item
+# data comes with this release's `reco train`, from movies.csv beside the
+# ratings).
+if [ ! -f "$model_dir/model.bin" ] || [ "$ratings" -nt "$model_dir/model.bin" ] \
+  || [ "$reco" -nt "$model_dir/model.bin" ]; then
   echo "==> Training on $ratings"
   "$reco" train --ratings "$ratings" --out "$model_dir"
 fi
@@ -73,6 +78,11 @@ echo "==> Member $member plays three films"
 for item in 1 260 1196; do "$reco" event --member "$member" --item "$item" --kind play --value 5400; done
 echo "==> Member $member now (the model answers, watched films left out)"
 "$reco" recommend --member "$member" --k 5
+echo "==> Rows: comedies for member $member, films near Star Wars (260), and what it started"
+"$reco" recommend --member "$member" --k 5 --brief --row genre:Comedy
+"$reco" recommend --member "$member" --k 5 --brief --row because:260
+"$reco" event --member "$member" --item 2571 --kind play --value 1500
+"$reco" recommend --member "$member" --k 5 --brief --row continue
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo "==> Serving. Try: $reco recommend --nats $RECO_NATS_URL --member 42"
