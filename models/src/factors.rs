@@ -91,6 +91,8 @@ pub struct ItemFactors {
     /// The item clusters of a pruned scan, when the artifact carries them
     /// (`blocked` is then in cluster order).
     clusters: Option<Arc<Clusters>>,
+    /// Each row's Euclidean norm, computed on first use ([`Self::norms`]).
+    norms: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl PartialEq for ItemFactors {
@@ -175,6 +177,19 @@ impl ItemFactors {
             reg_exponent: 0.0,
             history: None,
             clusters: None,
+            norms: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Each row's Euclidean norm, in row order (the cosine of the
+    /// `because:` row): computed once per model, on first use, instead of
+    /// once per item per request.
+    pub fn norms(&self) -> &[f32] {
+        self.norms.get_or_init(|| {
+            self.factors
+                .chunks_exact(self.dim)
+                .map(|row| linalg::dot(row, row).sqrt())
+                .collect()
         })
     }
 

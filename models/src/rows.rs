@@ -62,8 +62,8 @@ pub fn similar(model: &ItemFactors, item: ItemId, k: usize, exclude: &[ItemId]) 
         return Vec::new();
     };
     let query = model.row(anchor);
-    let norm = |v: &[f32]| dot(v, v).sqrt();
-    let query_norm = norm(query);
+    let norms = model.norms();
+    let query_norm = norms[anchor];
     if query_norm == 0.0 || !query_norm.is_finite() {
         return Vec::new();
     }
@@ -76,7 +76,7 @@ pub fn similar(model: &ItemFactors, item: ItemId, k: usize, exclude: &[ItemId]) 
                 return None;
             }
             let vector = model.row(row);
-            let other_norm = norm(vector);
+            let other_norm = norms[row];
             if other_norm == 0.0 {
                 return None;
             }
