@@ -66,6 +66,27 @@ async fn converged(nodes: &[&Node], ids: &[&str], limit: Duration) -> Duration {
     }
 }
 
+/// The three nodes of the failover tests.
+const THREE: [&str; 3] = ["node-1", "node-2", "node-3"];
+
+/// A server with the partition mapping, a model, and [`THREE`] nodes on
+/// it, each serving its rendezvous share.
+async fn three_nodes() -> (ConfiguredServer, Fixture, Vec<Node>) {
+    let server = ConfiguredServer::start(
+        ServerConfig::new()
+            .partitions(&Subjects::default(), PARTITIONS)
+            .unwrap(),
+    );
+    let fixture = Fixture::write(400, 8, 200, "v1");
+    let nodes: Vec<Node> = THREE
+        .iter()
+        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    converged(&refs, &THREE, Duration::from_secs(30)).await;
+    (server, fixture, nodes)
+}
+
 async fn ask(client: &async_nats::Client, member: u64) -> (reco_messages::Recommendations, bool) {
     let request = RecommendRequest {
         k: Some(10),
@@ -109,23 +130,12 @@ async fn play(js: &jetstream::Context, member: u64, item: ItemId) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_no_request_and_no_acknowledged_event() {
     let subjects = Subjects::default();
-    let server = ConfiguredServer::start(
-        ServerConfig::new()
-            .partitions(&subjects, PARTITIONS)
-            .unwrap(),
-    );
-    let fixture = Fixture::write(400, 8, 200, "v1");
-    let ids = ["node-1", "node-2", "node-3"];
-    let nodes: Vec<Node> = ids
-        .iter()
-        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
-        .collect();
+    let (server, _fixture, nodes) = three_nodes().await;
+    let ids = THREE;
     for node in &nodes {
         node.wait_log(Duration::from_secs(30), "this node joins the cluster")
             .await;
     }
-    let refs: Vec<&Node> = nodes.iter().collect();
-    converged(&refs, &ids, Duration::from_secs(30)).await;
     let health = server
         .client()
         .await
@@ -476,20 +486,8 @@ fn members_of(owner: &str, ids: &[&str]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_node_hands_over_and_a_joining_node_takes_its_share_without_losing_events() {
-    let subjects = Subjects::default();
-    let server = ConfiguredServer::start(
-        ServerConfig::new()
-            .partitions(&subjects, PARTITIONS)
-            .unwrap(),
-    );
-    let fixture = Fixture::write(400, 8, 200, "v1");
-    let ids = ["node-1", "node-2", "node-3"];
-    let mut nodes: Vec<Node> = ids
-        .iter()
-        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
-        .collect();
-    let refs: Vec<&Node> = nodes.iter().collect();
-    converged(&refs, &ids, Duration::from_secs(30)).await;
+    let (server, fixture, mut nodes) = three_nodes().await;
+    let ids = THREE;
     let client = server.client().await;
     let js = jetstream::new(client.clone());
     let load = Load::start(&client, &js).await;
@@ -585,20 +583,9 @@ async fn a_node_alone_on_a_plain_server_serves_and_a_second_one_refuses_to_start
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_node_loses_its_partitions_and_stops_answering_for_them_when_it_resumes() {
-    let subjects = Subjects::default();
-    let server = ConfiguredServer::start(
-        ServerConfig::new()
-            .partitions(&subjects, PARTITIONS)
-            .unwrap(),
-    );
-    let fixture = Fixture::write(400, 8, 200, "v1");
-    let ids = ["node-1", "node-2", "node-3"];
-    let nodes: Vec<Node> = ids
-        .iter()
-        .map(|id| Node::start(&server.url(), Some(fixture.path()), &node_config(id)))
-        .collect();
+    let (server, _fixture, nodes) = three_nodes().await;
+    let ids = THREE;
     let refs: Vec<&Node> = nodes.iter().collect();
-    converged(&refs, &ids, Duration::from_secs(30)).await;
     let client = server.client().await;
     let js = jetstream::new(client.clone());
     let load = Load::start(&client, &js).await;

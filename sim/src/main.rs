@@ -424,12 +424,7 @@ async fn run(cli: Cli) -> Result<()> {
                 nats: args.nats,
             };
             let report = bench::run(config, say).await?;
-            print!("{}", report.table());
-            if let Some(path) = args.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
+            print_and_save(&report.table(), &report, args.json)
         }
         Command::Launch(args) => {
             let world = args.world.config();
@@ -448,12 +443,7 @@ async fn run(cli: Cli) -> Result<()> {
                 say,
             )
             .await?;
-            print!("{}", report.table());
-            if let Some(path) = args.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
+            print_and_save(&report.table(), &report, args.json)
         }
         Command::Device(args) => {
             let world = WorldConfig {
@@ -472,12 +462,7 @@ async fn run(cli: Cli) -> Result<()> {
                 say,
             )
             .await?;
-            print!("{}", report.table());
-            if let Some(path) = args.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
+            print_and_save(&report.table(), &report, args.json)
         }
         Command::Replay(args) => {
             let figures = reco_sim::replay::replay(
@@ -491,12 +476,7 @@ async fn run(cli: Cli) -> Result<()> {
                 say,
             )
             .await?;
-            print!("{}", figures.table());
-            if let Some(path) = args.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&figures)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
+            print_and_save(&figures.table(), &figures, args.json)
         }
         Command::Digest(args) => {
             let world = World::synthetic(args.world.config());
@@ -609,6 +589,21 @@ fn output(report: &Report, args: &OutputArgs) -> Result<()> {
         for file in files {
             println!("  {file}");
         }
+    }
+    Ok(())
+}
+
+/// Prints a command's `table` and, with `--json PATH`, writes its report
+/// there as JSON (bench, launch, device and replay share this ending).
+fn print_and_save(
+    table: &str,
+    report: &impl serde::Serialize,
+    json: Option<std::path::PathBuf>,
+) -> Result<()> {
+    print!("{table}");
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
